@@ -1,0 +1,91 @@
+"""`geoloc db ...`: the embedded database and migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ..db import admin as dbadmin
+
+COMMANDS = ["db"]
+
+
+@click.group()
+def db() -> None:
+    """Start, stop, inspect and migrate the database.
+
+    Example: geoloc db up && geoloc db status
+    """
+
+
+@db.command()
+def up() -> None:
+    """Create (first time) and start the embedded PostgreSQL, then migrate.
+
+    Does nothing to an external server given by GEOLOC_DATABASE_URL.
+
+    Example: geoloc db up
+    """
+    for line in dbadmin.up():
+        click.echo(line)
+
+
+@db.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL.
+
+    Example: geoloc db down
+    """
+    click.echo(dbadmin.down())
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Server, PostgreSQL/PostGIS/pgvector versions, migration head and row counts.
+
+    Example: geoloc db status --json
+    """
+    info = dbadmin.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"database:   {info['url']} ({'external' if info['external'] else 'embedded'})")
+    click.echo(f"server:     PostgreSQL {info['postgresql']}")
+    click.echo(f"extensions: PostGIS {info['postgis']}, pgvector {info['pgvector']}")
+    click.echo(f"migration:  {info['revision']} (head {info['head']})")
+    click.echo("rows:")
+    for table, count in info["rows"].items():
+        click.echo(f"  {table:<18} {count:>10,}")
+
+
+@db.command()
+def url() -> None:
+    """Print the connection URL for psql, QGIS or any PostgreSQL client.
+
+    Example: psql "$(geoloc db url)"
+    """
+    click.echo(dbadmin.url())
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+def migrate(revision: str) -> None:
+    """Create the extensions if missing and apply the migrations to the configured database.
+
+    Example: GEOLOC_DATABASE_URL=postgresql://me@dbhost/geoloc geoloc db migrate
+    """
+    click.echo(f"migrated to {dbadmin.migrate(revision)}")
+
+
+@db.command(context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (extra arguments are passed to psql).
+
+    Example: geoloc db psql -c 'SELECT count(*) FROM images'
+    """
+    cmd = dbadmin.psql(list(psql_args))
+    os.execvp(cmd[0], cmd)

@@ -1,0 +1,48 @@
+"""Connections to whichever database is configured (embedded cluster or GEOLOC_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .. import config
+from ..errors import DatabaseUnavailable
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    return _engine(url or config.database_target().url)
+
+
+def check(url: str | None = None) -> Engine:
+    """The engine, after proving the server answers; DatabaseUnavailable otherwise."""
+    engine = get_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"cannot connect to {config.redact(config.libpq_url(engine.url.render_as_string(hide_password=True)))}: {reason}"
+        ) from None
+    return engine
+
+
+@contextmanager
+def begin(url: str | None = None) -> Iterator[Connection]:
+    """A connection inside one transaction: everything or nothing is stored."""
+    with check(url).begin() as conn:
+        yield conn
+
+
+def psycopg_connection(conn: Connection):
+    """The psycopg 3 connection behind a SQLAlchemy one, for COPY and server-side cursors."""
+    return conn.connection.driver_connection

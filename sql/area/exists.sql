@@ -1,0 +1,1 @@
+SELECT id FROM areas WHERE name = :name;
