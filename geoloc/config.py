@@ -38,6 +38,11 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("GEOLOC_SHARED_DATA") or default).expanduser()
 
 
+def images_root() -> Path:
+    """Folder that image paths in the database are relative to (the importer records it per run)."""
+    return Path(os.environ.get("GEOLOC_IMAGES_ROOT") or shared_data_dir() / "images").expanduser()
+
+
 def pg_bindir() -> Path:
     return Path(os.environ.get("GEOLOC_PG_BIN") or f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 
