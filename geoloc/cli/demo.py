@@ -1,6 +1,8 @@
-"""`geoloc demo` (filled by its issue)."""
+"""`geoloc demo`: the whole Stockholm pipeline, end to end, with a report."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -8,9 +10,31 @@ COMMANDS = ["demo"]
 
 
 @click.command()
-def demo() -> None:
-    """Not implemented yet.
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The Stockholm data folder [default: ../shared/data/stockholm or GEOLOC_SHARED_DATA].")
+@click.option("--train-minutes", type=float, default=30.0, show_default=True,
+              help="Time budget of the from-scratch training on the CPU.")
+@click.option("--model", "model_name", default="stockholm-mobilenetv3small", show_default=True,
+              help="Name the trained model is registered under.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for report.md/report.html [default: DATA_DIR/reports/demo].")
+@click.option("--retrain", is_flag=True, help="Train again even if the model is already trained.")
+@click.option("--reimport", is_flag=True, help="Re-run the grid and image imports even if data is stored.")
+def demo(data, train_minutes, model_name, report_dir, retrain, reimport) -> None:
+    """Run the whole pipeline on the real Stockholm data and write a report.
 
-    Example: geoloc demo --help
+    Starts the database, loads the area and its 10 m grid, imports the buffer CSVs and re-runs the
+    buffer selection in SQL, imports the images, trains the CPU-default model for a bounded time,
+    embeds every image, evaluates on the test split beside the thumbnail baseline, and writes
+    report.md / report.html. A rerun reuses everything already done.
+
+    Example: geoloc demo --train-minutes 30
     """
-    raise click.ClickException("'geoloc demo' is not implemented yet")
+    from ..demo import demo as run_demo
+
+    result = run_demo(data, train_minutes, model_name, report_dir, retrain, reimport, echo=click.echo)
+    click.echo("")
+    click.echo(f"{'stage':<34} {'seconds':>9}")
+    for s in result.stages:
+        click.echo(f"{s.name:<34} {s.seconds:>9.1f}")
+    click.echo(f"report: {result.report_html}")

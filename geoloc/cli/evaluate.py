@@ -1,6 +1,8 @@
-"""`geoloc evaluate` (filled by its issue)."""
+"""`geoloc evaluate`: Recall@N and position errors of a model next to the thumbnail baseline."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -8,9 +10,41 @@ COMMANDS = ["evaluate"]
 
 
 @click.command()
-def evaluate() -> None:
-    """Not implemented yet.
+@click.option("--model", help="Registered model to evaluate (its embeddings of the split must exist).")
+@click.option("--baseline", type=click.Choice(["thumbnail"]),
+              help="Evaluate only this non-learned baseline (with --model it is always shown beside it).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--version", help="Scraping version of the split (e.g. v1); all versions when omitted.")
+@click.option("-k", "k", type=int, default=20, show_default=True, help="Neighbours retrieved per query.")
+@click.option("--consensus-k", type=int, default=5, show_default=True,
+              help="Neighbours that vote for the consensus position.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
+             consensus_k: int, as_json: bool) -> None:
+    """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
-    Example: geoloc evaluate --help
+    Per location and heading the newest image is the query, all other images of the split (and
+    version) are the database; correct = a retrieved image within 25 m. Exact search in SQL. The run
+    and each query's prediction are stored (QGIS: view v_eval_predictions).
+
+    Example: geoloc evaluate --model mnv3-small --split test --version v1
     """
-    raise click.ClickException("'geoloc evaluate' is not implemented yet")
+    from ..retrieval.evaluate import evaluate as run_evaluate, report_rows
+
+    report = run_evaluate(model, baseline, split=split, version=version, k=k, consensus_k=consensus_k,
+                          progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    m0 = report.methods[0]
+    scope = f"split {report.split}" + (f" {report.version}" if report.version else "")
+    click.echo(f"{scope}: {m0.queries} queries, {m0.database} database images; {report.search} search, "
+               f"k={report.k}, consensus of {report.consensus_k}, correct = within 25 m")
+    rows = report_rows(report)
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(row[1][i]) for row in rows) for i in range(len(report.methods))]
+    for label, cells in rows:
+        click.echo(f"{label:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols)))
+    runs = ", ".join(str(m.run_id) for m in report.methods if m.run_id is not None)
+    if runs:
+        click.echo(f"stored as eval run(s) {runs} (view v_eval_predictions)")

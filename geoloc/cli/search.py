@@ -1,16 +1,75 @@
-"""`geoloc search` (filled by its issue)."""
+"""`geoloc search`: where was this photo taken?"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
 COMMANDS = ["search"]
 
 
-@click.command()
-def search() -> None:
-    """Not implemented yet.
+def _print_result(res) -> None:
+    click.echo(f"{res.image}:")
+    click.echo(f"  {'rank':>4}  {'distance':>8}  {'location':>8}  {'heading':>7}  {'month':7}  "
+               f"{'lat':>10}  {'lng':>10}  image")
+    for n in res.neighbours:
+        month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
+        click.echo(f"  {n.rank:>4}  {n.distance:>8.4f}  {n.location_id:>8}  {n.heading:>7}  {month:7}  "
+                   f"{n.lat:>10.6f}  {n.lng:>10.6f}  {n.file}")
+    if res.best is None:
+        click.echo("  no database image matches the filters")
+        return
+    b, c = res.best, res.consensus
+    click.echo(f"  best match: location {b.location_id} at {b.lat:.6f}, {b.lng:.6f} (distance {b.distance:.4f})")
+    click.echo(f"  consensus:  location {c.location_id} at {c.lat:.6f}, {c.lng:.6f} "
+               f"(votes {c.votes:.3f} from {c.count} of {c.of} neighbours)")
 
-    Example: geoloc search --help
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", required=True, help="Registered model name (or thumbnail-16, the baseline).")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many nearest images to return.")
+@click.option("--near", metavar="LAT,LNG", help="Only database images within --within metres of this point.")
+@click.option("--within", "within_m", type=float, metavar="METRES", help="Radius for --near, in metres.")
+@click.option("--area", help="Only database images inside this area (see 'geoloc ingest area').")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
+@click.option("--version", help="Only database images of this scraping version (e.g. v1).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
+@click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write an HTML map of the prediction and the neighbours.")
+def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
+           area: str | None, split: str | None, version: str | None, as_json: bool, plot: Path | None,
+           map_file: Path | None) -> None:
+    """Find the k nearest database images of each photo and predict where it was taken.
+
+    One SQL query per photo (sql/search/knn.sql) returns the neighbours with their locations; the
+    prediction is the best match's location and a consensus of the k neighbours (votes weighted by
+    similarity).
+
+    \b
+    Example: geoloc search photo.jpg --model mnv3-small -k 5 --near 59.3251,18.0711 --within 800
     """
-    raise click.ClickException("'geoloc search' is not implemented yet")
+    from ..retrieval import plots, webmap
+    from ..retrieval.search import search as run_search
+
+    if plot is not None:
+        plots.check_path(plot)
+    if map_file is not None:
+        webmap.check_path(map_file)
+    results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
+                         version=version)
+    if plot is not None:
+        plots.plot_results(results, plot)
+    if map_file is not None:
+        webmap.write_map(results, map_file)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        return
+    for res in results:
+        _print_result(res)
+    for what, path in (("plot", plot), ("map", map_file)):
+        if path is not None:
+            click.echo(f"{what} written to {path}")

@@ -1,16 +1,102 @@
-"""`geoloc train` (filled by its issue)."""
+"""`geoloc train`: train a retrieval model from the images in the database."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
+
+from ..errors import ConfigError
 
 COMMANDS = ["train"]
 
+# options that define a run; with --resume the stored values are used and these must not be given
+_RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "lr",
+                "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
+                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries", "out")
+
+
+def _config(opts: dict):
+    from ..model.train import TrainConfig
+
+    cfg = {k: v for k, v in opts.items() if v is not None and k in TrainConfig.__dataclass_fields__}
+    per_place = opts["per_place"] or TrainConfig.per_place
+    if opts["places"] is not None and opts["batch"] is not None and opts["places"] * per_place != opts["batch"]:
+        raise ConfigError(f"--batch {opts['batch']} is not --places {opts['places']} x --per-place {per_place}")
+    if opts["places"] is None and opts["batch"] is not None:
+        if opts["batch"] % per_place:
+            raise ConfigError(f"--batch {opts['batch']} is not a multiple of --per-place {per_place}")
+        cfg["places"] = opts["batch"] // per_place
+    if opts["val_split"] is not None and opts["val_split"].lower() == "none":
+        cfg["val_split"] = None
+    if opts["versions"] is not None:
+        cfg["versions"] = [v.strip() for v in opts["versions"].split(",") if v.strip()] or None
+    return TrainConfig(**cfg)
+
 
 @click.command()
-def train() -> None:
-    """Not implemented yet.
+@click.option("--name", required=True, help="Unique model name (registry key and weights folder).")
+@click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
+@click.option("--input-size", type=int, help="Square input side in pixels [160].")
+@click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
+@click.option("--epochs", type=int, help="Epochs [12]; with --resume, a new total to train up to.")
+@click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")
+@click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
+@click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
+@click.option("--per-place", type=int, help="K: images of each place per batch [4].")
+@click.option("--lr", type=float, help="Peak learning rate of Adam [1e-3].")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), help="Warm-up + cosine, or constant [cosine].")
+@click.option("--warmup-steps", type=int, help="Linear warm-up steps of the cosine schedule [100].")
+@click.option("--weight-decay", type=float, help="AdamW weight decay (0: plain Adam) [0].")
+@click.option("--weights", help="none (from scratch), imagenet (Keras download) or a .keras/.weights.h5 file [none].")
+@click.option("--freeze", type=int, help="Freeze the first N backbone layers [0].")
+@click.option("--gem-p", type=float, help="GeM exponent [3].")
+@click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent [fixed].")
+@click.option("--bn-momentum", type=float, help="BatchNorm momentum while training [0.9].")
+@click.option("--augment/--no-augment", default=None, help="Crop + colour jitter, never flips [on].")
+@click.option("--seed", type=int, help="Seed of initialisation, sampler and augmentation [0].")
+@click.option("--split", help="Split to train on [train].")
+@click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")
+@click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
+@click.option("--include-queries", is_flag=True, default=None, help="Also train on the query (newest) images.")
+@click.option("--resume", is_flag=True, help="Continue NAME from its last checkpoint (same steps, optimizer state).")
+@click.option("--max-minutes", type=float, help="Stop cleanly (validated, registered) after this much time.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for weights, checkpoint and curve "
+              "[<data dir>/models/NAME].")
+def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None, out: Path | None, **opts) -> None:
+    """Train a place-recognition embedder on the database's images (P x K batches, multi-similarity loss).
 
-    Example: geoloc train --help
+    Checkpoints every epoch (and on Ctrl-C); validates Recall@1/5/10 on the validation split in
+    inference mode; keeps the best epoch's weights; registers the model under NAME.
+
+    Example: geoloc train --name mnv3s --epochs 12 --max-minutes 40
     """
-    raise click.ClickException("'geoloc train' is not implemented yet")
+    from ..model.train import Interrupted
+    from ..model.train import train as run_training
+
+    if resume:
+        given = [k for k in _RUN_OPTIONS if opts.get(k) is not None] + (["out"] if out else [])
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"{flags}: cannot change with --resume (the run keeps its stored settings); "
+                              "only --epochs and --max-minutes can")
+        cfg = None
+    else:
+        cfg = _config(opts)
+    try:
+        row = run_training(name, cfg, resume=resume, epochs=epochs, max_minutes=max_minutes, out=out)
+    except Interrupted as exc:
+        click.echo(f"Interrupted: {exc}", err=True)
+        click.echo(f"Hint: continue with 'geoloc train --name {name} --resume'", err=True)
+        sys.exit(130)
+    m = row.metrics or {}
+    recall = "/".join(f"{100 * m[k]:.1f}" for k in ("recall@1", "recall@5", "recall@10") if m.get(k) is not None)
+    base = "/".join(f"{100 * m[k]:.1f}" for k in ("baseline_recall@1", "baseline_recall@5", "baseline_recall@10")
+                    if m.get(k) is not None)
+    click.echo(f"model '{row.name}' ready: {row.backbone} {row.input_size}px dim {row.dim}, "
+               f"{m.get('steps')} steps in {row.train_seconds / 60:.1f} min")
+    if recall:
+        click.echo(f"best epoch {m.get('best_epoch')}: val Recall@1/5/10 {recall} %"
+                   + (f" (16x16 thumbnails: {base} %)" if base else ""))
+    click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")

@@ -129,7 +129,8 @@ class Location(Base):
     source: Mapped[str] = mapped_column(Text, server_default="selection")
     __table_args__ = (
         CheckConstraint("split IN ('train','val','test')", name="split"),
-        UniqueConstraint("buffer_m", "order_no"),
+        # CSV-imported and selected locations may share (buffer, order): unique per source
+        UniqueConstraint("source", "buffer_m", "order_no"),
     )
 
 
@@ -143,6 +144,8 @@ class Image(Base):
     time_index: Mapped[int] = mapped_column(SmallInteger)
     capture_month: Mapped[date | None] = mapped_column(Date)
     scraped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the file is Path(root) / path: root is the absolute folder it was imported from or captured into
+    root: Mapped[str] = mapped_column(Text)
     path: Mapped[str] = mapped_column(Text, unique=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     bytes: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,446 @@
+"""Search latency and recall@k: the SQL query with HNSW, the same SQL without index, FAISS HNSW and
+scikit-learn's KDTree (what the original project used), side by side on the same data in one run.
+
+    nice -n 5 .venv/bin/python benchmarks/search_bench.py --model mnv3-small           # real + 100k synthetic
+    nice -n 5 .venv/bin/python benchmarks/search_bench.py --n 1000000 --kdtree-queries 20
+    .venv/bin/python benchmarks/search_bench.py --model mnv3-small --n 0                 # real data only
+
+Datasets:
+  real       the embeddings a registered model (--model, repeatable) has in the configured database
+             (GEOLOC_DATABASE_URL or the embedded cluster); queries are embeddings of random images
+             of that database, searched for k+1 neighbours with the query image itself dropped.
+  synthetic  --n vectors of --dim with a low intrinsic dimension (clusters in a 32-d space mapped
+             linearly to --dim, plus small noise, L2-normalised), each with a random point in the
+             Stockholm bounding box, loaded into a separate database (--bench-db on the same
+             server; kept between runs, so a second run with the same --n skips the HNSW build).
+             Queries are fresh draws from the same distribution.
+Filters: none, and "near": only points within --radius metres of a point (real data: the query's
+own location; synthetic: a random point), i.e. the SQL's ST_DWithin filter with iterative scans.
+
+Methods (recall@k against exact brute force in numpy, float32):
+  SQL+HNSW    sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
+              hnsw.ef_search = --ef-search), one execute + fetch per query over loopback TCP
+  SQL exact   the same statement with plain index scans disabled (SET LOCAL enable_indexscan = off),
+              so no HNSW index can serve it: a scan with a top-k sort (joins may use bitmap scans).
+              (Dropping the index inside a rolled-back transaction would lock the table for others.)
+  FAISS HNSW  IndexHNSWFlat (M=16, efConstruction=64, efSearch=--ef-search, inner product), one
+              thread per query; the filter is an IDSelectorBatch of the ids inside the region
+              (computed in numpy per query and included in the latency)
+  KDTree      sklearn.neighbors.KDTree (leaf_size 40, Euclidean = cosine order on unit vectors); the
+              filter re-queries with 8k, 16k, ... neighbours until k lie inside the region
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from geoloc import config  # noqa: E402
+from geoloc.db.engine import begin  # noqa: E402
+from geoloc.retrieval import index as hnsw  # noqa: E402
+from geoloc.retrieval.search import Region, knn_statement, set_search_options  # noqa: E402
+from geoloc.retrieval.vectors import vector_cursor  # noqa: E402
+
+BBOX = (59.290, 17.970, 59.360, 18.130)  # lat_min, lng_min, lat_max, lng_max: central Stockholm
+SYNTHETIC_PREFIX = "synthetic"
+
+
+@dataclass
+class Dataset:
+    name: str
+    url: str
+    model_id: int
+    ids: np.ndarray  # image ids, row order of vectors
+    vectors: np.ndarray  # float32 (n, dim), unit rows
+    lat: np.ndarray
+    lng: np.ndarray
+    queries: np.ndarray  # float32 (q, dim)
+    exclude: list[int | None]  # per query: an image id to drop from its results (the query itself)
+    centres: list[tuple[float, float]]  # per query: centre of the "near" region
+    build: dict[str, float] = field(default_factory=dict)  # method -> build seconds
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+
+@dataclass
+class Result:
+    dataset: str
+    n: int
+    dim: int
+    filter: str
+    method: str
+    build_s: float | None
+    latencies: list[float]
+    recall: float
+    queries: int
+    note: str = ""
+
+
+# ------------------------------------------------------------------------------------------- data
+
+class LowRankClusters:
+    """Unit vectors with a low intrinsic dimension, like real embeddings (not isotropic noise)."""
+
+    def __init__(self, dim: int, intrinsic: int = 32, clusters: int = 2000, spread: float = 0.35,
+                 noise: float = 0.02, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.centres = rng.normal(size=(clusters, intrinsic))
+        self.mix = rng.normal(size=(intrinsic, dim)) / np.sqrt(intrinsic)
+        self.spread, self.noise = spread, noise
+
+    def sample(self, n: int, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
+        out = np.empty((n, self.mix.shape[1]), np.float32)
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            z = self.centres[rng.integers(len(self.centres), size=m)]
+            z = z + self.spread * rng.normal(size=z.shape)
+            x = z @ self.mix + self.noise * rng.normal(size=(m, self.mix.shape[1]))
+            out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+
+def random_points(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    lat0, lng0, lat1, lng1 = BBOX
+    return rng.uniform(lat0, lat1, n), rng.uniform(lng0, lng1, n)
+
+
+def geodesic_within(lat: np.ndarray, lng: np.ndarray, centre: tuple[float, float], metres: float) -> np.ndarray:
+    """Boolean mask of the points within METRES of CENTRE on the WGS84 spheroid (as PostGIS geography)."""
+    from pyproj import Geod
+
+    clat, clng = centre
+    box = (np.abs(lat - clat) <= metres / 110_000) & (np.abs(lng - clng) <= metres / (111_000 * np.cos(np.radians(clat))))
+    idx = np.nonzero(box)[0]
+    mask = np.zeros(len(lat), bool)
+    if len(idx):
+        _, _, dist = Geod(ellps="WGS84").inv(np.full(len(idx), clng), np.full(len(idx), clat), lng[idx], lat[idx])
+        mask[idx[dist <= metres]] = True
+    return mask
+
+
+def real_dataset(model: str, n_queries: int, seed: int) -> Dataset:
+    from geoloc.model.registry import get_model
+
+    url = config.database_target().url
+    with begin(url) as conn:
+        row = get_model(conn, model)
+        with vector_cursor(conn) as cur:
+            cur.execute("SELECT e.image_id, e.embedding, ST_Y(l.geom), ST_X(l.geom) FROM embeddings e "
+                        "JOIN images i ON i.id = e.image_id JOIN locations l ON l.id = i.location_id "
+                        "WHERE e.model_id = %s ORDER BY e.image_id", (row.id,))
+            rows = cur.fetchall()
+        if not hnsw.index_exists(conn, row.id):
+            raise SystemExit(f"model '{model}' has no HNSW index: run 'geoloc embed --model {model}' first")
+    if not rows:
+        raise SystemExit(f"model '{model}' has no embeddings: run 'geoloc embed --model {model}' first")
+    ids = np.array([r[0] for r in rows], np.int64)
+    vectors = np.stack([r[1].to_numpy() for r in rows]).astype(np.float32)
+    lat, lng = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
+    pick = np.random.default_rng(seed).choice(len(ids), size=min(n_queries, len(ids)), replace=False)
+    return Dataset(f"real:{model}", url, row.id, ids, vectors, lat, lng, vectors[pick], [int(ids[i]) for i in pick],
+                   [(float(lat[i]), float(lng[i])) for i in pick])
+
+
+def bench_url(name: str) -> str:
+    """The URL of database NAME on the configured server, created and migrated if missing."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    from geoloc.db.migrate import migrate
+
+    base = make_url(config.database_target().url)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    admin = config.libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(url)
+    return url
+
+
+def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, db: str, memory: str) -> Dataset:
+    """Synthetic vectors in their own database; generated deterministically, loaded and indexed once."""
+    import sqlalchemy as sa
+
+    gen = LowRankClusters(dim, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    t = time.perf_counter()
+    vectors = gen.sample(n, rng)
+    lat, lng = random_points(n, rng)
+    queries = gen.sample(n_queries, np.random.default_rng(seed + 2))
+    centres = list(zip(*random_points(n_queries, np.random.default_rng(seed + 3))))
+    print(f"generated {n:,} x {dim} synthetic vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    url = bench_url(db)
+    name = f"{SYNTHETIC_PREFIX}-{n}-{dim}-s{seed}"
+    build: dict[str, float] = {}
+    with begin(url) as conn:
+        row = conn.execute(sa.text("SELECT id, (SELECT count(*) FROM embeddings e WHERE e.model_id = m.id) AS n "
+                                   "FROM models m WHERE name = :n"), {"n": name}).first()
+        ready = row is not None and row.n == n and hnsw.index_exists(conn, row.id)
+    if ready:
+        model_id = row.id
+        print(f"reusing {name} in database {db} (loaded and indexed by an earlier run)", file=sys.stderr)
+    else:
+        model_id, build = load_synthetic(url, name, vectors, lat, lng, memory)
+    return Dataset(f"synthetic:{n // 1000}k", url, model_id, ids, vectors, lat, lng, queries, [None] * n_queries,
+                   [(float(a), float(b)) for a, b in centres], build)
+
+
+def load_synthetic(url: str, name: str, vectors, lat, lng, memory: str) -> tuple[int, dict[str, float]]:
+    import sqlalchemy as sa
+
+    n, dim = vectors.shape
+    with begin(url) as conn:
+        conn.execute(sa.text("DELETE FROM models WHERE name LIKE :p"), {"p": f"{SYNTHETIC_PREFIX}-%"})
+        conn.execute(sa.text("TRUNCATE eval_predictions, eval_runs, embeddings, images, locations CASCADE"))
+        model_id = conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
+                                        "VALUES (:n, 'synthetic', :d, 0, 'ready') RETURNING id"),
+                                {"n": name, "d": dim}).scalar()
+    t = time.perf_counter()
+    with begin(url) as conn:
+        with vector_cursor(conn) as cur:
+            with cur.copy("COPY locations (id, geom, buffer_m, order_no, dist_to_origin_m, source) FROM STDIN") as cp:
+                for i in range(n):
+                    cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.7f} {lat[i]:.7f})", 0.0, i + 1, 0.0, "synthetic"))
+            with cur.copy("COPY images (id, location_id, heading, time_index, root, path, sha256, bytes, width, "
+                          "height, split, version) FROM STDIN") as cp:
+                for i in range(n):
+                    cp.write_row((i + 1, i + 1, 0, 0, "/synthetic", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
+            with cur.copy("COPY embeddings (model_id, image_id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int4", "int8", "vector"])
+                for i in range(n):
+                    cp.write_row((model_id, i + 1, vectors[i]))
+            cur.execute("SELECT setval(pg_get_serial_sequence('images', 'id'), %s)", (n,))
+    load_s = time.perf_counter() - t
+    with begin(url) as conn:
+        conn.execute(sa.text("ANALYZE locations; ANALYZE images; ANALYZE embeddings"))
+    print(f"loaded {n:,} rows in {load_s:.1f} s; building the HNSW index (single process) ...", file=sys.stderr)
+    t = time.perf_counter()
+    with begin(url) as conn:
+        hnsw.build_index(conn, model_id, dim, memory=memory)
+    build_s = time.perf_counter() - t
+    print(f"HNSW index built in {build_s:.1f} s", file=sys.stderr)
+    return model_id, {"SQL+HNSW": build_s}
+
+
+# ------------------------------------------------------------------------------------ ground truth
+
+def exact(ds: Dataset, k: int, masks: list[np.ndarray | None]) -> list[np.ndarray]:
+    truth = []
+    for qi, q in enumerate(ds.queries):
+        sims = ds.vectors @ q
+        if ds.exclude[qi] is not None:
+            sims[ds.ids == ds.exclude[qi]] = -np.inf
+        if masks[qi] is not None:
+            sims[~masks[qi]] = -np.inf
+        top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
+        top = top[np.isfinite(sims[top])]
+        truth.append(ds.ids[top[np.argsort(-sims[top])]])
+    return truth
+
+
+def recall(found: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    scores = [len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth) if len(t)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _drop(ids: list[int], exclude: int | None, k: int) -> np.ndarray:
+    return np.array([i for i in ids if i != exclude][:k], np.int64)
+
+
+# ------------------------------------------------------------------------------------------ methods
+
+def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index: bool,
+            count: int) -> tuple[list[np.ndarray], list[float], str]:
+    """Execute knn.sql per query (NO_INDEX: with index scans disabled, i.e. exact search)."""
+    from geoloc.db.engine import get_engine
+
+    found, lat = [], []
+    stmt = knn_statement(ds.dim)
+    with get_engine(ds.url).connect() as conn:  # rolled back at the end: nothing is changed
+        set_search_options(conn, ef_search)
+        with vector_cursor(conn) as cur:
+            if no_index:
+                cur.execute("SET LOCAL enable_indexscan = off")
+            plan = _plan(cur, stmt, ds, k, regions[0])
+            for qi in range(count):
+                params = {"query": ds.queries[qi], "model_id": ds.model_id, "k": k + 1, "split": None,
+                          "version": None, **regions[qi].params()}
+                if qi == 0:
+                    cur.execute(stmt, params).fetchall()  # warm-up
+                t = time.perf_counter()
+                cur.execute(stmt, params)
+                rows = cur.fetchall()
+                lat.append(time.perf_counter() - t)
+                found.append(_drop([r[1] for r in rows], ds.exclude[qi], k))
+        conn.rollback()
+    return found, lat, plan
+
+
+def _plan(cur, stmt, ds: Dataset, k: int, region: Region) -> str:
+    cur.execute(b"EXPLAIN " + stmt.as_bytes(cur), {"query": ds.queries[0], "model_id": ds.model_id, "k": k + 1,
+                                                   "split": None, "version": None, **region.params()})
+    text = "\n".join(r[0] for r in cur.fetchall())
+    if "embeddings_hnsw_" in text:
+        return "plan: hnsw"
+    if "idx_locations_geom" in text:
+        return "plan: gist+sort"
+    return "plan: seq+sort"
+
+
+def build_faiss(ds: Dataset, ef_search: int):
+    import faiss
+
+    t = time.perf_counter()
+    index = faiss.IndexHNSWFlat(ds.dim, hnsw.HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = hnsw.HNSW_EF_CONSTRUCTION
+    index.add(ds.vectors)
+    ds.build["FAISS HNSW"] = time.perf_counter() - t
+    index.hnsw.efSearch = ef_search
+    faiss.omp_set_num_threads(1)  # one query, one thread: as a PostgreSQL backend
+    return index
+
+
+def run_faiss(index, ds: Dataset, k: int, masks, ef_search: int, regions: list[Region]):
+    import faiss
+
+    found, lat = [], []
+    for qi, q in enumerate(ds.queries):
+        t = time.perf_counter()
+        params = None
+        if regions[qi].within_m is not None:
+            inside = np.nonzero(geodesic_within(ds.lat, ds.lng, (regions[qi].lat, regions[qi].lng),
+                                                regions[qi].within_m))[0]
+            params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBatch(inside.astype(np.int64)), efSearch=ef_search)
+        _, pos = index.search(q[None, :], k + 1, params=params)
+        lat.append(time.perf_counter() - t)
+        pos = pos[0][pos[0] >= 0]
+        found.append(_drop(ds.ids[pos].tolist(), ds.exclude[qi], k))
+    return found, lat
+
+
+def build_kdtree(ds: Dataset):
+    from sklearn.neighbors import KDTree
+
+    t = time.perf_counter()
+    tree = KDTree(ds.vectors, leaf_size=40)
+    ds.build["KDTree"] = time.perf_counter() - t
+    return tree
+
+
+def run_kdtree(tree, ds: Dataset, k: int, masks, count: int):
+    found, lat = [], []
+    n = len(ds.ids)
+    for qi in range(count):
+        q = ds.queries[qi][None, :]
+        t = time.perf_counter()
+        want = k + 1
+        if masks[qi] is None:
+            _, pos = tree.query(q, k=want)
+            pos = pos[0]
+        else:
+            m = min(n, 8 * want)
+            while True:
+                _, pos = tree.query(q, k=m)
+                pos = pos[0][masks[qi][pos[0]]]
+                if len(pos) >= want or m == n:
+                    break
+                m = min(n, m * 2)
+        lat.append(time.perf_counter() - t)
+        found.append(_drop(ds.ids[pos].tolist(), ds.exclude[qi], k))
+    return found, lat
+
+
+# -------------------------------------------------------------------------------------------- run
+
+def bench(ds: Dataset, args) -> list[Result]:
+    k, nq = args.k, len(ds.queries)
+    results = []
+    print(f"{ds.name}: building FAISS HNSW and KDTree on {len(ds.ids):,} x {ds.dim} ...", file=sys.stderr)
+    index = build_faiss(ds, args.ef_search)
+    tree = build_kdtree(ds)
+    exact_q = min(nq, args.exact_queries)
+    kd_q = min(nq, args.kdtree_queries)
+    for filt in ("none", f"near {args.radius:g} m"):
+        if filt == "none":
+            regions = [Region()] * nq
+            masks = [None] * nq
+        else:
+            regions = [Region(c[0], c[1], float(args.radius)) for c in ds.centres]
+            masks = [geodesic_within(ds.lat, ds.lng, c, args.radius) for c in ds.centres]
+        truth = exact(ds, k, masks)
+        inside = np.mean([m.sum() for m in masks]) if masks[0] is not None else len(ds.ids)
+        note = "" if filt == "none" else f"{inside:,.0f} pts in region"
+        print(f"{ds.name} [{filt}]: SQL+HNSW ...", file=sys.stderr)
+        f, lat, plan = run_sql(ds, k, regions, args.ef_search, False, nq)
+        results.append(Result(ds.name, len(ds.ids), ds.dim, filt, "SQL+HNSW (pgvector)", ds.build.get("SQL+HNSW"),
+                              lat, recall(f, truth), nq, f"{plan}; {note}".strip("; ")))
+        print(f"{ds.name} [{filt}]: SQL exact ...", file=sys.stderr)
+        f, lat, plan = run_sql(ds, k, regions, args.ef_search, True, exact_q)
+        results.append(Result(ds.name, len(ds.ids), ds.dim, filt, "SQL exact (no index)", None, lat,
+                              recall(f, truth[:exact_q]), exact_q, plan))
+        print(f"{ds.name} [{filt}]: FAISS ...", file=sys.stderr)
+        f, lat = run_faiss(index, ds, k, masks, args.ef_search, regions)
+        results.append(Result(ds.name, len(ds.ids), ds.dim, filt, "FAISS HNSW (in-process)", ds.build["FAISS HNSW"],
+                              lat, recall(f, truth), nq))
+        print(f"{ds.name} [{filt}]: KDTree ...", file=sys.stderr)
+        f, lat = run_kdtree(tree, ds, k, masks, kd_q)
+        results.append(Result(ds.name, len(ds.ids), ds.dim, filt, "sklearn KDTree", ds.build["KDTree"], lat,
+                              recall(f, truth[:kd_q]), kd_q))
+    return results
+
+
+def print_table(results: list[Result], k: int, ef_search: int) -> None:
+    print(f"\nk = {k}, ef_search = {ef_search}, {os.cpu_count()} CPU cores; latency = one query from Python "
+          f"(SQL: execute + fetch over loopback TCP); recall@{k} against exact numpy search")
+    head = (f"{'dataset':<20}{'n':>10}{'dim':>5}  {'filter':<12}{'method':<25}{'build s':>9}{'p50 ms':>9}"
+            f"{'p95 ms':>9}{'recall@' + str(k):>11}{'queries':>9}  note")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        ms = np.array(r.latencies) * 1000
+        build = "" if r.build_s is None else f"{r.build_s:.1f}"
+        print(f"{r.dataset:<20}{r.n:>10,}{r.dim:>5}  {r.filter:<12}{r.method:<25}{build:>9}"
+              f"{np.percentile(ms, 50):>9.2f}{np.percentile(ms, 95):>9.2f}{r.recall:>11.3f}{r.queries:>9}  {r.note}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--model", action="append", default=[], help="registered model with embeddings (repeatable)")
+    ap.add_argument("--n", type=int, default=100_000, help="synthetic vectors (0: none) [100000]")
+    ap.add_argument("--dim", type=int, default=256, help="synthetic dimension [256]")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--exact-queries", type=int, default=50, help="queries for SQL without index (slow at 1M)")
+    ap.add_argument("--kdtree-queries", type=int, default=50, help="queries for the KDTree (slow in 256-d)")
+    ap.add_argument("-k", "--k", type=int, default=10)
+    ap.add_argument("--ef-search", type=int, default=100)
+    ap.add_argument("--radius", type=float, default=1000.0, help="metres of the geographic filter [1000]")
+    ap.add_argument("--bench-db", default="geoloc_bench", help="database for the synthetic vectors [geoloc_bench]")
+    ap.add_argument("--build-memory", default="2GB", help="maintenance_work_mem for the synthetic HNSW build")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    results: list[Result] = []
+    for model in args.model:
+        results += bench(real_dataset(model, args.queries, args.seed), args)
+    if args.n:
+        results += bench(synthetic_dataset(args.n, args.dim, args.queries, args.seed, args.bench_db,
+                                           args.build_memory), args)
+    print_table(results, args.k, args.ef_search)
+
+
+if __name__ == "__main__":
+    main()

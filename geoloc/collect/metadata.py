@@ -1,0 +1,157 @@
+"""The Street View metadata worker: asks the API about every unchecked grid point of an area.
+
+HTTP runs on a thread pool under one token-bucket rate limit; the main thread stores each answer
+in its own short transaction (panorama first, then the grid point's answer, both ON CONFLICT DO
+NOTHING). A point counts as checked only once its answer is committed, so a run killed at any
+moment loses at most the requests in flight and the next run continues with the unchecked points.
+Points whose tries all failed transiently are not stored: a later run asks again.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection, Engine
+from tqdm import tqdm
+
+from ..db import sqlfiles
+from ..db.engine import check
+from ..errors import InputError, RemoteError
+from .grid import area_id as find_area
+from . import streetview_client as sv
+from .streetview_client import Answer, MetadataClient, TransientFailure
+
+DEFAULT_RATE = 50.0  # requests/s; Google allows up to 30,000 metadata requests a minute
+DEFAULT_CONCURRENCY = 8
+MAX_FAILURES_IN_A_ROW = 20
+BATCH = 1000
+
+
+@dataclass
+class MetadataRun:
+    area: str
+    checked: int = 0  # answers stored by this run
+    answers: Counter = field(default_factory=Counter)  # per status, this run
+    new_panoramas: int = 0
+    failed: int = 0  # points given up on (transient failures), left unchecked
+    requests: int = 0  # HTTP requests, retries included
+    retries: int = 0
+    remaining: int = 0  # unchecked points of the area after the run
+    total: int = 0  # grid points of the area
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def _store(conn: Connection, point_id: int, answer: Answer) -> bool:
+    """One statement in autocommit = one short transaction per answer; True when the panorama was new."""
+    ok = answer.status == "OK"
+    return bool(conn.execute(sqlfiles.text("metadata/store_answer.sql"), {
+        "grid_point_id": point_id, "status": answer.status, "pano_id": answer.pano_id if ok else None,
+        "lat": answer.lat, "lng": answer.lng, "capture_month": answer.capture_month,
+        "copyright": answer.copyright}).scalar())
+
+
+def _points(engine: Engine, area_id: int, spacing: float | None, limit: int | None):
+    """Unchecked points (id, lat, lng), paged by id, at most LIMIT of them."""
+    after, handed = 0, 0
+    while limit is None or handed < limit:
+        batch = BATCH if limit is None else min(BATCH, limit - handed)
+        with engine.connect() as conn:
+            rows = conn.execute(sqlfiles.text("metadata/unchecked.sql"), {
+                "area_id": area_id, "spacing": spacing, "after_id": after, "batch": batch}).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        handed += len(rows)
+        after = rows[-1].id
+
+
+def ingest_metadata(area: str, limit: int | None = None, rate: float = DEFAULT_RATE,
+                    concurrency: int = DEFAULT_CONCURRENCY, base_url: str | None = None,
+                    spacing: float | None = None, timeout: float = 10.0, retries: int = 5,
+                    backoff: float = 0.5, progress: bool = False) -> MetadataRun:
+    """Check the unchecked grid points of AREA against the metadata API (resumable)."""
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit {limit}: must be 0 or more")
+    if concurrency < 1:
+        raise InputError(f"--concurrency {concurrency}: must be at least 1")
+    if rate < 0:
+        raise InputError(f"--rate {rate:g}: must be 0 (no limit) or more requests per second")
+    client = MetadataClient(sv.api_key(), sv.base_url(base_url), rate=rate, timeout=timeout, retries=retries,
+                            backoff=backoff)
+    engine = check()
+    with engine.connect() as conn:
+        aid = find_area(conn, area)
+        prog = conn.execute(sqlfiles.text("metadata/progress.sql"), {"area_id": aid, "spacing": spacing}).one()
+    run = MetadataRun(area, total=prog.total)
+    todo = prog.total - prog.checked
+    todo = todo if limit is None else min(todo, limit)
+    start = time.perf_counter()
+    bar = tqdm(total=todo, desc=f"metadata {area}", unit="pt", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    in_a_row = 0
+    last_failure = ""
+
+    def handle(fut: Future, point_id: int) -> None:
+        nonlocal in_a_row, last_failure
+        try:
+            answer = fut.result()
+        except TransientFailure as exc:
+            run.failed += 1
+            in_a_row += 1
+            last_failure = str(exc)
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise RemoteError(f"{in_a_row} points in a row got no usable answer; last: {last_failure}",
+                                  hint="the API or the network is failing; rerun later to continue") from None
+        else:
+            in_a_row = 0
+            run.new_panoramas += _store(writer, point_id, answer)
+            run.checked += 1
+            run.answers[answer.status] += 1
+        bar.update(1)
+        bar.set_postfix({**dict(run.answers), "retries": client.retried, "failed": run.failed}, refresh=False)
+
+    # the main thread's own connection; autocommit: each answer is committed on its own
+    writer = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="metadata")
+    pending: dict[Future, int] = {}
+    try:
+        for point in _points(engine, aid, spacing, limit):
+            while len(pending) >= 2 * concurrency:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    handle(fut, pending.pop(fut))
+            pending[pool.submit(client.lookup, point.lat, point.lng)] = point.id
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                handle(fut, pending.pop(fut))
+    except BaseException:
+        # keep what already came back (valid answers), drop the rest, then stop
+        client.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            for fut in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
+                run.new_panoramas += _store(writer, pending.pop(fut), fut.result())
+                run.checked += 1
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
+        raise
+    finally:
+        writer.close()
+        bar.close()
+        run.requests, run.retries = client.requests, client.retried
+        run.seconds = time.perf_counter() - start
+    pool.shutdown(wait=True)
+    with engine.connect() as conn:
+        prog = conn.execute(sqlfiles.text("metadata/progress.sql"), {"area_id": aid, "spacing": spacing}).one()
+    run.remaining = prog.total - prog.checked
+    return run

@@ -1,0 +1,273 @@
+"""The main job end to end on the real Stockholm data: database, collection, images, training,
+embeddings, evaluation and a report. Every stage first checks what the database already holds, so a
+rerun only redoes what is missing (or what --retrain / --reimport ask for).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlalchemy as sa
+
+from . import config
+from .db import sqlfiles
+from .db.engine import begin
+from .errors import InputError
+
+AREA = "stockholm"
+DEFAULT_MODEL = "stockholm-mobilenetv3small"
+DEFAULT_TRAIN_MINUTES = 30.0
+EVAL_SPLIT, EVAL_VERSION = "test", "v1"
+NEEDED = ("Stockholm.geojson", "buffers", "images")
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class DemoResult:
+    stages: list[StageTime] = field(default_factory=list)
+    report_md: Path | None = None
+    report_html: Path | None = None
+    evaluation: dict | None = None
+
+
+def check_data(data: Path) -> Path:
+    """The data folder, or InputError saying exactly what is missing and where it comes from."""
+    data = Path(data).expanduser()
+    missing = [name for name in NEEDED if not (data / name).exists()]
+    if missing:
+        raise InputError(
+            f"{data}: the Stockholm data is missing ({', '.join(missing)} not found)",
+            hint="put the shared data set at ../shared/data/stockholm beside the repository "
+                 "(Stockholm.geojson, buffers/new_order_buffer_*.csv, images/Cropped_*), "
+                 "or pass --data DIR / set GEOLOC_SHARED_DATA")
+    return data
+
+
+def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES, model: str = DEFAULT_MODEL,
+         report_dir: Path | None = None, retrain: bool = False, reimport: bool = False,
+         echo: Callable[[str], None] = print) -> DemoResult:
+    """Run (or continue) the whole Stockholm pipeline and write the report; returns stage timings."""
+    data = check_data(data or config.shared_data_dir())
+    if train_minutes <= 0:
+        raise InputError(f"--train-minutes {train_minutes:g}: must be positive")
+    report_dir = Path(report_dir or config.data_dir() / "reports" / "demo")
+    result = DemoResult()
+
+    @contextmanager
+    def stage(name: str) -> Iterator[list[str]]:
+        echo(f"== {name}")
+        notes: list[str] = []
+        start = time.perf_counter()
+        yield notes
+        seconds = time.perf_counter() - start
+        result.stages.append(StageTime(name, seconds, "; ".join(notes)))
+        echo(f"   {'; '.join(notes)} ({seconds:.1f} s)")
+
+    with stage("database") as notes:
+        from .db import admin
+
+        notes.extend(line for line in admin.up() if not line.startswith("ready"))
+    with stage("area and 10 m grid") as notes:
+        notes.append(_area_and_grid(data, reimport))
+    with stage("locations and buffer selection") as notes:
+        notes.extend(_locations_and_buffers(data))
+    with stage("images") as notes:
+        notes.append(_images(data, reimport))
+    with stage("training") as notes:
+        notes.append(_train(model, train_minutes, retrain))
+    with stage("embeddings and index") as notes:
+        notes.append(_embed(model))
+    with stage("evaluation") as notes:
+        report = _evaluate(model)
+        result.evaluation = report.to_json()
+        notes.append(_recall_line(report))
+    with stage("report") as notes:
+        result.report_md, result.report_html = write_report(report_dir, model, report, result.stages)
+        notes.append(f"wrote {result.report_html}")
+    return result
+
+
+def _count(sql: str, **params) -> int:
+    with begin() as conn:
+        return conn.execute(sa.text(sql), params).scalar() or 0
+
+
+def _area_and_grid(data: Path, reimport: bool) -> str:
+    from .collect.area import ingest_area
+    from .collect.grid import ingest_grid
+
+    have_area = _count("SELECT count(*) FROM areas WHERE name = :n", n=AREA)
+    if not have_area or reimport:
+        ingest_area(data / "Stockholm.geojson", AREA, replace=bool(have_area))
+    points = _count("SELECT count(*) FROM grid_points g JOIN areas a ON a.id = g.area_id "
+                    "WHERE a.name = :n AND g.spacing_m = 10", n=AREA)
+    if points and not reimport:
+        return f"area and {points:,} grid points already stored"
+    grid = ingest_grid(AREA, 10.0)
+    return f"{grid.total:,} grid points ({grid.added:,} new) in {grid.seconds:.1f} s"
+
+
+def _locations_and_buffers(data: Path) -> list[str]:
+    from .collect.buffers import ingest_buffers
+    from .collect.locations import ingest_locations
+
+    loc = ingest_locations([data / "buffers"])
+    lines = [f"{loc.rows:,} CSV locations ({loc.locations_added:,} new)"]
+    sel = ingest_buffers()
+    for b in sel.buffers:
+        jac = "n/a" if b.jaccard is None else f"{b.jaccard:.3f}"
+        lines.append(f"{b.buffer_m:g} m: SQL keeps {b.kept}, CSV {b.csv}, same {b.csv_equal} (Jaccard {jac})")
+    lines.append(f"selection over {sel.candidates:,} panoramas in {sel.select_seconds:.2f} s")
+    return lines
+
+
+def _images(data: Path, reimport: bool) -> str:
+    from .imagery.importer import ingest_images
+
+    have = _count("SELECT count(*) FROM images")
+    if have and not reimport:
+        return f"{have:,} images already imported"
+    summary = ingest_images(data / "images", progress=True)
+    per = ", ".join(f"{s} {v}: {n:,}" for (s, v), n in sorted(summary.per_split.items(), key=str))
+    return f"{summary.imported:,} imported, {summary.skipped:,} skipped, {summary.failed:,} failed ({per})"
+
+
+def _train(model: str, minutes: float, retrain: bool) -> str:
+    from .model import registry
+    from .model.train import TrainConfig, train
+
+    with begin() as conn:
+        row = conn.execute(sqlfiles.text("model/exists.sql"), {"name": model}).first()
+        status = registry.get_model(conn, model).status if row else None
+        if row and retrain:
+            conn.execute(sa.text("DELETE FROM models WHERE name = :n"), {"n": model})
+            status = None
+    if status == "ready":
+        return f"model '{model}' already trained (use --retrain to train again)"
+    row = train(model, None if status else TrainConfig(), resume=status is not None, max_minutes=minutes)
+    best = max((h.get("val_recall@1", 0) or 0 for h in row.history), default=0)
+    return f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}"
+
+
+def _embed(model: str) -> str:
+    from .retrieval.embed import embed_images
+
+    s = embed_images(model, progress=True)
+    index = f"index {s.index} built in {s.index_seconds:.1f} s" if s.index_built else f"index {s.index}"
+    return (f"{s.embedded:,} embedded ({s.already:,} before) at {s.images_per_s:.0f} img/s; {index}")
+
+
+def _evaluate(model: str):
+    from .retrieval.evaluate import evaluate
+
+    return evaluate(model=model, split=EVAL_SPLIT, version=EVAL_VERSION, progress=True)
+
+
+def _recall_line(report) -> str:
+    return "; ".join(f"{m.method} {m.model}: R@1 {m.recall[1]:.3f} R@5 {m.recall[5]:.3f} R@10 {m.recall[10]:.3f}"
+                     for m in report.methods)
+
+
+def write_report(out: Path, model: str, report, stages: list[StageTime]) -> tuple[Path, Path]:
+    """Markdown + HTML summary: recall table, neighbours picture, map, stage timings, connection URL."""
+    from .db.admin import url as db_url
+    from .retrieval.evaluate import report_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    picture, webmap = _examples(out, model)
+    rows = report_rows(report)
+    header, body = rows[0], rows[1:]
+    table = ["| " + " | ".join(["", *header[1]]) + " |", "|" + "---|" * (1 + len(header[1]))]
+    table += ["| " + " | ".join([label, *cells]) + " |" for label, cells in body]
+    timing = ["| stage | seconds | what |", "|---|---:|---|"]
+    timing += [f"| {s.name} | {s.seconds:.1f} | {s.detail} |" for s in stages]
+    url = db_url()
+    md = "\n".join([
+        f"# geoloc demo report: model `{model}`", "",
+        f"Evaluation on the **{EVAL_SPLIT} {EVAL_VERSION}** split (original protocol: the newest image per "
+        "location and heading is the query, all other images of the split are the database; correct = a "
+        "retrieved image within 25 m). The thumbnail baseline (16x16 RGB, mean-subtracted, L2-normalised) "
+        "is searched the same way.", "",
+        *table, "",
+        "## Queries and their nearest neighbours", "", f"![neighbours]({picture.name})", "",
+        f"Map of these queries, their predictions and neighbours: [{webmap.name}]({webmap.name})", "",
+        "## Time per stage", "", *timing, "",
+        "## Connect", "", f"- psql: `psql {url}`",
+        "- QGIS: Add PostGIS layer with the same host, port, database and user; "
+        "`v_eval_predictions` draws each query, its prediction and the error line.", "",
+    ])
+    md_path = out / "report.md"
+    md_path.write_text(md)
+    html_path = out / "report.html"
+    html_path.write_text(_html(md, picture, webmap))
+    (out / "evaluation.json").write_text(json.dumps(report.to_json(), indent=2, default=str))
+    return md_path, html_path
+
+
+def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
+    """Neighbours picture and map for a few test queries, using their stored embeddings."""
+    from .retrieval.consensus import consensus
+    from .retrieval.plots import plot_results
+    from .retrieval.search import QueryResult, knn, set_search_options
+    from .retrieval.vectors import vector_cursor
+
+    results = []
+    with begin() as conn:
+        m = conn.execute(sa.text("SELECT id, dim FROM models WHERE name = :n"), {"n": model}).one()
+        with vector_cursor(conn) as cur:
+            cur.execute(sqlfiles.read("demo/example_queries.sql"),
+                        {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})
+            queries = cur.fetchall()
+        set_search_options(conn, 100)
+        for image_id, root, path, vector in queries:
+            hits = [h for h in knn(conn, m.id, m.dim, vector, k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+                    if h.image_id != image_id][:k]
+            results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
+    from .retrieval.webmap import write_map
+
+    return plot_results(results, out / "neighbours.png"), write_map(results, out / "map.html")
+
+
+def _html(md: str, picture: Path, webmap: Path) -> str:
+    """A dependency-free rendering of the Markdown report (tables, headings, the picture, the map)."""
+    lines, body, in_table = md.splitlines(), [], False
+    for line in lines:
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-:"):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            body.append(f'<img src="{picture.name}" style="max-width:100%">')
+        elif line.startswith("Map of"):
+            body.append(f'<iframe src="{webmap.name}" style="width:100%;height:520px;border:0"></iframe>')
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>geoloc demo</title><style>{style}</style></head><body>{''.join(body)}</body></html>"

@@ -1,0 +1,1 @@
+"""The retrieval model: backbone + GeM aggregator trained with a multi-similarity loss from the database."""

@@ -1,0 +1,214 @@
+"""Image loading shared by training, validation and `geoloc embed`, plus the training input pipeline.
+
+One decoding/resizing path (`decode_file` + `resize_for_model`) feeds both training and inference, so
+the model sees the same pixels in both. Training decodes every image once per run into an in-RAM uint8
+cache (the shared data set fits easily) and then only gathers, crops and colour-jitters batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ..errors import InputError
+
+CACHE_SCALE = 1.4  # cached side = 1.4 x input size (160 -> 224, the shared images' own size): room for crops
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def cache_side(size: int) -> int:
+    return int(round(size * CACHE_SCALE))
+
+
+# ---------------------------------------------------------------- decoding (training and inference)
+
+def decode_file(path: tf.Tensor) -> tf.Tensor:
+    """uint8 (H, W, 3) RGB of one image file (JPEG, PNG, GIF, BMP, WebP; alpha dropped)."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape((None, None, 3))
+    return image
+
+
+def resize_for_model(images: tf.Tensor, size: int) -> tf.Tensor:
+    """float32 0..255 pixels at (size, size): antialiased bilinear, identical for training and inference."""
+    images = tf.cast(images, tf.float32)
+    shape = tf.shape(images)
+    same = tf.logical_and(tf.equal(shape[-3], size), tf.equal(shape[-2], size))
+    resized = tf.cond(same, lambda: images,
+                      lambda: tf.image.resize(images, (size, size), method="bilinear", antialias=True))
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+def check_image_files(paths: Sequence[Path]) -> None:
+    """Fail early, naming the file, when one is missing or is no image format we decode."""
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+        except FileNotFoundError:
+            raise InputError(f"{path}: image file not found") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read image file ({exc.strerror})") from None
+        if not (head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
+            raise InputError(f"{path}: not a decodable image (unknown format)")
+
+
+def _find_undecodable(paths: Sequence[Path], exc: Exception) -> InputError:
+    for path in paths:
+        try:
+            decode_file(tf.constant(str(path)))
+        except (tf.errors.OpError, ValueError) as inner:
+            return InputError(f"{path}: not a decodable image ({_first_line(inner)})")
+    return InputError(f"{paths[0]}..{paths[-1]}: images could not be decoded ({_first_line(exc)})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def image_dataset(paths: Sequence[Path], size: int, batch: int) -> tf.data.Dataset:
+    """Batches of float32 (n, size, size, 3) 0..255 pixels, in the order of `paths` (parallel decode).
+
+    Missing files and non-images raise InputError here; a file that looks like an image but fails to
+    decode surfaces as a tf error while iterating: use `iter_image_batches` to get InputError for it too.
+    """
+    paths = [Path(p) for p in paths]
+    check_image_files(paths)
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or tf.constant([], tf.string))
+    ds = ds.map(lambda p: resize_for_model(decode_file(p), size), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    return ds.batch(batch).prefetch(2)
+
+
+def iter_image_batches(paths: Sequence[Path], size: int, batch: int) -> Iterator[np.ndarray]:
+    """`image_dataset` as numpy batches; a corrupt file raises InputError naming it."""
+    paths = [Path(p) for p in paths]
+    it = iter(image_dataset(paths, size, batch))
+    start = 0
+    while True:
+        try:
+            images = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as exc:
+            raise _find_undecodable(paths[start:start + batch], exc) from None
+        start += len(images)
+        yield images.numpy()
+
+
+def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
+    """float32 (N, size, size, 3) 0..255 RGB; InputError("<path>: not a decodable image ...") on bad files."""
+    batches = list(iter_image_batches(paths, size, 64))
+    return np.concatenate(batches) if batches else np.zeros((0, size, size, 3), np.float32)
+
+
+def decode_cache(paths: Sequence[Path], side: int, progress: str | None = None) -> np.ndarray:
+    """uint8 (N, side, side, 3): every image decoded once and resized (if needed) for an in-RAM cache."""
+    from tqdm import tqdm
+
+    paths = [Path(p) for p in paths]
+    check_image_files(paths)
+    out = np.empty((len(paths), side, side, 3), np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or tf.constant([], tf.string))
+    ds = ds.map(lambda p: tf.cast(tf.round(resize_for_model(decode_file(p), side)), tf.uint8),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(128).prefetch(2)
+    bar = tqdm(total=len(paths), desc=progress or "decoding", unit="img", disable=progress is None, leave=False)
+    start, it = 0, iter(ds)
+    while True:
+        try:
+            chunk = next(it).numpy()
+        except StopIteration:
+            break
+        except tf.errors.OpError as exc:
+            raise _find_undecodable(paths[start:start + 128], exc) from None
+        out[start:start + len(chunk)] = chunk
+        start += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+# ---------------------------------------------------------------- training augmentation
+
+@dataclass(frozen=True)
+class Augment:
+    """Mild, heading-preserving augmentation: no flips or rotations (a mirrored street is another place)."""
+
+    min_area: float = 0.64     # random crop keeps 64..100 % of the image area
+    max_aspect: float = 1.15   # and an aspect ratio within 1/1.15 .. 1.15
+    brightness: float = 0.12   # +- fraction of 255
+    contrast: float = 0.2      # factor 1 +- 0.2
+    saturation: float = 0.2    # factor 1 +- 0.2
+
+    @classmethod
+    def none(cls) -> "Augment":
+        return cls(min_area=1.0, max_aspect=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, size: int, aug: Augment) -> tf.Tensor:
+    """uint8 (B, C, C, 3) -> float32 (B, size, size, 3) 0..255; random but a pure function of `seed`."""
+    n = tf.shape(images)[0]
+    side = tf.shape(images)[1]
+    x = tf.cast(images, tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+
+    def uniform(i, lo, hi, shape=None):
+        return tf.random.stateless_uniform(shape if shape is not None else (n,), seeds[i], lo, hi)
+
+    if aug.min_area < 1.0 or aug.max_aspect > 1.0:
+        # a random window of whole pixels, then exactly the inference resize (no second resampling)
+        fside = tf.cast(side, tf.float32)
+        area = uniform(0, aug.min_area, 1.0)
+        log_r = tf.math.log(aug.max_aspect)
+        ratio = tf.exp(uniform(1, -log_r, log_r))
+        h = tf.cast(tf.round(fside * tf.minimum(tf.sqrt(area / ratio), 1.0)), tf.int32)
+        w = tf.cast(tf.round(fside * tf.minimum(tf.sqrt(area * ratio), 1.0)), tf.int32)
+        y0 = tf.cast(uniform(2, 0.0, 1.0) * tf.cast(side - h + 1, tf.float32), tf.int32)
+        x0 = tf.cast(uniform(3, 0.0, 1.0) * tf.cast(side - w + 1, tf.float32), tf.int32)
+        y0, x0 = tf.minimum(y0, side - h), tf.minimum(x0, side - w)
+
+        def window(i):
+            return resize_for_model(x[i, y0[i]:y0[i] + h[i], x0[i]:x0[i] + w[i], :], size)
+
+        x = tf.map_fn(window, tf.range(n), fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
+    else:
+        x = resize_for_model(x, size)
+    if aug.brightness:
+        x = x + 255.0 * uniform(4, -aug.brightness, aug.brightness)[:, None, None, None]
+    if aug.contrast:
+        mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * uniform(5, 1 - aug.contrast, 1 + aug.contrast)[:, None, None, None] + mean
+    if aug.saturation:
+        gray = tf.reduce_mean(x, axis=3, keepdims=True)
+        x = (x - gray) * uniform(6, 1 - aug.saturation, 1 + aug.saturation)[:, None, None, None] + gray
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def training_dataset(cache: np.ndarray, batches: np.ndarray, labels: np.ndarray, size: int, seed: int,
+                     first_step: int, aug: Augment) -> tf.data.Dataset:
+    """(step, pixels, labels) for each row of `batches` (image indices into `cache`), in order.
+
+    Gathering from the cache runs in a Python generator (numpy copies, no file reads); augmentation runs
+    in parallel tf.data workers, seeded by (seed, global step) so a resumed run sees the same pixels.
+    """
+    def gen():
+        for i, idx in enumerate(batches):
+            yield np.int64(first_step + i), cache[idx], labels[i]
+
+    side = cache.shape[1]
+    ds = tf.data.Dataset.from_generator(gen, output_signature=(
+        tf.TensorSpec((), tf.int64),
+        tf.TensorSpec((batches.shape[1], side, side, 3), tf.uint8),
+        tf.TensorSpec((batches.shape[1],), tf.int64),
+    ))
+
+    def aug_fn(step, pixels, lab):
+        s = tf.stack([tf.cast(seed, tf.int64), step])
+        return step, augment_batch(pixels, s, size, aug), lab
+
+    return ds.map(aug_fn, num_parallel_calls=2, deterministic=True).prefetch(2)

@@ -1,0 +1,133 @@
+"""The embedder: pixels -> backbone -> L2 -> GeM -> dense projection -> L2, as in the original project.
+
+`build_model` is the single constructor used by training, `geoloc embed` and tests, so a registered
+model is rebuilt from its row (backbone, dim, input size, GeM p) and its weights file only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from ..errors import ConfigError, InputError
+from .backbones import backbone_spec, make_backbone
+from .gem import GeM, L2Normalize
+
+SCRATCH_BN_MOMENTUM = 0.9  # Keras apps use 0.999: from scratch, inference statistics would lag for ~thousands of steps
+WEIGHTS_HINT = "use --weights none (train from scratch), imagenet (Keras' download) or the path of a .keras/.weights.h5 file"
+
+
+def build_model(backbone: str, dim: int = 256, input_size: int = 160, weights: str = "none",
+                freeze: int = 0, gem_p: float = 3.0, trainable_p: bool = False,
+                bn_momentum: float | None = None) -> keras.Model:
+    """A keras.Model mapping float32 (N, S, S, 3) 0..255 RGB to L2-normalised (N, dim) embeddings.
+
+    weights: "none" (random init; BatchNorm momentum set to 0.9 unless bn_momentum says otherwise),
+    "imagenet" (Keras' own download of the backbone) or a path to a .keras model / .h5 weights file
+    holding either a whole geoloc embedder of the same shape or just the backbone.
+    dim: 0 keeps the backbone's channel count (no projection).
+    """
+    backbone_spec(backbone)  # unknown names fail before anything is built
+    if dim < 0:
+        raise ConfigError(f"dimension {dim} must be positive (or 0 for no projection)")
+    weights = str(weights)
+    imagenet = weights == "imagenet"
+    net = make_backbone(backbone, input_size, imagenet=imagenet)
+    net.name = "backbone"
+    pixels = keras.Input((input_size, input_size, 3), name="pixels", dtype="float32")
+    x = net(pixels)
+    x = L2Normalize(name="l2_features")(x)
+    x = GeM(p=gem_p, trainable_p=trainable_p, name="gem")(x)
+    if dim and dim != x.shape[-1]:
+        x = keras.layers.Dense(dim, name="projection")(x)
+    model = keras.Model(pixels, L2Normalize(name="l2_embedding")(x), name=f"geoloc_{backbone}")
+
+    if weights not in ("none", "imagenet"):
+        load_start_weights(model, Path(weights))
+    if bn_momentum is None and weights == "none":
+        bn_momentum = SCRATCH_BN_MOMENTUM
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
+    if freeze:
+        freeze_layers(net, freeze)
+    return model
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer("backbone")
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> int:
+    """Set momentum on every BatchNormalization layer (nested ones too); returns how many."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+            count += 1
+    return count
+
+
+def freeze_layers(backbone: keras.Model, n: int) -> None:
+    """Freeze the first n backbone layers (frozen BatchNorm layers then also run in inference mode)."""
+    if not 0 <= n <= len(backbone.layers):
+        raise ConfigError(f"--freeze {n}: the backbone has {len(backbone.layers)} layers")
+    for layer in backbone.layers[:n]:
+        layer.trainable = False
+
+
+def load_start_weights(model: keras.Model, path: Path) -> str:
+    """Load a saved model or weights file into the embedder or, failing that, into its backbone.
+
+    Returns "embedder" or "backbone" (what the file fitted); InputError naming the file otherwise.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found", hint=WEIGHTS_HINT)
+    targets = (("embedder", model), ("backbone", backbone_of(model)))
+    if path.suffix == ".keras":
+        try:
+            source = keras.saving.load_model(path, compile=False)
+        except Exception as exc:  # zip, config and h5 errors all mean the same to the user
+            raise InputError(f"{path}: not a readable Keras model ({_first_line(exc)})", hint=WEIGHTS_HINT) from None
+        values = source.get_weights()
+        for what, target in targets:
+            if [tuple(w.shape) for w in target.weights] == [tuple(v.shape) for v in values]:
+                target.set_weights(values)
+                return what
+    elif path.name.endswith(".h5"):
+        stored = _h5_shapes(path)
+        for what, target in targets:
+            # same multiset of array shapes = same architecture; only then load (Keras would otherwise
+            # load what fits, warn about the rest and leave it randomly initialised)
+            if stored == sorted(tuple(w.shape) for w in target.weights):
+                try:
+                    target.load_weights(path)
+                except Exception as exc:  # same shapes but another layout (e.g. a legacy file)
+                    raise InputError(f"{path}: cannot load into {what} ({_first_line(exc)})",
+                                     hint=WEIGHTS_HINT) from None
+                return what
+    else:
+        raise InputError(f"{path}: not a .keras model or .h5 weights file", hint=WEIGHTS_HINT)
+    raise InputError(
+        f"{path}: its weights fit neither this embedder nor its backbone "
+        f"({model.name}, input {model.input_shape[1]} px, dim {model.output_shape[-1]})",
+        hint=WEIGHTS_HINT,
+    )
+
+
+def _h5_shapes(path: Path) -> list[tuple]:
+    """Sorted shapes of every array in an HDF5 weights file; InputError when it is not HDF5."""
+    import h5py
+
+    shapes: list[tuple] = []
+    try:
+        with h5py.File(path, "r") as fh:
+            fh.visititems(lambda _, obj: shapes.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 weights file ({_first_line(exc)})", hint=WEIGHTS_HINT) from None
+    return sorted(shapes)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

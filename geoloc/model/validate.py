@@ -1,0 +1,74 @@
+"""Validation as `geoloc evaluate` will do it: newest image per place as query, the rest as database,
+Recall@K on location id, embeddings computed in inference mode (BatchNorm running statistics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .data import resize_for_model
+
+KS = (1, 5, 10)
+
+
+def recall_at_k(query: np.ndarray, query_loc: np.ndarray, database: np.ndarray, database_loc: np.ndarray,
+                ks=KS) -> dict[str, float]:
+    """Share of queries with an image of their own location among the top k by cosine similarity.
+
+    Embeddings must be L2-normalised (dot product = cosine similarity).
+    """
+    if len(query) == 0 or len(database) == 0:
+        return {f"recall@{k}": float("nan") for k in ks}
+    kmax = min(max(ks), len(database))
+    sims = query @ database.T
+    top = np.argpartition(-sims, kmax - 1, axis=1)[:, :kmax]
+    order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
+    top = np.take_along_axis(top, order, axis=1)
+    hit = database_loc[top] == query_loc[:, None]
+    return {f"recall@{k}": float(hit[:, :k].any(axis=1).mean()) for k in ks}
+
+
+_RUNNERS: dict[tuple[int, int], object] = {}
+
+
+def embed_cached(model, cache: np.ndarray, size: int, batch: int = 128) -> np.ndarray:
+    """Embeddings of cached uint8 images, inference mode (training=False), float32 (N, dim)."""
+    key = (id(model), size)
+    if key not in _RUNNERS:  # one traced function per model, not one per validation
+        _RUNNERS.clear()
+        _RUNNERS[key] = tf.function(lambda x: model(resize_for_model(x, size), training=False),
+                                    reduce_retracing=True)
+    run = _RUNNERS[key]
+    out = [run(tf.constant(cache[i:i + batch])).numpy() for i in range(0, len(cache), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def thumbnail_embeddings(cache: np.ndarray, side: int = 16) -> np.ndarray:
+    """The non-learned baseline: side x side RGB thumbnails, own mean subtracted, L2-normalised."""
+    chunks = [tf.image.resize(tf.cast(cache[i:i + 256], tf.float32), (side, side), method="area").numpy()
+              for i in range(0, len(cache), 256)]
+    flat = np.concatenate(chunks).reshape(len(cache), -1) if chunks else np.zeros((0, side * side * 3), np.float32)
+    flat -= flat.mean(axis=1, keepdims=True)
+    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+
+class Validator:
+    """Holds the decoded validation images once per run and scores a model on them."""
+
+    def __init__(self, cache: np.ndarray, location_ids: np.ndarray, is_query: np.ndarray, size: int):
+        self.cache, self.loc, self.is_query, self.size = cache, location_ids, is_query.astype(bool), size
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"val_queries": int(self.is_query.sum()), "val_database": int((~self.is_query).sum()),
+                "val_locations": int(len(np.unique(self.loc)))}
+
+    def _score(self, emb: np.ndarray) -> dict[str, float]:
+        q = self.is_query
+        return recall_at_k(emb[q], self.loc[q], emb[~q], self.loc[~q])
+
+    def __call__(self, model) -> dict[str, float]:
+        return self._score(embed_cached(model, self.cache, self.size))
+
+    def thumbnail_baseline(self, side: int = 16) -> dict[str, float]:
+        return self._score(thumbnail_embeddings(self.cache, side))

@@ -1,0 +1,1 @@
+"""Retrieval: embeddings in pgvector, one-query k-NN search joined with geometry, evaluation, pictures."""

@@ -1,0 +1,15 @@
+-- Store what the API answered for one grid point, in one statement (= one short transaction):
+-- the panorama of an OK answer first (the first answer that names it wins: many points share
+-- one), then the grid point's answer. Both ON CONFLICT DO NOTHING, so storing twice changes nothing.
+-- Returns new_panorama = 1 when the panorama was not known yet (no row when the answer was).
+WITH pano AS (
+    INSERT INTO panoramas (pano_id, geom, capture_month, copyright)
+    SELECT CAST(:pano_id AS text), ST_SetSRID(ST_MakePoint(:lng, :lat), 4326), :capture_month, :copyright
+    WHERE CAST(:pano_id AS text) IS NOT NULL
+    ON CONFLICT (pano_id) DO NOTHING
+    RETURNING pano_id
+)
+INSERT INTO metadata_answers (grid_point_id, status, pano_id)
+VALUES (:grid_point_id, :status, :pano_id)
+ON CONFLICT (grid_point_id) DO NOTHING
+RETURNING (SELECT count(*) FROM pano) AS new_panorama;

@@ -1,0 +1,2 @@
+-- One model of the registry by name.
+SELECT * FROM models WHERE name = :name;

@@ -1,0 +1,154 @@
+"""`geoloc embed`: vectors stored in image order, resumable, dimension-checked, indexed per model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from geoloc.db.engine import begin
+from geoloc.errors import DimensionMismatch
+from geoloc.retrieval import index as hnsw
+from geoloc.retrieval.baseline import THUMBNAIL_DIM, thumbnail_vector
+from geoloc.retrieval.embed import store_embeddings
+from retrieval_data import TINY_MODEL, load_subset, make_tiny_model
+
+
+@pytest.fixture
+def imported(db_url, shared_data, tmp_path):
+    """Three real Test v1 locations (~75 images) in a fresh database."""
+    return load_subset(shared_data, tmp_path, 3)
+
+
+@pytest.fixture
+def small(imported, tmp_path):
+    """... and the untrained tiny model."""
+    return (*imported, make_tiny_model(tmp_path))
+
+
+def _synthetic_model(dim: int) -> int:
+    with begin() as conn:
+        return conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
+                                    "VALUES (:n, 'synthetic', :d, 64, 'ready') RETURNING id"),
+                            {"n": f"synthetic-{dim}", "d": dim}).scalar()
+
+
+def _stored(engine, model_id: int):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT i.root || '/' || i.path AS file, e.embedding::real[] AS embedding, vector_dims(e.embedding) AS dims "
+            "FROM embeddings e JOIN images i ON i.id = e.image_id WHERE e.model_id = :m ORDER BY i.id"),
+            {"m": model_id}).all()
+
+
+def _index_def(engine, model_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                            {"n": hnsw.index_name(model_id)}).scalar()
+
+
+def test_embed_stores_every_image_once_resumes_and_builds_the_index(cli, engine, small):
+    _, _, images, model = small
+    res = cli("embed", "--model", TINY_MODEL, "--batch", "16")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"model '{TINY_MODEL}' (dim 32), all images: {images} embedded now, 0 already stored, {images} in all"
+    assert lines[-1].startswith(f"  HNSW index embeddings_hnsw_{model.id} built in ")
+    assert "embedding (tiny)" in res.stderr and f"{images}/{images}" in res.stderr  # the progress bar
+    rows = _stored(engine, model.id)
+    assert len(rows) == images and {r.dims for r in rows} == {32}
+    assert _index_def(engine, model.id) == (
+        f"CREATE INDEX embeddings_hnsw_{model.id} ON public.embeddings USING hnsw "
+        f"(((embedding)::vector(32)) vector_cosine_ops) WITH (m='16', ef_construction='64') "
+        f"WHERE (model_id = {model.id})")
+
+    res = cli("embed", "--model", TINY_MODEL)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"model '{TINY_MODEL}' (dim 32), all images: 0 embedded now, {images} already stored, {images} in all",
+        f"  HNSW index embeddings_hnsw_{model.id} up to date"]
+
+    with begin() as conn:  # an interrupted run: the last images have no embedding yet
+        conn.execute(sa.text("DELETE FROM embeddings WHERE model_id = :m AND image_id IN "
+                             "(SELECT id FROM images ORDER BY id DESC LIMIT 20)"), {"m": model.id})
+    res = cli("embed", "--model", TINY_MODEL, "--split", "test")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(f"model '{TINY_MODEL}' (dim 32), split test: 20 embedded now, "
+                                 f"{images - 20} already stored, {images} in all")
+    assert len(_stored(engine, model.id)) == images
+
+
+def test_stored_vectors_belong_to_their_images(engine, small):
+    """The pipeline's batches, chunks and writer thread keep ids and vectors aligned."""
+    from geoloc.model.data import load_images
+    from geoloc.model.registry import load_embedder
+    from geoloc.retrieval.embed import embed_images
+
+    _, _, images, model = small
+    summary = embed_images(TINY_MODEL, batch=7, chunk=10)  # odd sizes: many partial batches and chunks
+    assert summary.embedded == images and summary.index_built
+    rows = _stored(engine, model.id)
+    keras_model, _ = load_embedder(None, TINY_MODEL)
+    pick = rows[::9]
+    expected = keras_model.predict(load_images([Path(r.file) for r in pick], 64), verbose=0)
+    got = np.array([r.embedding for r in pick])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_vector_of_the_wrong_dimension_is_refused_before_anything_is_written(engine, imported):
+    model_id = _synthetic_model(256)
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM images ORDER BY id LIMIT 2")).scalars().all()
+    with pytest.raises(DimensionMismatch) as err, begin() as conn:
+        store_embeddings(conn, "synthetic-256", model_id, 256, ids, np.zeros((2, 128), np.float32))
+    assert str(err.value) == "model 'synthetic-256' has dim 256, got 128"
+    with pytest.raises(DimensionMismatch, match=r"^model 'synthetic-256' has dim 256, got 257$"), begin() as conn:
+        store_embeddings(conn, "synthetic-256", model_id, 256, ids[:1], np.ones(257, np.float32))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM embeddings")).scalar() == 0
+
+
+def test_embed_errors_are_one_line(cli, engine, small):
+    root, *_ = small
+    res = cli("embed", "--model", "nope")
+    assert res.exit_code == 1
+    assert res.stderr == "Error: model 'nope' not found\nHint: see 'geoloc models list'\n"
+    victim = sorted(root.rglob("*.jpg"))[-1]
+    victim.write_bytes(b"garbage, not a jpeg")
+    res = cli("embed", "--model", TINY_MODEL)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == f"Error: {victim}: not a decodable image (unknown format)"
+
+
+def test_large_models_are_indexed_as_halfvec_and_huge_ones_not_at_all(engine, imported):
+    assert hnsw.vector_type(2000) == hnsw.VectorType("vector", 2000)
+    assert hnsw.vector_type(2001) == hnsw.VectorType("halfvec", 2001)
+    assert hnsw.vector_type(4001).indexable is False
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM images ORDER BY id LIMIT 50")).scalars().all()
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(ids), 2500)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model_id = _synthetic_model(2500)
+    with begin() as conn:
+        assert store_embeddings(conn, "synthetic-2500", model_id, 2500, ids, vectors) == len(ids)
+        assert hnsw.build_index(conn, model_id, 2500) is True
+    assert "((embedding)::halfvec(2500)) halfvec_cosine_ops" in _index_def(engine, model_id)
+    with begin() as conn:
+        assert hnsw.build_index(conn, model_id, 5000) is False
+    assert _index_def(engine, model_id) is None
+
+
+def test_thumbnail_baseline_vector(tmp_path, shared_data):
+    path = next((shared_data / "images" / "Cropped_Test_v1_buffer_75").rglob("*.jpg"))
+    v = thumbnail_vector(path)
+    assert v.shape == (THUMBNAIL_DIM,) and v.dtype == np.float32
+    assert abs(float(v.sum())) < 1e-4 and float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-6)
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (50, 40), (128, 128, 128)).save(flat)
+    w = thumbnail_vector(flat)
+    assert np.allclose(w, 1 / np.sqrt(THUMBNAIL_DIM)) and abs(float(w @ v)) < 1e-4

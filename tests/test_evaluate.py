@@ -1,0 +1,160 @@
+"""`geoloc evaluate`: the SQL protocol equals a direct numpy computation on the same embeddings; runs and
+predictions are stored and drawable; the report shows model and baseline side by side."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from pyproj import Transformer
+
+from geoloc.db.engine import get_engine
+from geoloc.retrieval.baseline import THUMBNAIL_MODEL
+from geoloc.retrieval.evaluate import evaluate
+from retrieval_data import TINY_MODEL, subset, subset_fixture  # noqa: F401
+
+subset_db = subset_fixture()
+TO_3006 = Transformer.from_crs(4326, 3006, always_xy=True)
+
+
+def numpy_protocol(engine, model: str, k: int, consensus_k: int) -> dict:
+    """The original protocol written directly: brute-force cosine distances in float64, errors by pyproj."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding::real[] AS v, "
+            "ST_X(l.geom) AS lng, ST_Y(l.geom) AS lat "
+            "FROM images i JOIN locations l ON l.id = i.location_id "
+            "JOIN embeddings e ON e.image_id = i.id JOIN models m ON m.id = e.model_id "
+            "WHERE m.name = :m AND i.split = 'test' AND i.version = 'v1' ORDER BY i.id"), {"m": model}).all()
+    ids = np.array([r.id for r in rows])
+    loc = np.array([r.location_id for r in rows])
+    vectors = np.array([r.v for r in rows], dtype=np.float64)
+    xy = {r.location_id: np.array(TO_3006.transform(r.lng, r.lat)) for r in rows}
+    newest = {}
+    for r in rows:
+        key = (r.location_id, r.heading)
+        if key not in newest or (r.time_index, r.id) < newest[key][0]:
+            newest[key] = ((r.time_index, r.id), r.id)
+    is_query = np.isin(ids, [v[1] for v in newest.values()])
+    q, d = np.where(is_query)[0], np.where(~is_query)[0]
+    dist = 1.0 - vectors[q] @ vectors[d].T / np.outer(np.linalg.norm(vectors[q], axis=1), np.linalg.norm(vectors[d], axis=1))
+    first, top1, cons, top1_loc = [], [], [], {}
+    for qi, row in zip(q, dist):
+        order = np.lexsort((ids[d], row))[:k]
+        err = [float(np.linalg.norm(xy[loc[qi]] - xy[loc[d[j]]])) for j in order]
+        first.append(next((rank + 1 for rank, e in enumerate(err) if e <= 25.0), None))
+        top1.append(err[0])
+        top1_loc[int(ids[qi])] = int(loc[d[order[0]]])
+        votes = {}
+        for rank, j in enumerate(order[:consensus_k]):
+            v = votes.setdefault(loc[d[j]], [0.0, -rank])
+            v[0] += 1.0 - row[j]
+        winner = max(votes, key=lambda l: tuple(votes[l]))
+        cons.append(float(np.linalg.norm(xy[loc[qi]] - xy[winner])))
+    recall = {n: float(np.mean([f is not None and f <= n for f in first])) for n in (1, 5, 10, 20)}
+    stats = lambda e: dict(zip(("median", "p75", "p90"), np.percentile(e, [50, 75, 90]))) | {"mean": float(np.mean(e))}
+    return {"queries": len(q), "database": len(d), "recall": recall, "top1": stats(top1), "consensus": stats(cons),
+            "top1_location": top1_loc}
+
+
+@pytest.mark.parametrize("model", [TINY_MODEL, THUMBNAIL_MODEL])
+def test_sql_evaluation_equals_numpy_on_the_same_embeddings(subset, model):
+    engine = get_engine(subset.url)
+    report = evaluate(model, split="test", version="v1", k=20, consensus_k=5)
+    got = report.methods[0]
+    assert got.model == model
+    expected = numpy_protocol(engine, model, 20, 5)
+    assert (got.queries, got.database) == (expected["queries"], expected["database"])
+    assert got.queries == len({(loc, h) for loc in subset.location_ids for h in range(4)}) - _missing_headings(engine)
+    assert got.recall == expected["recall"]
+    assert got.top1_error_m == pytest.approx(expected["top1"], abs=1e-3)
+    assert got.consensus_error_m == pytest.approx(expected["consensus"], abs=1e-3)
+    assert {o.query_image_id: o.top1_location_id for o in got.outcomes} == expected["top1_location"]
+    # the protocol's queries are the importer's is_query images
+    with engine.connect() as conn:
+        flagged = set(conn.execute(sa.text("SELECT id FROM images WHERE is_query")).scalars())
+    assert {o.query_image_id for o in got.outcomes} == flagged
+
+
+def _missing_headings(engine) -> int:
+    with engine.connect() as conn:
+        present = conn.execute(sa.text("SELECT count(DISTINCT (location_id, heading)) FROM images")).scalar()
+        locations = conn.execute(sa.text("SELECT count(DISTINCT location_id) FROM images")).scalar()
+    return 4 * locations - present
+
+
+def test_cli_report_is_side_by_side_and_runs_are_stored_for_qgis(cli, subset):
+    engine = get_engine(subset.url)
+    with engine.connect() as conn:
+        runs_before = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM eval_runs")).scalar()
+    res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("split test v1: ") and "exact search, k=20, consensus of 5, correct = within 25 m" in lines[0]
+    assert lines[1].split() == ["model", TINY_MODEL, "baseline", THUMBNAIL_MODEL]
+    assert [line.split()[0] for line in lines[2:6]] == ["Recall@1", "Recall@5", "Recall@10", "Recall@20"]
+    assert any(line.startswith("top-1 error median (m)") for line in lines)
+    assert any(line.startswith("consensus error p90 (m)") for line in lines)
+    assert lines[-1] == f"stored as eval run(s) {runs_before + 1}, {runs_before + 2} (view v_eval_predictions)"
+
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT r.id, r.method, m.name, r.split, r.version, r.metrics FROM eval_runs r "
+                                    "JOIN models m ON m.id = r.model_id WHERE r.id > :b ORDER BY r.id"),
+                            {"b": runs_before}).all()
+        assert [(r.method, r.name, r.split, r.version) for r in runs] == [
+            ("model", TINY_MODEL, "test", "v1"), ("baseline", THUMBNAIL_MODEL, "test", "v1")]
+        queries = runs[0].metrics["queries"]
+        view = conn.execute(sa.text(
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids, bool_and(GeometryType(geom) = 'LINESTRING') AS lines, "
+            "bool_and(ST_SRID(geom) = 4326) AS srid, "
+            "bool_and(abs(error_m - ST_Distance(ST_Transform(query_geom, 3006), ST_Transform(predicted_geom, 3006))) < 0.05) AS err, "
+            "bool_and(ST_Equals(ST_StartPoint(geom), query_geom) AND ST_Equals(ST_EndPoint(geom), predicted_geom)) AS ends, "
+            "avg(correct::int) AS r1 FROM v_eval_predictions WHERE run_id = :r"), {"r": runs[0].id}).one()
+        registered = dict(conn.execute(sa.text(
+            "SELECT f_geometry_column, type FROM geometry_columns WHERE f_table_name = 'v_eval_predictions' "
+            "AND srid = 4326")).all())
+    assert view.n == view.ids == queries and view.lines and view.srid and view.err and view.ends
+    assert float(view.r1) == pytest.approx(runs[0].metrics["recall"]["1"])
+    assert registered == {"geom": "LINESTRING", "consensus_line": "LINESTRING", "query_geom": "POINT",
+                          "predicted_geom": "POINT", "consensus_geom": "POINT"}
+
+
+def test_json_report_and_baseline_alone(cli, subset):
+    res = cli("evaluate", "--baseline", "thumbnail", "--split", "test", "--json", "-k", "10")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["split"] == "test" and out["version"] is None and out["k"] == 10 and out["search"] == "exact"
+    [method] = out["methods"]
+    assert method["model"] == THUMBNAIL_MODEL and method["method"] == "baseline"
+    assert set(method["recall"]) == {"1", "5", "10"}
+    assert 0 <= method["recall"]["1"] <= method["recall"]["5"] <= method["recall"]["10"] <= 1
+    assert set(method["top1_error_m"]) == {"median", "p75", "p90", "mean"}
+
+
+def test_evaluation_errors(cli, subset):
+    engine = get_engine(subset.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
+                             "VALUES ('half', 'thumbnail', 768, 16, 'ready')"))
+        conn.execute(sa.text("INSERT INTO embeddings (model_id, image_id, embedding) "
+                             "SELECT (SELECT id FROM models WHERE name = 'half'), image_id, embedding "
+                             "FROM embeddings WHERE model_id = (SELECT id FROM models WHERE name = :t) "
+                             "ORDER BY image_id LIMIT 10"), {"t": THUMBNAIL_MODEL})
+        images = conn.execute(sa.text("SELECT count(*) FROM images WHERE split = 'test'")).scalar()
+    res = cli("evaluate", "--model", "half", "--split", "test")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-2:] == [
+        f"Error: model 'half' lacks embeddings for {images - 10} of {images} images of split test",
+        "Hint: run 'geoloc embed --model half --split test'"]
+    res = cli("evaluate", "--model", "nope")
+    assert res.exit_code == 1 and res.stderr == "Error: model 'nope' not found\nHint: see 'geoloc models list'\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--split", "val")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-2:] == ["Error: split val has no images",
+                                            "Hint: import them with 'geoloc ingest images DIR'"]
+    res = cli("evaluate", "--model", TINY_MODEL, "-k", "5", "--consensus-k", "6")
+    assert res.exit_code == 1 and res.stderr == "Error: --consensus-k 6: must be between 1 and -k (5)\n"
+    res = cli("evaluate")
+    assert res.exit_code == 1 and res.stderr == "Error: name a --model to evaluate (or --baseline thumbnail alone)\n"

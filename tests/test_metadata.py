@@ -1,0 +1,243 @@
+"""`geoloc ingest metadata` against a real HTTP server on loopback that answers from the real data."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from geoloc.collect.area import ingest_area
+from geoloc.collect.metadata import ingest_metadata
+from geoloc.collect.streetview_client import TokenBucket, redact
+from geoloc.config import REPO_ROOT
+from geoloc.errors import ConfigError, RemoteError
+from streetview_server import FakeStreetView, load_real_points
+
+KEY = "AIzaTEST-key-9f3KqZ_never-leak"
+FAST = dict(rate=0, concurrency=8, timeout=0.5, backoff=0.01, retries=12)  # faults never exhaust 12 retries
+
+
+@pytest.fixture(scope="module")
+def real_points(shared_data):
+    return load_real_points(shared_data)
+
+
+def add_grid_points(engine, shared_data, real_points, n_ok: int, n_zero: int, twins: int = 2) -> dict[int, tuple]:
+    """Area 'sample' with grid points at real grid positions (spread over the data): every k-th point
+    of the buffer CSVs (OK), of no_response_locations.csv (ZERO_RESULTS), and TWINS points 0.3 m
+    from the first OK point (same panorama). Returns idx -> (expected status, expected pano_id)."""
+    ingest_area(shared_data / "Stockholm.geojson", "sample")
+    ok, zero = real_points
+    chosen_ok = ok[:: max(1, len(ok) // n_ok)][:n_ok]
+    chosen_zero = zero[:: max(1, len(zero) // n_zero)][:n_zero]
+    rows, expected = [], {}
+    for p in chosen_ok:
+        rows.append({"idx": p.answer["_idx"], "lat": p.lat, "lng": p.lng})
+        expected[p.answer["_idx"]] = ("OK", p.answer["pano_id"])
+    for k in range(twins):
+        p = chosen_ok[0]
+        rows.append({"idx": 10_000_000 + k, "lat": p.lat + (k + 1) * 0.3 / 111_320, "lng": p.lng})
+        expected[10_000_000 + k] = ("OK", p.answer["pano_id"])
+    for p in chosen_zero:
+        rows.append({"idx": p.answer["_idx"], "lat": p.lat, "lng": p.lng})
+        expected[p.answer["_idx"]] = ("ZERO_RESULTS", None)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO grid_points (area_id, spacing_m, idx, geom) "
+            "SELECT (SELECT id FROM areas WHERE name = 'sample'), 10, :idx, ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)"),
+            rows)
+    return expected
+
+
+def answers(engine) -> dict[int, tuple]:
+    with engine.connect() as conn:
+        return {r.idx: (r.status, r.pano_id) for r in conn.execute(sa.text(
+            "SELECT g.idx, m.status, m.pano_id FROM metadata_answers m JOIN grid_points g ON g.id = m.grid_point_id"))}
+
+
+def final_table(engine) -> tuple:
+    """Everything the worker stores, without timestamps."""
+    with engine.connect() as conn:
+        a = conn.execute(sa.text(
+            "SELECT g.idx, m.status, m.pano_id FROM metadata_answers m JOIN grid_points g ON g.id = m.grid_point_id "
+            "ORDER BY g.idx")).all()
+        p = conn.execute(sa.text(
+            "SELECT pano_id, ST_AsText(geom), capture_month, copyright FROM panoramas ORDER BY pano_id")).all()
+    return a, p
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    monkeypatch.setenv("GEOLOC_GOOGLE_API_KEY", KEY)
+
+
+def test_real_sample_is_checked_correctly_despite_faults(engine, shared_data, real_points, key_env):
+    expected = add_grid_points(engine, shared_data, real_points, n_ok=120, n_zero=80)
+    faults = {"every": {"429": 9, "500": 13, "garbage": 17, "over_query_limit": 19, "timeout": 29}}
+    with FakeStreetView(shared_data, KEY, delay=1.0, **faults) as api:
+        run = ingest_metadata("sample", base_url=api.url, **FAST)
+    assert answers(engine) == expected
+    assert run.checked == len(expected) == 202 and run.failed == 0 and run.remaining == 0
+    assert run.answers == {"OK": 122, "ZERO_RESULTS": 80}
+    assert set(api.faults) == {"429", "500", "garbage", "over_query_limit", "timeout"}
+    assert run.retries == sum(api.faults.values()) and run.requests == api.requests
+    assert run.new_panoramas == 120  # the two twins snap to an already known panorama
+    with engine.connect() as conn:
+        pano = conn.execute(sa.text(
+            "SELECT ST_Y(geom) AS lat, ST_X(geom) AS lng, capture_month, copyright FROM panoramas WHERE pano_id = :p"),
+            {"p": real_points[0][0].answer["pano_id"]}).one()
+    real = real_points[0][0].answer
+    assert (pano.lat, pano.lng) == pytest.approx((real["location"]["lat"], real["location"]["lng"]), abs=1e-9)
+    assert pano.capture_month.strftime("%Y-%m") == real["date"] and pano.copyright == "© Google"
+    # nothing left: a rerun asks nothing
+    with FakeStreetView(shared_data, KEY) as api:
+        again = ingest_metadata("sample", base_url=api.url, **FAST)
+    assert (again.checked, again.requests, api.requests) == (0, 0, 0)
+
+
+def test_limit_caps_a_run_and_the_next_run_continues(cli, engine, shared_data, real_points, key_env):
+    expected = add_grid_points(engine, shared_data, real_points, n_ok=30, n_zero=30)
+    with FakeStreetView(shared_data, KEY) as api:
+        res = cli("ingest", "metadata", "--area", "sample", "--limit", "25", "--rate", "0", "--base-url", api.url)
+        assert res.exit_code == 0, res.output
+        assert api.requests == 25 and len(answers(engine)) == 25
+        assert "37 of 62 grid points still unchecked" in res.stdout
+        res = cli("ingest", "metadata", "--area", "sample", "--rate", "0", "--base-url", api.url)
+        assert res.exit_code == 0, res.output
+    assert answers(engine) == expected and api.requests == 62
+    assert res.stdout.startswith("checked 37 points of area 'sample' in ")
+    assert "0 of 62 grid points still unchecked" in res.stdout
+    assert "metadata sample" in res.stderr  # the progress bar
+    assert KEY not in res.output
+
+
+def test_rate_limit_is_respected(engine, shared_data, real_points, key_env):
+    add_grid_points(engine, shared_data, real_points, n_ok=20, n_zero=20, twins=0)
+    with FakeStreetView(shared_data, KEY) as api:
+        run = ingest_metadata("sample", base_url=api.url, rate=20, concurrency=8, timeout=2)
+    assert run.checked == 40
+    assert run.seconds >= 39 / 20 * 0.95  # a burst of one, then 20 per second
+    bucket, start = TokenBucket(200), time.monotonic()
+    for _ in range(101):
+        bucket.acquire()
+    assert time.monotonic() - start == pytest.approx(0.5, abs=0.15)
+
+
+def _worker(db_url: str, base: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "GEOLOC_DATABASE_URL": db_url, "GEOLOC_GOOGLE_API_KEY": KEY}
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoloc", "ingest", "metadata", "--area", "sample", "--base-url", base,
+         "--backoff", "0.01", "--timeout", "0.5", "--retries", "12", *extra],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_killed_midway_resumes_to_the_same_final_table(engine, db_url, shared_data, real_points, key_env):
+    expected = add_grid_points(engine, shared_data, real_points, n_ok=150, n_zero=150)
+    faults = {"every": {"429": 9, "500": 13, "garbage": 19, "timeout": 31}, "delay": 1.0}
+    with FakeStreetView(shared_data, KEY, **faults) as api:
+        ingest_metadata("sample", base_url=api.url, **FAST)
+    uninterrupted = final_table(engine)
+    assert answers(engine) == expected
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM metadata_answers; DELETE FROM panoramas;"))
+
+    with FakeStreetView(shared_data, KEY, **faults) as api:
+        proc = _worker(db_url, api.url, "--rate", "60", "--concurrency", "4")
+        deadline = time.monotonic() + 60
+        while len(answers(engine)) < 80 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stored = len(answers(engine))
+        assert proc.returncode == -signal.SIGKILL
+        assert 80 <= stored < len(expected), "the run should have been killed mid-way"
+        proc = _worker(db_url, api.url, "--rate", "0")
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"checked {len(expected) - stored} points of area 'sample'" in out
+    assert final_table(engine) == uninterrupted
+    assert KEY not in out + err
+
+
+def test_request_denied_stops_the_run_with_a_clear_message(cli, engine, shared_data, real_points, key_env, monkeypatch):
+    add_grid_points(engine, shared_data, real_points, n_ok=40, n_zero=40)
+    with FakeStreetView(shared_data, "another-key") as api:
+        res = cli("ingest", "metadata", "--area", "sample", "--base-url", api.url, "--rate", "0")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-2:] == [
+        "Error: the Street View metadata API answered REQUEST_DENIED: The provided API key is invalid.",
+        "Hint: check GEOLOC_GOOGLE_API_KEY: a valid key with the Street View Static API enabled"]
+    assert answers(engine) == {}
+    assert api.requests <= 16  # stopped at once, not after every point
+    # denied mid-run: what was answered before stays, the rest is left for the next run
+    with FakeStreetView(shared_data, KEY, deny_after=30) as api:
+        with pytest.raises(RemoteError, match="REQUEST_DENIED"):
+            ingest_metadata("sample", base_url=api.url, rate=0, concurrency=1)
+    assert len(answers(engine)) == 30
+    monkeypatch.delenv("GEOLOC_GOOGLE_API_KEY")
+    res = cli("ingest", "metadata", "--area", "sample")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: GEOLOC_GOOGLE_API_KEY is not set\nHint: export")
+
+
+def test_key_never_appears_in_output_logs_errors_or_database(engine, db_url, shared_data, real_points, key_env):
+    add_grid_points(engine, shared_data, real_points, n_ok=20, n_zero=20)
+    with FakeStreetView(shared_data, KEY, every={"500": 3}) as api:
+        proc = _worker(db_url, api.url, "--rate", "0")
+        out, err = proc.communicate(timeout=60)
+        # -vv: urllib3 logs every request line, key included, unless redacted
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM metadata_answers"))
+        env = {**os.environ, "GEOLOC_DATABASE_URL": db_url, "GEOLOC_GOOGLE_API_KEY": KEY}
+        verbose = subprocess.run(
+            [sys.executable, "-m", "geoloc", "-vv", "ingest", "metadata", "--area", "sample", "--limit", "5",
+             "--base-url", api.url], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and verbose.returncode == 0, err + verbose.stderr
+    assert "key=***" in verbose.stderr and "GET /maps/api/streetview/metadata?location=" in verbose.stderr
+    # unreachable server: the connection errors name the URL; the key must be redacted there too
+    closed = subprocess.run(
+        [sys.executable, "-m", "geoloc", "ingest", "metadata", "--area", "sample", "--retries", "0",
+         "--base-url", "http://127.0.0.1:9"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 1
+    assert "Error: 20 points in a row got no usable answer; last: " in closed.stderr
+    assert "ConnectionError" in closed.stderr
+    for text in (out, err, verbose.stdout, verbose.stderr, closed.stdout, closed.stderr):
+        assert KEY not in text
+    with engine.connect() as conn:
+        tables = conn.execute(sa.text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+            "AND table_type = 'BASE TABLE'")).scalars().all()
+        for table in tables:
+            dump = conn.execute(sa.text(f'SELECT coalesce(string_agg(t::text, \'\'), \'\') FROM "{table}" AS t')).scalar()
+            assert KEY not in dump, table
+    assert redact(f"http://h/x?location=1,2&key={KEY}&a=b", KEY) == "http://h/x?location=1,2&key=***&a=b"
+
+
+def test_bad_options_and_unknown_area(cli, engine, key_env):
+    res = cli("ingest", "metadata", "--area", "nowhere", "--base-url", "http://127.0.0.1:9")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: area 'nowhere' does not exist\n")
+    res = cli("ingest", "metadata", "--area", "nowhere", "--base-url", "ftp://x")
+    assert res.stderr.splitlines()[0] == "Error: Street View base URL 'ftp://x' is not an http(s) URL"
+    res = cli("ingest", "metadata", "--area", "nowhere", "--concurrency", "0")
+    assert res.stderr.splitlines()[0] == "Error: --concurrency 0: must be at least 1"
+    with pytest.raises(ConfigError):
+        ingest_metadata("nowhere", base_url="nothing")
+
+
+def test_requests_per_second_on_loopback(engine, db_url, shared_data, real_points, key_env):
+    """The worker in its own process (as in production), the server in this one."""
+    add_grid_points(engine, shared_data, real_points, n_ok=1000, n_zero=1000, twins=0)
+    with FakeStreetView(shared_data, KEY) as api:
+        proc = _worker(db_url, api.url, "--rate", "0", "--concurrency", "8")
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    match = re.search(r"checked 2000 points of area 'sample' in ([\d.]+) s \((\d+) requests, ([\d.]+)/s", out)
+    assert match, out
+    print(f"\nmetadata worker on loopback: {match.group(2)} requests in {match.group(1)} s = "
+          f"{match.group(3)} requests/s")
+    assert api.requests == 2000 and float(match.group(3)) > 50

@@ -1,0 +1,190 @@
+"""Training from the database on a small real subset: sampler, 2-epoch run, registry, resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from geoloc.collect.locations import ingest_locations
+from geoloc.imagery.importer import ingest_images
+from geoloc.model import registry
+from geoloc.model.sampler import PKSampler, load_split
+from geoloc.model.train import Interrupted, TrainConfig, save_untrained, train
+
+TRAIN_DIR, VAL_DIR = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
+CHOICES = "mobilenetv3small, mobilenetv3large, efficientnetb0, resnet50"
+TINY = dict(input_size=64, dim=32, epochs=2, steps_per_epoch=5, places=4, per_place=4, lr=1e-3,
+            warmup_steps=1, seed=3)
+
+
+def _copy_locations(src: Path, dst: Path, count: int) -> None:
+    """The images of the first `count` locations of a shared folder, same folder names and shards."""
+    files = sorted(src.rglob("*.jpg"))
+    keep = sorted({int(f.name.split("_")[0]) for f in files})[:count]
+    for f in files:
+        if int(f.name.split("_")[0]) in keep:
+            target = dst / src.name / f.parent.name / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+
+
+@pytest.fixture(scope="module")
+def subset(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    _copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
+    _copy_locations(shared_data / "images" / VAL_DIR, root, 8)
+    return root
+
+
+@pytest.fixture
+def imported(db_url, subset, shared_data, tmp_path, monkeypatch) -> Path:
+    """Database with the subset's locations and images; model files go under tmp_path."""
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path / "data"))
+    buffers = shared_data / "buffers"
+    ingest_locations([buffers / "new_order_buffer_100.csv", buffers / "new_order_buffer_35.csv"])
+    summary = ingest_images(subset)
+    assert summary.imported > 400 and summary.failed == 0
+    return subset
+
+
+def test_sampler_batches_come_from_the_train_split_only(imported, engine):
+    with engine.connect() as conn:
+        train_set = load_split(conn, "train")
+        with_queries = load_split(conn, "train", include_queries=True)
+        splits = dict(conn.execute(sa.text("SELECT id, split FROM images")).all())
+        queries = set(conn.execute(sa.text("SELECT id FROM images WHERE is_query")).scalars())
+    assert len(train_set) and {splits[i] for i in train_set.ids} == {"train"}
+    assert not set(train_set.ids) & queries
+    assert set(with_queries.ids) - set(train_set.ids) == {i for i in queries if splits[i] == "train"}
+    sampler = PKSampler(train_set.place, places=8, per_place=4, seed=0)
+    idx, lab = sampler.epoch(0, steps=10)
+    for b_idx, b_lab in zip(idx, lab):
+        ids = train_set.ids[b_idx]
+        assert {splits[i] for i in ids} == {"train"} and not set(ids) & queries
+        places = list(zip(train_set.location_ids[b_idx], train_set.headings[b_idx]))
+        assert len(set(places)) == 8 and all(places.count(p) == 4 for p in set(places))
+        assert all(len(set(train_set.place[b_idx[b_lab == g]])) == 1 for g in set(b_lab))
+
+
+@pytest.mark.slow
+def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(imported, cli, engine, tmp_path):
+    # uninterrupted run, through the CLI
+    res = cli("train", "--name", "full", "--input-size", 64, "--dim", 32, "--epochs", 2, "--steps-per-epoch", 5,
+              "--places", 4, "--per-place", 4, "--lr", 1e-3, "--warmup-steps", 1, "--seed", 3)
+    assert res.exit_code == 0, res.output
+    assert "model 'full' ready: mobilenetv3small 64px dim 32, 10 steps" in res.stdout
+    assert "16x16 thumbnails" in res.stdout
+    row = registry.get_model(None, "full")
+    assert (row.status, row.backbone, row.dim, row.input_size, row.train_split) == \
+        ("ready", "mobilenetv3small", 32, 64, "train")
+    hp = row.hyperparams
+    assert {k: hp[k] for k in TINY} == TINY
+    assert set(TrainConfig.__dataclass_fields__) <= set(hp) and hp["batch"] == 16 and hp["bn_momentum"] == 0.9
+    weights = Path(row.weights_path)
+    assert weights == tmp_path / "data" / "models" / "full" / "best.weights.h5"
+    assert row.weights_sha256 == registry.file_sha256(weights)
+    assert (weights.parent / "training_curve.png").stat().st_size > 5000
+    assert row.train_seconds > 0
+    counts = row.data_counts
+    assert counts["train_versions"] == {"v1": counts["train_images"]} and counts["train_locations"] == 12
+    assert counts["val_locations"] == 8 and counts["val_queries"] > 0 and counts["val_database"] > 0
+    history = row.history
+    assert [h["epoch"] for h in history] == [1, 2] and [h["global_step"] for h in history] == [5, 10]
+    assert history[1]["loss"] < history[0]["loss"]  # training lowers the loss
+    assert all(0 <= h["recall@1"] <= h["recall@5"] <= h["recall@10"] <= 1 for h in history)
+    assert all(h["images_per_s"] > 0 for h in history)
+    assert row.metrics["best_epoch"] in (1, 2) and row.metrics["steps"] == 10
+
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["name"] for m in listed] == ["full"] and listed[0]["status"] == "ready"
+    shown = json.loads(cli("models", "show", "full").stdout)
+    assert shown["weights_sha256"] == row.weights_sha256 and len(shown["history"]) == 2
+    assert "full" in cli("models", "list").stdout
+
+    # the same run interrupted (Ctrl-C) at step 7, then resumed: same step count, same result
+    def ctrl_c(step, loss):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stop:
+        train("broken", TrainConfig(**TINY), on_step=ctrl_c, progress=False)
+    assert stop.value.step == 7
+    assert registry.get_model(None, "broken").status == "training"
+    res = cli("train", "--name", "broken", "--resume")
+    assert res.exit_code == 0, res.output
+    resumed = registry.get_model(None, "broken")
+    assert resumed.status == "ready" and resumed.metrics["steps"] == row.metrics["steps"] == 10
+    assert [h["global_step"] for h in resumed.history] == [5, 10]
+    assert resumed.history[0]["loss"] == pytest.approx(history[0]["loss"], rel=1e-4)
+    assert resumed.history[1]["loss"] == pytest.approx(history[1]["loss"], rel=1e-3)
+    assert resumed.history[1]["recall@1"] == pytest.approx(history[1]["recall@1"], abs=0.02)
+
+    # the name is taken now
+    res = cli("train", "--name", "full", "--input-size", 64)
+    assert res.exit_code == 1
+    assert res.stderr == ("Error: model 'full' already exists\n"
+                          "Hint: choose another --name, or add --resume to continue its training\n")
+
+
+@pytest.mark.slow
+def test_time_budget_stops_cleanly_with_a_usable_model(imported):
+    row = train("quick", TrainConfig(**TINY), max_minutes=0, progress=False)
+    assert row.status == "ready" and row.metrics["steps"] == 1
+    assert [(h["epoch"], h["steps"], h["complete"]) for h in row.history] == [(1, 1, False)]
+    assert Path(row.weights_path).is_file() and "recall@1" in row.history[0]
+
+
+def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    res = cli("train", "--name", "m", "--weights", "/nonexistent")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [
+        "Error: /nonexistent: weights file not found",
+        "Hint: use --weights none (train from scratch), imagenet (Keras' download) or the path of a "
+        ".keras/.weights.h5 file",
+    ]
+    res = cli("train", "--name", "m", "--backbone", "vgg16")
+    assert res.exit_code == 1 and res.stderr == f"Error: unknown backbone 'vgg16' (choose one of: {CHOICES})\n"
+    res = cli("train", "--name", "m", "--batch", 30)
+    assert res.exit_code == 1 and res.stderr == "Error: --batch 30 is not a multiple of --per-place 4\n"
+    res = cli("train", "--name", "nope", "--resume")
+    assert res.exit_code == 1
+    assert res.stderr == "Error: model 'nope' not found: nothing to resume\nHint: see 'geoloc models list'\n"
+    res = cli("train", "--name", "nope", "--resume", "--lr", "0.1")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: --lr: cannot change with --resume")
+    res = cli("train", "--name", "m")  # an empty database: nothing to train on
+    assert res.exit_code == 1
+    assert res.stderr == "Error: no images in split 'train'\nHint: import images first: geoloc ingest images DIR\n"
+    with sa.create_engine(db_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM models")).scalar() == 0
+    res = cli("models", "show", "nope")
+    assert res.exit_code == 1 and res.stderr == "Error: model 'nope' not found\nHint: see 'geoloc models list'\n"
+    assert cli("models", "list").stdout.startswith("no models registered")
+
+
+def test_untrained_model_registers_and_loads_back(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    row = save_untrained("u", "mobilenetv3small", dim=16, input_size=48, seed=1)
+    assert row.status == "ready" and row.dim == 16 and Path(row.weights_path).is_file()
+    model, loaded_row = registry.load_embedder(None, "u")
+    assert loaded_row.id == row.id
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    again, _ = registry.load_embedder(None, "u")
+    np.testing.assert_allclose(model(x, training=False), again(x, training=False), atol=1e-6)
+    from geoloc.model.net import build_model
+    import keras
+
+    keras.utils.set_random_seed(1)
+    np.testing.assert_allclose(model(x, training=False),
+                               build_model("mobilenetv3small", 16, 48)(x, training=False), atol=1e-5)
+    with pytest.raises(Exception) as err:
+        save_untrained("u", dim=16, input_size=48)
+    assert str(err.value) == "model 'u' already exists"
+    with pytest.raises(Exception) as err:
+        registry.get_model(None, "missing")
+    assert str(err.value) == "model 'missing' not found" and err.value.hint == "see 'geoloc models list'"

@@ -1,0 +1,281 @@
+"""Model building blocks without a database: GeM, the multi-similarity loss, the P x K sampler,
+image loading, recall, backbone and weights handling."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from geoloc.errors import ConfigError, InputError
+from geoloc.model.backbones import CaffePreprocess, make_backbone
+from geoloc.model.data import Augment, augment_batch, load_images
+from geoloc.model.gem import GeM, L2Normalize
+from geoloc.model.loss import mine_pairs, multi_similarity_loss, multi_similarity_terms, pair_masks
+from geoloc.model.net import build_model, load_start_weights
+from geoloc.model.sampler import PKSampler
+from geoloc.model.validate import recall_at_k
+
+CHOICES = "mobilenetv3small, mobilenetv3large, efficientnetb0, resnet50"
+
+
+# ---------------------------------------------------------------- GeM and normalisation
+
+@pytest.mark.parametrize("p", [3.0, 1.0, 2.5])
+def test_gem_matches_direct_numpy_formula(p):
+    x = np.random.default_rng(1).normal(1.0, 1.0, (2, 4, 5, 3)).astype(np.float32)  # some negatives
+    expected = np.mean(np.maximum(x, 1e-6) ** p, axis=(1, 2)) ** (1.0 / p)
+    got = GeM(p=p)(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_gem_p_is_trainable_only_on_request():
+    assert GeM(trainable_p=True)(np.ones((1, 2, 2, 1), np.float32)) is not None
+    fixed, learned = GeM(), GeM(trainable_p=True)
+    fixed.build((None, 2, 2, 1))
+    learned.build((None, 2, 2, 1))
+    assert len(fixed.trainable_weights) == 0 and len(learned.trainable_weights) == 1
+
+
+def test_l2_normalize_unit_length_and_zero_safe():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(L2Normalize()(x).numpy(), [[0.6, 0.8], [0.0, 0.0]], atol=1e-6)
+
+
+# ---------------------------------------------------------------- multi-similarity loss
+
+def _unit(*vectors):
+    v = np.array(vectors, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ms_loss_zero_when_places_are_separated():
+    emb = _unit([1, 0], [1, 0], [0, 1], [0, 1])
+    assert float(multi_similarity_loss(emb, [0, 0, 1, 1])) == pytest.approx(0.0, abs=1e-7)
+    # without mining the same batch still pays for positives below `base` ... here only the pos term:
+    # S_pos = 1: 1/2 log(1 + e^{-2 (1 - 0.5)}), S_neg = 0: 1/50 log(1 + 2 e^{50 (0 - 0.5)}) ~ 1e-12
+    expected = 0.5 * math.log(1 + math.exp(-1.0)) + 0.02 * math.log(1 + 2 * math.exp(-25.0))
+    assert float(multi_similarity_loss(emb, [0, 0, 1, 1], mine=False)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ms_loss_all_identical_embeddings_by_hand():
+    emb = _unit([1, 0], [1, 0], [1, 0], [1, 0])
+    # every pair has S = 1 and is mined (1 + 0.1 > 1 for negatives, 1 - 0.1 < 1 for positives):
+    # per anchor: 1/2 log(1 + e^{-2 * 0.5}) + 1/50 log(1 + 2 e^{50 * 0.5}) = 0.156631 + 0.513863
+    expected = 0.5 * math.log(1 + math.exp(-1.0)) + math.log(1 + 2 * math.exp(25.0)) / 50
+    assert expected == pytest.approx(0.670494, abs=1e-6)
+    assert float(multi_similarity_loss(emb, [0, 0, 1, 1])) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ms_mining_keeps_only_hard_pairs_by_hand():
+    # anchor 0 = (1, 0); its positive at cos 0.6; negatives at cos 0.55 (hard: 0.55 + 0.1 > 0.6)
+    # and cos 0.2 (easy: 0.2 + 0.1 < 0.6, dropped). The positive is kept: 0.6 - 0.1 < 0.55.
+    def at(c):
+        return [c, math.sqrt(1 - c * c)]
+
+    def below(c):
+        return [c, -math.sqrt(1 - c * c)]
+
+    emb = _unit([1, 0], at(0.6), below(0.55), below(0.2))
+    terms = multi_similarity_terms(emb, [0, 0, 1, 2]).numpy()
+    expected0 = 0.5 * math.log(1 + math.exp(-2 * (0.6 - 0.5))) + math.log(1 + math.exp(50 * (0.55 - 0.5))) / 50
+    assert terms[0] == pytest.approx(expected0, rel=1e-4)
+    unmined0 = 0.5 * math.log(1 + math.exp(-2 * 0.1)) + math.log(
+        1 + math.exp(50 * 0.05) + math.exp(50 * (0.2 - 0.5))) / 50
+    assert multi_similarity_terms(emb, [0, 0, 1, 2], mine=False).numpy()[0] == pytest.approx(unmined0, rel=1e-4)
+    # anchor 3 has no positive at all: nothing is mined and it costs nothing
+    assert terms[3] == pytest.approx(0.0, abs=1e-7)
+
+
+def _one_descent_step(raw: np.ndarray, labels: np.ndarray, lr: float = 0.01):
+    """Similarities before and after one plain gradient-descent step of the loss on the embeddings."""
+    var = tf.Variable(raw.astype(np.float32))
+
+    def sims():
+        e = tf.math.l2_normalize(var, axis=1)
+        return tf.matmul(e, e, transpose_b=True).numpy()
+
+    before = sims()
+    with tf.GradientTape() as tape:
+        loss = multi_similarity_loss(tf.math.l2_normalize(var, axis=1), labels)
+    var.assign_sub(lr * tape.gradient(loss, var))
+    after_loss = float(multi_similarity_loss(tf.math.l2_normalize(var, axis=1), labels))
+    assert after_loss < float(loss)
+    return before, sims()
+
+
+def test_ms_loss_gradient_pulls_positives_together_and_pushes_negatives_apart():
+    # two places of two images, all four embeddings close together (every pair is mined)
+    labels = np.array([0, 0, 1, 1])
+    before, after = _one_descent_step(np.array([[1, .3, 0], [1, 0, .3], [1, -.3, 0], [1, 0, -.3]]), labels)
+    pos, neg = (m.numpy() for m in pair_masks(labels))
+    assert (after[pos] > before[pos]).all()
+    assert (after[neg] < before[neg]).all()
+
+
+def test_ms_loss_gradient_on_a_random_batch_works_on_the_hardest_pairs():
+    labels = np.repeat(np.arange(4), 4)
+    raw = np.random.default_rng(0).normal(size=(16, 8))
+    before, after = _one_descent_step(raw, labels)
+    pos, neg = (m.numpy() for m in pair_masks(labels))
+    rows = np.arange(16)
+    hardest_pos = np.where(pos, before, 9).argmin(axis=1)
+    hardest_neg = np.where(neg, before, -9).argmax(axis=1)
+    assert (after[rows, hardest_pos] > before[rows, hardest_pos]).all()
+    assert (after[rows, hardest_neg] - before[rows, hardest_neg]).mean() < 0
+    mined_pos, mined_neg = (m.numpy() for m in mine_pairs(tf.constant(before), *pair_masks(labels)))
+    assert mined_pos.sum() < pos.sum() and mined_neg.sum() < neg.sum()  # mining dropped the easy pairs
+
+
+# ---------------------------------------------------------------- P x K sampler (unit)
+
+def test_pk_sampler_batches_are_p_places_by_k_images_and_deterministic():
+    # 30 places with 6 images, 3 places with 2 images (filled with repeats), 2 places with 1 (skipped)
+    place = np.concatenate([np.repeat(np.arange(30), 6), np.repeat([30, 31, 32], 2), [33, 34]])
+    sampler = PKSampler(place, places=8, per_place=4, seed=7)
+    assert sampler.skipped_places == 2 and sampler.short_places == 3 and len(sampler.groups) == 33
+    idx, lab = sampler.epoch(0, steps=20)
+    assert idx.shape == lab.shape == (20, 32)
+    for b_idx, b_lab in zip(idx, lab):
+        assert len(set(b_lab)) == 8
+        for g in set(b_lab):
+            members = b_idx[b_lab == g]
+            assert len(members) == 4 and set(place[members]) == {g}
+            if g < 30:
+                assert len(set(members)) == 4  # without replacement when the place has enough
+    assert not np.isin(place[idx], [33, 34]).any()
+    again, _ = PKSampler(place, 8, 4, seed=7).epoch(0, 20)
+    other, _ = PKSampler(place, 8, 4, seed=8).epoch(0, 20)
+    np.testing.assert_array_equal(idx, again)
+    assert not np.array_equal(idx, other)
+    # every place appears before any place appears twice within an epoch (permutation order)
+    first_cycle = lab.reshape(-1)[:: 4][:33]
+    assert len(set(first_cycle.tolist())) >= 32
+
+
+def test_pk_sampler_needs_enough_places():
+    with pytest.raises(InputError, match=r"^only 3 places with 2\+ images, fewer than --places 8$"):
+        PKSampler(np.repeat(np.arange(3), 5), places=8, per_place=4, seed=0)
+
+
+# ---------------------------------------------------------------- recall
+
+def test_recall_at_k_by_hand():
+    db = _unit([1, 0], [0, 1], [-1, 0], [0, -1])
+    db_loc = np.array([10, 20, 30, 40])
+    q = _unit([1, 0.1], [0.1, 1], [-1, -0.5])
+    q_loc = np.array([10, 30, 40])
+    # q0: top-1 is 10 (hit); q1: top-1 20, then 10 (cos 0.1) / 30 (-0.1) ... 30 third: hit at rank 3;
+    # q2: top-1 30 then 40: hit at rank 2
+    r = recall_at_k(q, q_loc, db, db_loc, ks=(1, 2, 3))
+    assert r == {"recall@1": pytest.approx(1 / 3), "recall@2": pytest.approx(2 / 3), "recall@3": 1.0}
+
+
+# ---------------------------------------------------------------- images
+
+def test_load_images_real_files_and_exact_errors(shared_data, tmp_path):
+    files = sorted((shared_data / "images" / "Cropped_Validation_v1_buffer_35").rglob("*.jpg"))[:3]
+    images = load_images(files, 64)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 255 and images.std() > 10
+    same = load_images(files[:1], 224)  # the shared crops are 224 px: loaded without resampling
+    raw = tf.io.decode_jpeg(tf.io.read_file(str(files[0]))).numpy()
+    np.testing.assert_array_equal(same[0], raw.astype(np.float32))
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    with pytest.raises(InputError) as err:
+        load_images([files[0], text], 64)
+    assert str(err.value) == f"{text}: not a decodable image (unknown format)"
+
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(files[1].read_bytes()[:200])
+    with pytest.raises(InputError) as err:
+        load_images([files[0], truncated], 64)
+    assert str(err.value).startswith(f"{truncated}: not a decodable image (")
+
+    with pytest.raises(InputError) as err:
+        load_images([tmp_path / "missing.jpg"], 64)
+    assert str(err.value) == f"{tmp_path / 'missing.jpg'}: image file not found"
+
+
+def test_augmentation_is_seeded_mild_and_keeps_headings():
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 255, (4, 90, 90, 3), dtype=np.uint8))
+    a = augment_batch(images, tf.constant([1, 2], tf.int64), 64, Augment()).numpy()
+    b = augment_batch(images, tf.constant([1, 2], tf.int64), 64, Augment()).numpy()
+    c = augment_batch(images, tf.constant([1, 3], tf.int64), 64, Augment()).numpy()
+    assert a.shape == (4, 64, 64, 3) and 0 <= a.min() and a.max() <= 255
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    plain = augment_batch(images, tf.constant([1, 2], tf.int64), 64, Augment.none()).numpy()
+    expected = tf.image.resize(tf.cast(images, tf.float32), (64, 64), antialias=True).numpy()
+    np.testing.assert_allclose(plain, np.clip(expected, 0, 255), atol=1e-3)
+
+
+# ---------------------------------------------------------------- backbones, weights
+
+def test_unknown_backbone_is_an_error_listing_the_choices():
+    with pytest.raises(ConfigError) as err:
+        build_model("vgg16")
+    assert str(err.value) == f"unknown backbone 'vgg16' (choose one of: {CHOICES})"
+
+
+def test_caffe_preprocess_matches_keras_resnet50():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    expected = keras.applications.resnet50.preprocess_input(x.copy())
+    np.testing.assert_allclose(CaffePreprocess()(x).numpy(), expected, atol=1e-4)
+
+
+def test_build_model_embeds_unit_vectors_and_sets_scratch_batchnorm():
+    model = build_model("mobilenetv3small", dim=16, input_size=48)
+    out = model(np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32), training=False)
+    assert out.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(out.numpy(), axis=1), 1.0, atol=1e-5)
+    bns = [la for la in model.get_layer("backbone").layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(la.momentum == 0.9 for la in bns)
+    frozen = build_model("mobilenetv3small", dim=16, input_size=48, freeze=10)
+    assert [la.trainable for la in frozen.get_layer("backbone").layers[:11]] == [False] * 10 + [True]
+
+
+def test_weights_from_file_and_exact_errors(tmp_path):
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    keras.utils.set_random_seed(1)
+    source = build_model("mobilenetv3small", dim=16, input_size=48)
+    source.save_weights(tmp_path / "m.weights.h5")
+    keras.utils.set_random_seed(2)
+    copy = build_model("mobilenetv3small", dim=16, input_size=48, weights=str(tmp_path / "m.weights.h5"))
+    np.testing.assert_allclose(copy(x, training=False), source(x, training=False), atol=1e-5)
+
+    # a .keras file holding only a backbone goes into the backbone
+    backbone = make_backbone("mobilenetv3small", 48)
+    backbone.save(tmp_path / "backbone.keras")
+    target = build_model("mobilenetv3small", dim=16, input_size=48)
+    assert load_start_weights(target, tmp_path / "backbone.keras") == "backbone"
+    np.testing.assert_allclose(target.get_layer("backbone").get_weights()[0], backbone.get_weights()[0])
+
+    with pytest.raises(InputError) as err:
+        build_model("mobilenetv3small", weights="/nonexistent")
+    assert str(err.value) == "/nonexistent: weights file not found"
+    assert "--weights none" in err.value.hint
+
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    with pytest.raises(InputError, match=rf"^{bad}: not a readable HDF5 weights file \("):
+        build_model("mobilenetv3small", dim=16, input_size=48, weights=str(bad))
+
+    other = tmp_path / "other.weights.h5"
+    shutil.copy(tmp_path / "m.weights.h5", other)
+    with pytest.raises(InputError) as err:
+        build_model("mobilenetv3small", dim=8, input_size=48, weights=str(other))
+    assert str(err.value) == (f"{other}: its weights fit neither this embedder nor its backbone "
+                              "(geoloc_mobilenetv3small, input 48 px, dim 8)")
+
+    odd = tmp_path / "weights.bin"
+    odd.write_bytes(b"x")
+    with pytest.raises(InputError, match=r"not a \.keras model or \.h5 weights file$"):
+        build_model("mobilenetv3small", weights=str(odd))

@@ -1,0 +1,232 @@
+"""`geoloc search`: one SQL query per photo, the expected neighbours, region filters that still return
+k rows, the HNSW index in the plan, pictures, and exact error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from geoloc.db.engine import begin
+from geoloc.retrieval import search as S
+from geoloc.retrieval.baseline import THUMBNAIL_MODEL
+from geoloc.retrieval.vectors import vector_cursor
+from retrieval_data import TINY_MODEL, subset, subset_fixture  # noqa: F401
+
+subset_db = subset_fixture()
+
+
+def _image(engine, location_id: int, heading: int = 0, time_index: int = 1):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT i.id, i.root || '/' || i.path AS file, ST_Y(l.geom) AS lat, ST_X(l.geom) AS lng "
+            "FROM images i JOIN locations l ON l.id = i.location_id "
+            "WHERE i.location_id = :l AND i.heading = :h ORDER BY abs(i.time_index - :t) LIMIT 1"),
+            {"l": location_id, "h": heading, "t": time_index}).one()
+
+
+def _model_id(engine, name: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT id FROM models WHERE name = :n"), {"n": name}).scalar_one()
+
+
+@pytest.fixture
+def engine(subset):
+    from geoloc.db.engine import get_engine
+
+    return get_engine(subset.url)
+
+
+@pytest.mark.parametrize("model", [THUMBNAIL_MODEL, TINY_MODEL])
+def test_an_image_of_the_database_finds_itself_first_at_distance_zero(cli, subset, engine, model):
+    img = _image(engine, subset.location_ids[2], heading=1)
+    res = cli("search", img.file, "--model", model, "-k", "5", "--json")
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    first = out["neighbours"][0]
+    assert first["image_id"] == img.id and first["file"] == img.file
+    assert first["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert first["location_id"] == subset.location_ids[2]
+    assert out["best"] == {"location_id": subset.location_ids[2], "lat": img.lat, "lng": img.lng,
+                           "distance": first["distance"]}
+    assert [n["rank"] for n in out["neighbours"]] == [1, 2, 3, 4, 5]
+    distances = [n["distance"] for n in out["neighbours"]]
+    assert distances == sorted(distances)
+    assert out["consensus"]["location_id"] in {n["location_id"] for n in out["neighbours"]}
+
+
+def test_thumbnail_neighbours_of_a_time_machine_image_come_from_its_own_place(subset, engine):
+    """Other dates of the same place and heading are the nearest thumbnails for most test images."""
+    img = _image(engine, subset.location_ids[0], heading=0, time_index=0)
+    [res] = S.search([Path(img.file)], THUMBNAIL_MODEL, k=3)
+    assert res.best.image_id == img.id
+    assert res.consensus.location_id == subset.location_ids[0]
+    assert res.consensus.count >= 2
+
+
+def test_table_output_names_prediction_and_neighbours(cli, subset, engine):
+    img = _image(engine, subset.location_ids[1])
+    res = cli("search", img.file, "--model", THUMBNAIL_MODEL, "-k", "3")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"{img.file}:"
+    assert lines[1].split() == ["rank", "distance", "location", "heading", "month", "lat", "lng", "image"]
+    assert lines[2].split()[0] == "1" and lines[2].split()[2] == str(subset.location_ids[1])
+    assert lines[5].startswith(f"  best match: location {subset.location_ids[1]} at {img.lat:.6f}, {img.lng:.6f}")
+    assert lines[6].startswith("  consensus:  location ")
+
+
+def _within(engine, lat: float, lng: float, points, metres: float) -> list[float]:
+    with engine.connect() as conn:
+        return [conn.execute(sa.text(
+            "SELECT ST_Distance(ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography, "
+            "ST_SetSRID(ST_MakePoint(:plng, :plat), 4326)::geography)"),
+            {"lat": lat, "lng": lng, "plat": p["lat"], "plng": p["lng"]}).scalar() for p in points]
+
+
+@pytest.mark.parametrize("model", [THUMBNAIL_MODEL, TINY_MODEL])
+def test_near_filter_returns_k_rows_all_inside_the_radius(cli, subset, engine, model):
+    centre = _image(engine, subset.location_ids[3])
+    query = _image(engine, subset.location_ids[0])  # its own place lies outside the radius
+    with engine.connect() as conn:
+        inside = conn.execute(sa.text(
+            "SELECT count(*) FROM images i JOIN locations l ON l.id = i.location_id "
+            "WHERE ST_DWithin(l.geom::geography, ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography, 400)"),
+            {"lat": centre.lat, "lng": centre.lng}).scalar()
+    k = 12
+    assert inside > k
+    res = cli("search", query.file, "--model", model, "-k", k, "--json",
+              "--near", f"{centre.lat},{centre.lng}", "--within", "400")
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    assert len(out["neighbours"]) == k
+    assert max(_within(engine, centre.lat, centre.lng, out["neighbours"], 400)) <= 400
+    # the same neighbours as an exact search over the images inside the region
+    with engine.connect() as conn:
+        exact = conn.execute(sa.text(
+            "SELECT e.image_id FROM embeddings e JOIN images i ON i.id = e.image_id "
+            "JOIN locations l ON l.id = i.location_id "
+            "WHERE e.model_id = :m AND ST_DWithin(l.geom::geography, "
+            "ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography, 400) "
+            "ORDER BY e.embedding <=> (SELECT embedding FROM embeddings WHERE model_id = :m AND image_id = :q), "
+            "e.image_id LIMIT :k"),
+            {"m": _model_id(engine, model), "lat": centre.lat, "lng": centre.lng, "q": query.id, "k": k}).scalars().all()
+    assert [n["image_id"] for n in out["neighbours"]] == exact
+
+
+def test_area_filter_returns_k_rows_inside_the_polygon(cli, subset, engine, tmp_path):
+    a, b = _image(engine, subset.location_ids[4]), _image(engine, subset.location_ids[5])
+    pad = 0.0005
+    box = [[min(a.lng, b.lng) - pad, min(a.lat, b.lat) - pad], [max(a.lng, b.lng) + pad, min(a.lat, b.lat) - pad],
+           [max(a.lng, b.lng) + pad, max(a.lat, b.lat) + pad], [min(a.lng, b.lng) - pad, max(a.lat, b.lat) + pad]]
+    geojson = tmp_path / "box.geojson"
+    geojson.write_text(json.dumps({"type": "Polygon", "coordinates": [box + [box[0]]]}))
+    assert cli("ingest", "area", geojson, "--name", "box").exit_code == 0
+    query = _image(engine, subset.location_ids[0])
+    res = cli("search", query.file, "--model", THUMBNAIL_MODEL, "-k", "10", "--area", "box", "--json")
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    assert len(out["neighbours"]) == 10
+    with engine.connect() as conn:
+        inside = set(conn.execute(sa.text(
+            "SELECT l.id FROM locations l JOIN areas a ON ST_Intersects(a.geom, l.geom) WHERE a.name = 'box'")).scalars())
+        conn.execute(sa.text("DELETE FROM areas WHERE name = 'box'"))
+        conn.commit()
+    assert {subset.location_ids[4], subset.location_ids[5]} <= inside
+    assert {n["location_id"] for n in out["neighbours"]} <= inside
+
+
+def test_a_region_with_fewer_images_than_k_returns_what_there_is(subset, engine):
+    centre = _image(engine, subset.location_ids[0])
+    [res] = S.search([Path(centre.file)], THUMBNAIL_MODEL, k=50, near=(centre.lat, centre.lng), within_m=5)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM images WHERE location_id = :l"),
+                         {"l": subset.location_ids[0]}).scalar()
+    assert 0 < len(res.neighbours) == n < 50
+    assert {x.location_id for x in res.neighbours} == {subset.location_ids[0]}
+
+
+@pytest.mark.parametrize("region", [S.Region(), S.Region(area="stockholm")])
+def test_the_knn_query_uses_the_models_hnsw_index(subset, engine, region):
+    """The ORDER BY expression matches the partial index: the planner can take it (seq scans are
+    disabled because on a couple of hundred rows a seq scan is cheaper and rightly chosen)."""
+    model_id = _model_id(engine, TINY_MODEL)
+    with begin() as conn:
+        S.set_search_options(conn)
+        with vector_cursor(conn) as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute(b"EXPLAIN (COSTS OFF) " + S.knn_statement(32).as_bytes(cur),
+                        {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
+                         "split": None, "version": None, **region.params()})
+            plan = "\n".join(r[0] for r in cur.fetchall())
+    assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
+
+
+def test_plot_and_map_are_written(cli, subset, engine, tmp_path):
+    img = _image(engine, subset.location_ids[1])
+    png, page = tmp_path / "out.png", tmp_path / "out.html"
+    res = cli("search", img.file, img.file, "--model", THUMBNAIL_MODEL, "-k", "4", "--plot", png, "--map", page)
+    assert res.exit_code == 0, res.output
+    assert f"plot written to {png}" in res.stdout and f"map written to {page}" in res.stdout
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width > 4 * 100 and im.height > 2 * 100
+    html = page.read_text()
+    assert "leaflet" in html.lower() and f"loc {subset.location_ids[1]}" in html and "data:image/jpeg;base64," in html
+
+
+# ------------------------------------------------------------------------------------- errors
+
+@pytest.fixture
+def bad_files(tmp_path, subset, engine):
+    good = Path(_image(engine, subset.location_ids[0]).file)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    return good, truncated, text
+
+
+def test_errors_name_the_photo(cli, bad_files, tmp_path):
+    good, truncated, text = bad_files
+    for path, message in [(truncated, "corrupt or truncated image"), (text, "not an image (unrecognised file format)"),
+                          (tmp_path / "missing.jpg", "image file not found"), (tmp_path, "is a folder, not an image")]:
+        res = cli("search", good, path, "--model", THUMBNAIL_MODEL)
+        assert res.exit_code == 1
+        assert res.stderr == f"Error: {path}: {message}\n"
+        assert res.stdout == ""
+
+
+def test_model_without_embeddings_and_unknown_names(cli, bad_files, subset):
+    good = bad_files[0]
+    with begin() as conn:
+        conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
+                             "VALUES ('empty', 'thumbnail', 768, 16, 'ready')"))
+    res = cli("search", good, "--model", "empty")
+    assert res.exit_code == 1
+    assert res.stderr == "Error: model 'empty' has no embeddings\nHint: run 'geoloc embed --model empty' first\n"
+    res = cli("search", good, "--model", "nope")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: model 'nope' not found\n")
+    res = cli("search", good, "--model", THUMBNAIL_MODEL, "--area", "atlantis")
+    assert res.exit_code == 1
+    assert res.stderr == ("Error: area 'atlantis' not found\n"
+                          "Hint: load it with 'geoloc ingest area FILE --name NAME'\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--near", "59.3,abc", "--within", "100"], "--near '59.3,abc': expected LAT,LNG in degrees, e.g. 59.3251,18.0711"),
+    (["--near", "159.3,18.0", "--within", "100"], "--near '159.3,18.0': expected LAT,LNG in degrees, e.g. 59.3251,18.0711"),
+    (["--near", "59.3,18.0"], "--near and --within go together: give both, e.g. --near 59.3251,18.0711 --within 500"),
+    (["--near", "59.3,18.0", "--within", "0"], "--within 0: must be a positive number of metres"),
+    (["--area", "stockholm", "--within", "10"], "--area cannot be combined with --near/--within: choose one region"),
+    (["-k", "0"], "-k 0: must be between 1 and 1000"),
+    (["--plot", "out.jpg"], "--plot out.jpg: the file name must end in .png"),
+    (["--map", "out.png"], "--map out.png: the file name must end in .html"),
+])
+def test_bad_options_are_one_line_errors(cli, bad_files, args, message):
+    res = cli("search", bad_files[0], "--model", THUMBNAIL_MODEL, *args)
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {message}\n"
