@@ -7,22 +7,22 @@ scikit-learn's KDTree (what the original project used), side by side on the same
 
 Datasets:
   real       the embeddings a registered model (--model, repeatable) has in the configured database
-             (GEOLOC_DATABASE_URL or the embedded cluster); queries are embeddings of random images
-             of that database, searched for k+1 neighbours with the query image itself dropped.
+             (GEOLOC_DATABASE_URL or the embedded cluster), each at its image's location; queries
+             are embeddings of random images, searched for k+1 with the query image itself dropped.
   synthetic  --n vectors of --dim with a low intrinsic dimension (clusters in a 32-d space mapped
              linearly to --dim, plus small noise, L2-normalised), each with a random point in the
-             Stockholm bounding box, loaded into a separate database (--bench-db on the same
-             server; kept between runs, so a second run with the same --n skips the HNSW build).
-             Queries are fresh draws from the same distribution.
+             Stockholm bounding box; queries are fresh draws from the same distribution.
+Every dataset is copied into a database of its own on the same server (--bench-db prefix, e.g.
+geoloc_bench_synthetic_1000000_256_s0), one image and location row per vector, and indexed there
+with geoloc's own build_index. It is kept: a later run with the same data skips load and build.
 Filters: none, and "near": only points within --radius metres of a point (real data: the query's
-own location; synthetic: a random point), i.e. the SQL's ST_DWithin filter with iterative scans.
+own location; synthetic: a random point), i.e. `geoloc search --near --within` (iterative scans).
 
 Methods (recall@k against exact brute force in numpy, float32):
   SQL+HNSW    sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
               hnsw.ef_search = --ef-search), one execute + fetch per query over loopback TCP
-  SQL exact   the same statement with plain index scans disabled (SET LOCAL enable_indexscan = off),
-              so no HNSW index can serve it: a scan with a top-k sort (joins may use bitmap scans).
-              (Dropping the index inside a rolled-back transaction would lock the table for others.)
+  SQL exact   the same statement in a transaction that dropped the HNSW index first (rolled back:
+              the index stays; harmless in the benchmark's own database)
   FAISS HNSW  IndexHNSWFlat (M=16, efConstruction=64, efSearch=--ef-search, inner product), one
               thread per query; the filter is an IDSelectorBatch of the ids inside the region
               (computed in numpy per query and included in the latency)
@@ -33,7 +33,10 @@ Methods (recall@k against exact brute force in numpy, float32):
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +53,6 @@ from geoloc.retrieval.search import Region, knn_statement, set_search_options  #
 from geoloc.retrieval.vectors import vector_cursor  # noqa: E402
 
 BBOX = (59.290, 17.970, 59.360, 18.130)  # lat_min, lng_min, lat_max, lng_max: central Stockholm
-SYNTHETIC_PREFIX = "synthetic"
 
 
 @dataclass
@@ -128,27 +130,45 @@ def geodesic_within(lat: np.ndarray, lng: np.ndarray, centre: tuple[float, float
     return mask
 
 
-def real_dataset(model: str, n_queries: int, seed: int) -> Dataset:
+def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
+    """A model's embeddings (and their images' locations) from the configured database, copied into a
+    benchmark database of their own, so timing the index-less query never locks the real table."""
     from geoloc.model.registry import get_model
 
-    url = config.database_target().url
-    with begin(url) as conn:
+    with begin() as conn:
         row = get_model(conn, model)
         with vector_cursor(conn) as cur:
-            cur.execute("SELECT e.image_id, e.embedding, ST_Y(l.geom), ST_X(l.geom) FROM embeddings e "
+            cur.execute("SELECT e.embedding, ST_Y(l.geom), ST_X(l.geom) FROM embeddings e "
                         "JOIN images i ON i.id = e.image_id JOIN locations l ON l.id = i.location_id "
                         "WHERE e.model_id = %s ORDER BY e.image_id", (row.id,))
             rows = cur.fetchall()
-        if not hnsw.index_exists(conn, row.id):
-            raise SystemExit(f"model '{model}' has no HNSW index: run 'geoloc embed --model {model}' first")
     if not rows:
         raise SystemExit(f"model '{model}' has no embeddings: run 'geoloc embed --model {model}' first")
-    ids = np.array([r[0] for r in rows], np.int64)
-    vectors = np.stack([r[1].to_numpy() for r in rows]).astype(np.float32)
-    lat, lng = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
-    pick = np.random.default_rng(seed).choice(len(ids), size=min(n_queries, len(ids)), replace=False)
-    return Dataset(f"real:{model}", url, row.id, ids, vectors, lat, lng, vectors[pick], [int(ids[i]) for i in pick],
-                   [(float(lat[i]), float(lng[i])) for i in pick])
+    vectors = np.stack([r[0].to_numpy() for r in rows]).astype(np.float32)
+    lat, lng = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+    pick = np.random.default_rng(seed).choice(len(rows), size=min(n_queries, len(rows)), replace=False)
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
+    url, model_id, build = ensure_loaded(f"{bench_db}_real_{slug}", f"real-{model}", vectors, lat, lng, memory)
+    ids = np.arange(1, len(rows) + 1, dtype=np.int64)
+    return Dataset(f"real:{model}", url, model_id, ids, vectors, lat, lng, vectors[pick],
+                   [int(ids[i]) for i in pick], [(float(lat[i]), float(lng[i])) for i in pick], build)
+
+
+def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
+    """Deterministic synthetic vectors with random points in the Stockholm box."""
+    gen = LowRankClusters(dim, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    t = time.perf_counter()
+    vectors = gen.sample(n, rng)
+    lat, lng = random_points(n, rng)
+    queries = gen.sample(n_queries, np.random.default_rng(seed + 2))
+    centres = list(zip(*random_points(n_queries, np.random.default_rng(seed + 3))))
+    print(f"generated {n:,} x {dim} synthetic vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    url, model_id, build = ensure_loaded(f"{bench_db}_synthetic_{n}_{dim}_s{seed}", f"synthetic-{n}-{dim}-s{seed}",
+                                         vectors, lat, lng, memory)
+    label = f"synthetic:{n // 1000}k" if n >= 1000 else f"synthetic:{n}"
+    return Dataset(label, url, model_id, np.arange(1, n + 1, dtype=np.int64), vectors, lat, lng, queries,
+                   [None] * n_queries, [(float(a), float(b)) for a, b in centres], build)
 
 
 def bench_url(name: str) -> str:
@@ -169,55 +189,36 @@ def bench_url(name: str) -> str:
     return url
 
 
-def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, db: str, memory: str) -> Dataset:
-    """Synthetic vectors in their own database; generated deterministically, loaded and indexed once."""
+def ensure_loaded(db: str, name: str, vectors, lat, lng, memory: str) -> tuple[str, int, dict[str, float]]:
+    """(url, model id, build seconds): DB holds exactly these vectors under model NAME, HNSW-indexed.
+
+    A database loaded by an earlier run with the same data (fingerprint) is reused as it is, so a
+    second run at 1M skips the long single-process HNSW build (its time is remembered)."""
     import sqlalchemy as sa
 
-    gen = LowRankClusters(dim, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    t = time.perf_counter()
-    vectors = gen.sample(n, rng)
-    lat, lng = random_points(n, rng)
-    queries = gen.sample(n_queries, np.random.default_rng(seed + 2))
-    centres = list(zip(*random_points(n_queries, np.random.default_rng(seed + 3))))
-    print(f"generated {n:,} x {dim} synthetic vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    ids = np.arange(1, n + 1, dtype=np.int64)
+    fingerprint = hashlib.sha1(np.ascontiguousarray(vectors).tobytes() + np.asarray([lat, lng]).tobytes()).hexdigest()
     url = bench_url(db)
-    name = f"{SYNTHETIC_PREFIX}-{n}-{dim}-s{seed}"
-    build: dict[str, float] = {}
     with begin(url) as conn:
-        row = conn.execute(sa.text("SELECT id, (SELECT count(*) FROM embeddings e WHERE e.model_id = m.id) AS n "
-                                   "FROM models m WHERE name = :n"), {"n": name}).first()
-        ready = row is not None and row.n == n and hnsw.index_exists(conn, row.id)
-    if ready:
-        model_id = row.id
-        print(f"reusing {name} in database {db} (loaded and indexed by an earlier run)", file=sys.stderr)
-    else:
-        model_id, build = load_synthetic(url, name, vectors, lat, lng, memory)
-    return Dataset(f"synthetic:{n // 1000}k", url, model_id, ids, vectors, lat, lng, queries, [None] * n_queries,
-                   [(float(a), float(b)) for a, b in centres], build)
-
-
-def load_synthetic(url: str, name: str, vectors, lat, lng, memory: str) -> tuple[int, dict[str, float]]:
-    import sqlalchemy as sa
-
+        row = conn.execute(sa.text("SELECT id, hyperparams FROM models WHERE name = :n"), {"n": name}).first()
+        if row is not None and row.hyperparams.get("fingerprint") == fingerprint and hnsw.index_exists(conn, row.id):
+            print(f"reusing {name} in database {db} (loaded and indexed by an earlier run)", file=sys.stderr)
+            return url, row.id, {"SQL+HNSW": row.hyperparams["build_s"]}
     n, dim = vectors.shape
     with begin(url) as conn:
-        conn.execute(sa.text("DELETE FROM models WHERE name LIKE :p"), {"p": f"{SYNTHETIC_PREFIX}-%"})
-        conn.execute(sa.text("TRUNCATE eval_predictions, eval_runs, embeddings, images, locations CASCADE"))
+        conn.execute(sa.text("TRUNCATE eval_predictions, eval_runs, embeddings, images, locations, models CASCADE"))
         model_id = conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
-                                        "VALUES (:n, 'synthetic', :d, 0, 'ready') RETURNING id"),
+                                        "VALUES (:n, 'benchmark', :d, 0, 'ready') RETURNING id"),
                                 {"n": name, "d": dim}).scalar()
     t = time.perf_counter()
     with begin(url) as conn:
         with vector_cursor(conn) as cur:
             with cur.copy("COPY locations (id, geom, buffer_m, order_no, dist_to_origin_m, source) FROM STDIN") as cp:
                 for i in range(n):
-                    cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.7f} {lat[i]:.7f})", 0.0, i + 1, 0.0, "synthetic"))
+                    cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.9f} {lat[i]:.9f})", 0.0, i + 1, 0.0, "benchmark"))
             with cur.copy("COPY images (id, location_id, heading, time_index, root, path, sha256, bytes, width, "
                           "height, split, version) FROM STDIN") as cp:
                 for i in range(n):
-                    cp.write_row((i + 1, i + 1, 0, 0, "/synthetic", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
+                    cp.write_row((i + 1, i + 1, 0, 0, "/benchmark", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
             with cur.copy("COPY embeddings (model_id, image_id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["int4", "int8", "vector"])
                 for i in range(n):
@@ -226,13 +227,16 @@ def load_synthetic(url: str, name: str, vectors, lat, lng, memory: str) -> tuple
     load_s = time.perf_counter() - t
     with begin(url) as conn:
         conn.execute(sa.text("ANALYZE locations; ANALYZE images; ANALYZE embeddings"))
-    print(f"loaded {n:,} rows in {load_s:.1f} s; building the HNSW index (single process) ...", file=sys.stderr)
+    print(f"{db}: loaded {n:,} rows in {load_s:.1f} s; building the HNSW index (single process) ...", file=sys.stderr)
     t = time.perf_counter()
     with begin(url) as conn:
         hnsw.build_index(conn, model_id, dim, memory=memory)
     build_s = time.perf_counter() - t
-    print(f"HNSW index built in {build_s:.1f} s", file=sys.stderr)
-    return model_id, {"SQL+HNSW": build_s}
+    with begin(url) as conn:
+        conn.execute(sa.text("UPDATE models SET hyperparams = CAST(:h AS jsonb) WHERE id = :i"),
+                     {"h": json.dumps({"fingerprint": fingerprint, "build_s": build_s}), "i": model_id})
+    print(f"{db}: HNSW index built in {build_s:.1f} s", file=sys.stderr)
+    return url, model_id, {"SQL+HNSW": build_s}
 
 
 # ------------------------------------------------------------------------------------ ground truth
@@ -264,7 +268,9 @@ def _drop(ids: list[int], exclude: int | None, k: int) -> np.ndarray:
 
 def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index: bool,
             count: int) -> tuple[list[np.ndarray], list[float], str]:
-    """Execute knn.sql per query (NO_INDEX: with index scans disabled, i.e. exact search)."""
+    """Execute knn.sql per query (NO_INDEX: after dropping the HNSW index, i.e. exact search)."""
+    from psycopg import sql
+
     from geoloc.db.engine import get_engine
 
     found, lat = [], []
@@ -273,7 +279,7 @@ def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index
         set_search_options(conn, ef_search)
         with vector_cursor(conn) as cur:
             if no_index:
-                cur.execute("SET LOCAL enable_indexscan = off")
+                cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw.index_name(ds.model_id))))
             plan = _plan(cur, stmt, ds, k, regions[0])
             for qi in range(count):
                 params = {"query": ds.queries[qi], "model_id": ds.model_id, "k": k + 1, "split": None,
@@ -435,7 +441,7 @@ def main() -> None:
 
     results: list[Result] = []
     for model in args.model:
-        results += bench(real_dataset(model, args.queries, args.seed), args)
+        results += bench(real_dataset(model, args.queries, args.seed, args.bench_db, args.build_memory), args)
     if args.n:
         results += bench(synthetic_dataset(args.n, args.dim, args.queries, args.seed, args.bench_db,
                                            args.build_memory), args)

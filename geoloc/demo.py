@@ -5,6 +5,7 @@ rerun only redoes what is missing (or what --retrain / --reimport ask for).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import time
@@ -125,11 +126,11 @@ def _locations_and_buffers(data: Path) -> list[str]:
 
     loc = ingest_locations([data / "buffers"])
     lines = [f"{loc.rows:,} CSV locations ({loc.locations_added:,} new)"]
-    sel = ingest_buffers()
-    for b in sel.buffers:
-        jac = "n/a" if b.jaccard is None else f"{b.jaccard:.3f}"
-        lines.append(f"{b.buffer_m:g} m: SQL keeps {b.kept}, CSV {b.csv}, same {b.csv_equal} (Jaccard {jac})")
-    lines.append(f"selection over {sel.candidates:,} panoramas in {sel.select_seconds:.2f} s")
+    # exact circles (ST_DWithin), then the original's 64-sided buffer polygons (quad_segs 16)
+    for quad_segs, shape in ((0, "exact circles"), (16, "original polygons")):
+        sel = ingest_buffers(quad_segs=quad_segs)
+        same = ", ".join(f"{b.buffer_m:g} m {b.csv_equal}/{b.csv} (J {b.jaccard or 0:.3f})" for b in sel.buffers)
+        lines.append(f"{shape}: {sel.candidates:,} panoramas in {sel.select_seconds:.2f} s, same as CSV: {same}")
     return lines
 
 
@@ -232,8 +233,9 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
             queries = cur.fetchall()
         set_search_options(conn, 100)
         for image_id, root, path, vector in queries:
-            hits = [h for h in knn(conn, m.id, m.dim, vector, k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+            hits = [h for h in knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
                     if h.image_id != image_id][:k]
+            hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
             results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
     from .retrieval.webmap import write_map
 

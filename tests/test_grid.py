@@ -39,6 +39,7 @@ def stockholm(cli, db_url, shared_data):
     return shared_data / "Stockholm.geojson"
 
 
+@pytest.mark.slow
 def test_stockholm_10m_grid_matches_independent_count_and_rerun_adds_nothing(cli, engine, stockholm):
     start = time.perf_counter()
     res = cli("ingest", "grid", "--area", "stockholm", "--spacing", "10")

@@ -96,7 +96,7 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     history = row.history
     assert [h["epoch"] for h in history] == [1, 2] and [h["global_step"] for h in history] == [5, 10]
     assert history[1]["loss"] < history[0]["loss"]  # training lowers the loss
-    assert all(0 <= h["recall@1"] <= h["recall@5"] <= h["recall@10"] <= 1 for h in history)
+    assert all(0 <= h["val_recall@1"] <= h["val_recall@5"] <= h["val_recall@10"] <= 1 for h in history)
     assert all(h["images_per_s"] > 0 for h in history)
     assert row.metrics["best_epoch"] in (1, 2) and row.metrics["steps"] == 10
 
@@ -122,7 +122,7 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     assert [h["global_step"] for h in resumed.history] == [5, 10]
     assert resumed.history[0]["loss"] == pytest.approx(history[0]["loss"], rel=1e-4)
     assert resumed.history[1]["loss"] == pytest.approx(history[1]["loss"], rel=1e-3)
-    assert resumed.history[1]["recall@1"] == pytest.approx(history[1]["recall@1"], abs=0.02)
+    assert resumed.history[1]["val_recall@1"] == pytest.approx(history[1]["val_recall@1"], abs=0.02)
 
     # the name is taken now
     res = cli("train", "--name", "full", "--input-size", 64)
@@ -136,7 +136,7 @@ def test_time_budget_stops_cleanly_with_a_usable_model(imported):
     row = train("quick", TrainConfig(**TINY), max_minutes=0, progress=False)
     assert row.status == "ready" and row.metrics["steps"] == 1
     assert [(h["epoch"], h["steps"], h["complete"]) for h in row.history] == [(1, 1, False)]
-    assert Path(row.weights_path).is_file() and "recall@1" in row.history[0]
+    assert Path(row.weights_path).is_file() and "val_recall@1" in row.history[0]
 
 
 def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):

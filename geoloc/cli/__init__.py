@@ -7,11 +7,15 @@ Library code raises GeolocError subclasses; only here are they turned into a one
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
 from ..errors import GeolocError
+
+# TensorFlow's C++ start-up chatter is noise on a command line; -vv still shows Python logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class GeolocGroup(click.Group):

@@ -12,10 +12,6 @@ SPLIT_HELP = ("Split of a buffer as BUFFER_M=SPLIT (train, val, test or none); r
               "of the default 100=train 75=test 60=test 50=val 45=none 35=val.")
 
 
-def _fmt_splits(splits: dict) -> str:
-    return " ".join(f"{m:g}={s or 'none'}" for m, s in sorted(splits.items(), reverse=True))
-
-
 @ingest.command()
 @click.argument("csv_files", metavar="CSV...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--split", "split_opts", multiple=True, metavar="BUFFER_M=SPLIT", help=SPLIT_HELP)

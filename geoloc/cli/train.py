@@ -91,9 +91,11 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         click.echo(f"Hint: continue with 'geoloc train --name {name} --resume'", err=True)
         sys.exit(130)
     m = row.metrics or {}
-    recall = "/".join(f"{100 * m[k]:.1f}" for k in ("recall@1", "recall@5", "recall@10") if m.get(k) is not None)
-    base = "/".join(f"{100 * m[k]:.1f}" for k in ("baseline_recall@1", "baseline_recall@5", "baseline_recall@10")
-                    if m.get(k) is not None)
+
+    def pct(prefix: str) -> str:
+        return "/".join(f"{100 * m[f'{prefix}@{k}']:.1f}" for k in (1, 5, 10) if m.get(f"{prefix}@{k}") is not None)
+
+    recall, base = pct("val_recall"), pct("thumbnail_val_recall")
     click.echo(f"model '{row.name}' ready: {row.backbone} {row.input_size}px dim {row.dim}, "
                f"{m.get('steps')} steps in {row.train_seconds / 60:.1f} min")
     if recall:

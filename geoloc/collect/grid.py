@@ -17,6 +17,7 @@ from ..db.engine import begin
 from ..errors import InputError, NotFound
 
 MAX_CELLS = 2**31 - 1  # idx is an int4
+BULK_MIN = 50_000  # new points from which indexes and the foreign key are rebuilt, not updated per row
 
 
 @dataclass
@@ -51,8 +52,25 @@ def ingest_grid(area: str, spacing: float = 10.0, conn: Connection | None = None
                          f"'{area}' is too large (at most {MAX_CELLS:,} cells)")
     params = {"area_id": aid, "spacing": float(spacing), "xmin": frame.xmin, "ymax": frame.ymax,
               "ncols": int(frame.ncols)}
+    conn.execute(sqlfiles.text("grid/lock.sql"))
     # the planner overestimates the generate_series joins and would spend seconds JIT-compiling
     conn.execute(sa.text("SET LOCAL jit = off"))
-    added = conn.execute(sqlfiles.text("grid/generate.sql"), params).rowcount
+    new = conn.execute(sqlfiles.text("grid/stage.sql"), params).rowcount
+    restore = []
+    if new >= BULK_MIN and new >= conn.execute(sqlfiles.text("grid/estimate.sql")).scalar():
+        # a bulk load: drop the GiST index and the foreign key, restore them after the insert
+        # (exclusive lock on grid_points until commit, a few seconds)
+        restore = conn.execute(sqlfiles.text("grid/bulk_load_objects.sql")).all()
+        for obj in restore:
+            if obj.kind == "index":
+                conn.execute(sa.text(f'DROP INDEX "{obj.name}"'))
+            else:
+                conn.execute(sa.text(f'ALTER TABLE grid_points DROP CONSTRAINT "{obj.name}"'))
+    added = conn.execute(sqlfiles.text("grid/insert.sql"), params).rowcount
+    for obj in restore:
+        if obj.kind == "index":
+            conn.execute(sa.text(obj.definition))
+        else:
+            conn.execute(sa.text(f'ALTER TABLE grid_points ADD CONSTRAINT "{obj.name}" {obj.definition}'))
     total = conn.execute(sqlfiles.text("grid/count.sql"), params).scalar()
     return GridResult(area, float(spacing), added, total, time.perf_counter() - start)

@@ -18,11 +18,12 @@ def training_curve(history: list[dict], path: Path, title: str = "") -> Path:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("multi-similarity loss (train)")
     for k in (1, 5, 10):
-        values = [h.get(f"recall@{k}") for h in history]
+        values = [h.get(f"val_recall@{k}") for h in history]
         if any(v is not None for v in values):
             ax_rec.plot(epochs, [float("nan") if v is None else 100 * v for v in values], marker="o",
                         label=f"Recall@{k}")
-    baseline = next((h.get("baseline_recall@1") for h in history if h.get("baseline_recall@1") is not None), None)
+    baseline = next((h.get("thumbnail_val_recall@1") for h in history
+                     if h.get("thumbnail_val_recall@1") is not None), None)
     if baseline is not None:
         ax_rec.axhline(100 * baseline, color="grey", linestyle="--", label="16x16 thumbnails R@1")
     ax_rec.set_xlabel("epoch")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -298,6 +300,7 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
         return loss
 
     run = _Run(name, cfg, model, optimizer, run_dir, data, state, started, progress)
+    previous = _terminate_as_interrupt()
     try:
         run.loop(train_step, deadline, on_step)
     except KeyboardInterrupt:
@@ -307,7 +310,21 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
         with begin() as conn:
             registry.update_model(conn, name, status="failed", history=run.state["history"])
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return run.finish(weights_path)
+
+
+def _terminate_as_interrupt():
+    """`kill PID` (SIGTERM) saves a checkpoint like Ctrl-C does; returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class _Run:
@@ -393,10 +410,10 @@ class _Run:
         }
         if self.data.validator is not None:
             t = time.monotonic()
-            entry.update(self.data.validator(self.model))
+            entry.update({f"val_{k}": v for k, v in self.data.validator(self.model).items()})
             self.val_seconds = entry["val_s"] = time.monotonic() - t
         if self.state.get("baseline"):
-            entry.update({f"baseline_{k}": v for k, v in self.state["baseline"].items()})
+            entry.update({f"thumbnail_val_{k}": v for k, v in self.state["baseline"].items()})
         history = [h for h in self.state["history"] if h["epoch"] != entry["epoch"]] + [entry]
         self.state["history"] = history
         if self._is_best(entry):
@@ -412,25 +429,25 @@ class _Run:
         with begin() as conn:
             registry.update_model(conn, self.name, history=history, train_seconds=self.elapsed())
         msg = f"epoch {entry['epoch']}: loss {entry['loss'] if entry['loss'] is not None else float('nan'):.4f}"
-        if "recall@1" in entry:
-            msg += "  val R@1/5/10 " + "/".join(f"{100 * entry[f'recall@{k}']:.1f}" for k in (1, 5, 10))
+        if "val_recall@1" in entry:
+            msg += "  val R@1/5/10 " + "/".join(f"{100 * entry[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
         if self.progress:
             print(msg, file=sys.stderr)
 
     def _is_best(self, entry: dict) -> bool:
         best = self.state["best"]
-        if best is None or "recall@1" not in entry:
+        if best is None or "val_recall@1" not in entry:
             return True  # without validation the latest weights are the best we know
-        key = lambda h: (h.get("recall@1") or 0.0, h.get("recall@5") or 0.0)  # noqa: E731
+        key = lambda h: (h.get("val_recall@1") or 0.0, h.get("val_recall@5") or 0.0)  # noqa: E731
         return key(entry) > key(best)
 
     def finish(self, weights_path: Path):
         best = self.state["best"] or {}
-        metrics = {k: best[k] for k in ("recall@1", "recall@5", "recall@10") if k in best}
+        metrics = {k: best[k] for k in ("val_recall@1", "val_recall@5", "val_recall@10") if k in best}
         metrics["best_epoch"] = best.get("epoch")
         metrics["steps"] = self.step
         if self.state.get("baseline"):
-            metrics.update({f"baseline_{k}": v for k, v in self.state["baseline"].items()})
+            metrics.update({f"thumbnail_val_{k}": v for k, v in self.state["baseline"].items()})
         rates = [h["images_per_s"] for h in self.state["history"] if h.get("images_per_s")]
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
         with begin() as conn:

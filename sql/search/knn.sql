@@ -3,8 +3,13 @@
 -- Bound parameters: query (the embedding, a vector), model_id, k, and the optional filters
 --   split, version      only database images of that split / scraping version (NULL: all)
 --   lat, lng, within_m  only images whose location lies within within_m metres of (lat, lng):
---                       ST_DWithin on geography (true metres on the spheroid), after a slightly
---                       larger box in degrees (&&) that the GiST index on locations.geom can serve
+--                       a slightly larger box in degrees (&&, served by the GiST index and
+--                       estimated from the column's statistics), then the true distance on the
+--                       spheroid (geography). Written as ST_Distance(...) <= within_m rather than
+--                       ST_DWithin: the latter's geography support function estimates a tiny
+--                       selectivity without a geography index, so the planner would always sort
+--                       the region exactly (100 ms for 4,000 of 100,000 rows) instead of walking
+--                       the HNSW graph (6 ms); the results are the same.
 --   area                only images whose location lies in the polygon of areas.name = area
 -- {vtype} is composed into the text by geoloc.retrieval.index.vector_type, e.g. vector(256): a type
 -- modifier cannot be a bind parameter. The ORDER BY expression must read exactly as the model's
@@ -31,9 +36,9 @@ WITH nearest AS MATERIALIZED (
            OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326),
                                    %(within_m)s::float8 / (111000 * cos(radians(%(lat)s::float8))),
                                    %(within_m)s::float8 / 110000)
-               AND ST_DWithin(l.geom::geography,
-                              ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography,
-                              %(within_m)s::float8)))
+               AND ST_Distance(l.geom::geography,
+                               ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography)
+                   <= %(within_m)s::float8))
       AND (%(area)s::text IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
                       WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
