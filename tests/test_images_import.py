@@ -39,13 +39,13 @@ def test_full_shared_tree_imports_completely_and_reimport_adds_nothing(cli, engi
     print(f"\nfull import of the shared tree: {seconds:.1f} s\n{res.stdout}")
     lines = res.stdout.splitlines()
     # the default --min-images 2 drops the five single-image (location, heading) groups, as the original
-    assert lines[0].startswith(f"16094 files under {images}: imported 16089, skipped 5, failed 0 (")
+    assert lines[0].startswith(f"16094 files under {images.resolve()}: imported 16089, skipped 5, failed 0 (")
     assert "  skipped 1: only 1 image(s) for location 421 heading 2, fewer than --min-images 2" in lines
     assert _stderr_lines(res) == []
 
     res = cli("ingest", "images", images, "--min-images", "1")
     assert res.exit_code == 0, res.output
-    assert res.stdout.startswith(f"16094 files under {images}: imported 5, skipped 16089, failed 0 (")
+    assert res.stdout.startswith(f"16094 files under {images.resolve()}: imported 5, skipped 16089, failed 0 (")
 
     with engine.connect() as conn:
         per_split = {(r.split, r.version): r.images for r in conn.execute(sa.text(
