@@ -45,11 +45,11 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     input_size: int = 160
     dim: int = 256
-    epochs: int = 12
+    epochs: int = 8
     steps_per_epoch: int = 150
     places: int = 8
     per_place: int = 4
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100
     weight_decay: float = 0.0        # > 0 switches Adam to AdamW
@@ -347,7 +347,6 @@ class _Run:
                                {**self.state, "step": self.step, "train_seconds": self.elapsed()})
 
     def loop(self, train_step, deadline, on_step) -> None:
-        import tensorflow as tf
         from tqdm import tqdm
 
         from .data import Augment, training_dataset
