@@ -22,6 +22,7 @@ class BackboneSpec:
     build: Callable[..., keras.Model]
     caffe_input: bool  # True: needs BGR mean-subtracted input (ResNet50), False: takes 0..255 RGB itself
     note: str
+    default_size: int = 224  # ImageNet's side; the CPU default trains from scratch at 160 (measured best per minute)
 
 
 def _mnv3(cls):
@@ -30,7 +31,7 @@ def _mnv3(cls):
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenetv3small": BackboneSpec(_mnv3(keras.applications.MobileNetV3Small), False, "CPU default"),
+    "mobilenetv3small": BackboneSpec(_mnv3(keras.applications.MobileNetV3Small), False, "CPU default", 160),
     "mobilenetv3large": BackboneSpec(_mnv3(keras.applications.MobileNetV3Large), False, "light"),
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, False, "light"),
     "resnet50": BackboneSpec(keras.applications.ResNet50, True, "the original; slow on CPU"),

@@ -27,7 +27,7 @@ from ..db import sqlfiles
 from ..db.engine import begin
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
 from . import registry
-from .backbones import DEFAULT_BACKBONE, backbone_spec
+from .backbones import BACKBONES, DEFAULT_BACKBONE, backbone_spec
 from .net import WEIGHTS_HINT
 
 WEIGHTS_FILE = "best.weights.h5"
@@ -43,7 +43,7 @@ class TrainConfig:
     """
 
     backbone: str = DEFAULT_BACKBONE
-    input_size: int = 160
+    input_size: int | None = None    # None: the backbone's default (224; 160 for the CPU default)
     dim: int = 256
     epochs: int = 8
     steps_per_epoch: int = 150
@@ -76,6 +76,10 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    def __post_init__(self) -> None:
+        if self.input_size is None and self.backbone in BACKBONES:
+            self.input_size = BACKBONES[self.backbone].default_size
 
     def check(self) -> None:
         backbone_spec(self.backbone)
