@@ -45,7 +45,7 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     input_size: int | None = None    # None: the backbone's default (224; 160 for the CPU default)
     dim: int = 256
-    epochs: int = 8
+    epochs: int = 20
     steps_per_epoch: int = 150
     places: int = 8
     per_place: int = 4
