@@ -22,7 +22,7 @@ class BackboneSpec:
     build: Callable[..., keras.Model]
     caffe_input: bool  # True: needs BGR mean-subtracted input (ResNet50), False: takes 0..255 RGB itself
     note: str
-    default_size: int = 224  # ImageNet's side; the CPU default trains from scratch at 160 (measured best per minute)
+    default_size: int = 224  # ImageNet's side; the CPU default trains from scratch at 160 (fits the CPU time budget)
 
 
 def _mnv3(cls):

@@ -18,7 +18,7 @@ SCRATCH_BN_MOMENTUM = 0.9  # Keras apps use 0.999: from scratch, inference stati
 WEIGHTS_HINT = "use --weights none (train from scratch), imagenet (Keras' download) or the path of a .keras/.weights.h5 file"
 
 
-def build_model(backbone: str, dim: int = 256, input_size: int = 160, weights: str = "none",
+def build_model(backbone: str, dim: int = 256, input_size: int | None = None, weights: str = "none",
                 freeze: int = 0, gem_p: float = 3.0, trainable_p: bool = False,
                 bn_momentum: float | None = None) -> keras.Model:
     """A keras.Model mapping float32 (N, S, S, 3) 0..255 RGB to L2-normalised (N, dim) embeddings.
@@ -26,9 +26,11 @@ def build_model(backbone: str, dim: int = 256, input_size: int = 160, weights: s
     weights: "none" (random init; BatchNorm momentum set to 0.9 unless bn_momentum says otherwise),
     "imagenet" (Keras' own download of the backbone) or a path to a .keras model / .h5 weights file
     holding either a whole geoloc embedder of the same shape or just the backbone.
-    dim: 0 keeps the backbone's channel count (no projection).
+    dim: 0 keeps the backbone's channel count (no projection). input_size: None = the backbone's default.
     """
-    backbone_spec(backbone)  # unknown names fail before anything is built
+    spec = backbone_spec(backbone)  # unknown names fail before anything is built
+    if input_size is None:
+        input_size = spec.default_size
     if dim < 0:
         raise ConfigError(f"dimension {dim} must be positive (or 0 for no projection)")
     weights = str(weights)

@@ -460,7 +460,7 @@ class _Run:
                 data_counts=self.data.counts, status="ready")
 
 
-def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, input_size: int = 160,
+def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, input_size: int | None = None,
                    seed: int = 0, out: Path | None = None):
     """Register a randomly initialised model (status 'ready'): a fast stand-in for tests and demos."""
     from .net import build_model
@@ -470,6 +470,7 @@ def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, 
             raise AlreadyExists(f"model '{name}' already exists", hint="choose another name")
     keras.utils.set_random_seed(seed)
     model = build_model(backbone, dim, input_size, "none")
+    input_size = int(model.input_shape[1])  # None above: the backbone's default
     run_dir = model_dir(name, out).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / WEIGHTS_FILE
