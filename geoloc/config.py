@@ -6,15 +6,20 @@ other places without flags on every command.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
 DEFAULT_PORT = 54329  # not 5432: Debian's own cluster may already be there
 DEFAULT_DB = "geoloc"
-DEFAULT_USER = "geoloc"
+DEFAULT_USER = "geoloc"  # the application role: owns the database and everything migrations create
+ADMIN_USER = "geoloc_admin"  # bootstrap superuser of the embedded cluster: roles, databases, extensions
+READER_USER = "geoloc_reader"  # read-only role for QGIS, analysts and read-only services
+EMBEDDED_HOST = "127.0.0.1"
 PG_MAJOR = os.environ.get("GEOLOC_PG_MAJOR", "15")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +63,50 @@ def pg_port() -> int:
     return port
 
 
+def cluster_root() -> Path:
+    """Folder of the embedded cluster: its data directory, log, secrets and lock file."""
+    return data_dir() / "pg"
+
+
+def secrets_file(root: Path | None = None) -> Path:
+    """Generated password of each role of the embedded cluster (JSON, mode 0600, never printed)."""
+    return (root or cluster_root()) / "secrets.json"
+
+
+def passfile(root: Path | None = None) -> Path:
+    """libpq password file (mode 0600) for the app and read-only roles, for psql, QGIS and other clients."""
+    return (root or cluster_root()) / "pgpass"
+
+
+def read_secrets(root: Path | None = None) -> dict[str, str]:
+    """Role -> password of the embedded cluster; empty when it was not created yet."""
+    path = secrets_file(root)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable secrets file ({type(exc).__name__})",
+                          hint="it is written by 'geoloc db up'; restore it or recreate the cluster") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f"{path}: not a role -> password object")
+    return data
+
+
 @dataclass(frozen=True)
 class DatabaseTarget:
     url: str
     external: bool  # True when GEOLOC_DATABASE_URL points elsewhere: db up/down leave it alone
 
 
-def embedded_url(dbname: str = DEFAULT_DB, port: int | None = None) -> str:
-    return f"postgresql+psycopg://{DEFAULT_USER}@127.0.0.1:{port or pg_port()}/{dbname}"
+def embedded_url(dbname: str = DEFAULT_DB, port: int | None = None, role: str = DEFAULT_USER,
+                 root: Path | None = None) -> str:
+    """SQLAlchemy URL of ROLE on the embedded cluster, with its password from the secrets file.
+
+    The URL lives in memory only; print it with ``redact`` or ``public_url``."""
+    password = read_secrets(root).get(role)
+    creds = f"{role}:{quote(password, safe='')}" if password else role
+    return f"postgresql+psycopg://{creds}@{EMBEDDED_HOST}:{port or pg_port()}/{dbname}"
 
 
 def database_target() -> DatabaseTarget:
@@ -75,13 +116,26 @@ def database_target() -> DatabaseTarget:
     return DatabaseTarget(embedded_url(), external=False)
 
 
-def normalise_url(url: str) -> str:
+def read_only_url() -> str | None:
+    """SQLAlchemy URL of a read-only role on the configured database, or None when none is known.
+
+    GEOLOC_READONLY_DATABASE_URL when set; else, for the embedded cluster, its ``geoloc_reader``;
+    an external GEOLOC_DATABASE_URL without GEOLOC_READONLY_DATABASE_URL has none."""
+    url = os.environ.get("GEOLOC_READONLY_DATABASE_URL")
+    if url:
+        return normalise_url(url, "GEOLOC_READONLY_DATABASE_URL")
+    if os.environ.get("GEOLOC_DATABASE_URL") or READER_USER not in read_secrets():
+        return None
+    return embedded_url(role=READER_USER)
+
+
+def normalise_url(url: str, setting: str = "GEOLOC_DATABASE_URL") -> str:
     """Accept libpq-style URLs and make SQLAlchemy use psycopg 3."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     raise ConfigError(
-        f"GEOLOC_DATABASE_URL: '{redact(url)}' is not a PostgreSQL URL (expected postgresql://USER@HOST:PORT/DB)"
+        f"{setting}: '{redact(url)}' is not a PostgreSQL URL (expected postgresql://USER@HOST:PORT/DB)"
     )
 
 
@@ -99,3 +153,13 @@ def redact(url: str) -> str:
 def libpq_url(url: str) -> str:
     """The URL as psql, QGIS and libpq expect it (no SQLAlchemy driver suffix)."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(URL without its password, the password or None), so a password can travel apart from argv."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    creds, host = parts.netloc.rsplit("@", 1)
+    bare = parts._replace(netloc=f"{creds.split(':', 1)[0]}@{host}")
+    return urlunsplit(bare), unquote(parts.password)

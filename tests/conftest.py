@@ -30,7 +30,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def pg_cluster():
+def pg_cluster() -> Cluster:
+    """The session's cluster, set up like `geoloc db up` does: passwords only, admin/app/reader roles."""
     # mkdtemp in /tmp (not pytest's 0700 tmp tree): as root the server runs as 'postgres' and must reach it
     root = Path(tempfile.mkdtemp(prefix="geoloc-test-pg-"))
     os.chmod(root, 0o755)
@@ -38,8 +39,8 @@ def pg_cluster():
                       extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
     cluster.init()
     cluster.start()
-    cluster.create_database(TEMPLATE)
-    migrate(cluster.url(TEMPLATE))
+    cluster.provision(TEMPLATE)  # roles, database owned by the app role, extensions, reader grants
+    migrate(cluster.url(TEMPLATE))  # as the app role, like `geoloc db up`
     db_engine.get_engine(cluster.url(TEMPLATE)).dispose()
     yield cluster
     cluster.stop()
@@ -48,15 +49,18 @@ def pg_cluster():
 
 @pytest.fixture
 def db_url(pg_cluster, monkeypatch) -> str:
-    """A fresh, migrated database for this test; GEOLOC_DATABASE_URL points every command at it."""
+    """A fresh, migrated database for this test, owned by the app role (the URL's user);
+    GEOLOC_DATABASE_URL and GEOLOC_READONLY_DATABASE_URL point every command at it."""
     name = f"t_{os.getpid()}_{next(_counter)}"
     pg_cluster.create_database(name, template=TEMPLATE)
     url = pg_cluster.url(name)
+    reader = pg_cluster.url(name, config.READER_USER)
     monkeypatch.setenv("GEOLOC_DATABASE_URL", url)
+    monkeypatch.setenv("GEOLOC_READONLY_DATABASE_URL", reader)
     yield url
     db_engine.get_engine(url).dispose()
-    with sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    db_engine.get_engine(reader).dispose()
+    pg_cluster.drop_database(name)
 
 
 @pytest.fixture

@@ -112,9 +112,16 @@ def test_db_up_and_down_leave_external_server_alone(cli, db_url):
     assert cli("db", "status").exit_code == 0
 
 
-def test_db_url_prints_libpq_url(cli, db_url):
+def test_db_url_prints_libpq_url(cli, db_url, pg_cluster):
+    # no password unless asked for: the test database's URL is an external one with a password
+    bare = f"postgresql://geoloc@127.0.0.1:{pg_cluster.port}/{db_url.rsplit('/', 1)[1]}"
     res = cli("db", "url")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == bare
+    res = cli("db", "url", "--show-password")
     assert res.stdout.strip() == db_url.replace("postgresql+psycopg://", "postgresql://")
+    reader = cli("db", "url", "--read-only").stdout.strip()
+    assert reader == bare.replace("//geoloc@", "//geoloc_reader@")
 
 
 def _all_commands(group: click.Group, prefix=()):

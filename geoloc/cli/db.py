@@ -62,12 +62,18 @@ def status(as_json: bool) -> None:
 
 
 @db.command()
-def url() -> None:
+@click.option("--read-only", is_flag=True, help="The read-only role (geoloc_reader) instead of the app role.")
+@click.option("--show-password", is_flag=True,
+              help="Put the password in the URL (for clients such as QGIS that take no passfile).")
+def url(read_only: bool, show_password: bool) -> None:
     """Print the connection URL for psql, QGIS or any PostgreSQL client.
 
-    Example: psql "$(geoloc db url)"
+    Without --show-password the URL holds no password: the embedded cluster's names its
+    0600 libpq password file (passfile=...), which psql and other libpq clients read.
+
+    Example: psql "$(geoloc db url --read-only)"
     """
-    click.echo(dbadmin.url())
+    click.echo(dbadmin.url(read_only=read_only, show_password=show_password))
 
 
 @db.command()
@@ -83,9 +89,12 @@ def migrate(revision: str) -> None:
 @db.command(context_settings={"ignore_unknown_options": True})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def psql(psql_args: tuple[str, ...]) -> None:
-    """Open psql on the database (extra arguments are passed to psql).
+    """Open psql on the database as the app role (extra arguments are passed to psql).
+
+    The password reaches psql through its environment (PGPASSFILE or PGPASSWORD), never its
+    command line.
 
     Example: geoloc db psql -c 'SELECT count(*) FROM images'
     """
-    cmd = dbadmin.psql(list(psql_args))
-    os.execvp(cmd[0], cmd)
+    cmd, env = dbadmin.psql(list(psql_args))
+    os.execvpe(cmd[0], cmd, env)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
 from .. import config
-from ..errors import GeolocError
+from ..childenv import child_env
+from ..errors import ClusterError, ConfigError, GeolocError
 from . import migrate as _migrate
 from .cluster import Cluster
 from .engine import check
@@ -16,19 +20,23 @@ from .schema import Base
 
 
 def up() -> Iterator[str]:
-    """Create/start the embedded cluster, create the database, migrate. Yields progress lines."""
+    """Create/start the embedded cluster, its roles and database, migrate. Yields progress lines.
+
+    Concurrent calls on one data directory wait for each other (a lock file in the cluster folder)."""
     target = config.database_target()
     if target.external:
-        yield f"GEOLOC_DATABASE_URL is set ({config.redact(config.libpq_url(target.url))}): not starting the embedded server"
+        yield f"GEOLOC_DATABASE_URL is set ({_printable(target.url)}): not starting the embedded server"
         return
     cluster = Cluster.default()
-    if cluster.init():
-        yield f"created cluster in {cluster.pgdata}"
-    yield "started PostgreSQL" if cluster.start() else "PostgreSQL already running"
-    if cluster.create_database():
-        yield f"created database {config.DEFAULT_DB}"
-    yield f"migrated to {_migrate.migrate(target.url)}"
-    yield f"ready: {config.libpq_url(target.url)}"
+    with cluster.lock():
+        if cluster.init():
+            yield f"created cluster in {cluster.pgdata}"
+        yield "started PostgreSQL" if cluster.start() else "PostgreSQL already running"
+        if cluster.provision():
+            yield f"created database {config.DEFAULT_DB} (owner {config.DEFAULT_USER})"
+        cluster.prepare_database()
+        yield f"migrated to {_migrate.migrate(cluster.url())}"
+    yield f"ready: {url()}"
 
 
 def down() -> str:
@@ -38,8 +46,48 @@ def down() -> str:
     return "stopped PostgreSQL" if Cluster.default().stop() else "PostgreSQL was not running"
 
 
-def url() -> str:
-    return config.libpq_url(config.database_target().url)
+def _printable(url: str) -> str:
+    """URL for output: libpq form, without a password."""
+    return config.split_password(config.libpq_url(url))[0]
+
+
+def _client(read_only: bool) -> tuple[str, Path | None]:
+    """(SQLAlchemy URL with password, the passfile holding it or None) of the app or read-only role."""
+    external = config.database_target().external
+    if read_only:
+        url = config.read_only_url()
+        if url is None:
+            if external:
+                raise ConfigError("no read-only database URL: GEOLOC_DATABASE_URL is set but "
+                                  "GEOLOC_READONLY_DATABASE_URL is not",
+                                  hint="set GEOLOC_READONLY_DATABASE_URL to a read-only role's URL")
+            raise ClusterError(f"the embedded cluster in {config.cluster_root()} was not created yet",
+                               hint="run 'geoloc db up'")
+        embedded = not external and not os.environ.get("GEOLOC_READONLY_DATABASE_URL")
+    else:
+        url, embedded = config.database_target().url, not external
+    if not embedded:
+        return url, None
+    cluster = Cluster.default()
+    if not config.read_secrets(cluster.root):
+        raise ClusterError(f"the embedded cluster in {cluster.root} was not created yet", hint="run 'geoloc db up'")
+    passfile = cluster.passfile if cluster.passfile.exists() else cluster.write_passfile()
+    return url, passfile
+
+
+def url(read_only: bool = False, show_password: bool = False) -> str:
+    """Client URL of the app role (or, READ_ONLY, the reader) for psql, QGIS and other libpq clients.
+
+    Without SHOW_PASSWORD it carries no password: the embedded cluster's URL names its 0600 libpq
+    passfile instead (``?passfile=...``); an external URL loses its password (use ~/.pgpass or
+    PGPASSWORD, or SHOW_PASSWORD for a client that needs it in the URL)."""
+    full, passfile = _client(read_only)
+    if show_password:
+        return config.libpq_url(full)
+    bare = _printable(full)
+    if passfile is not None:
+        bare += ("&" if "?" in bare else "?") + "passfile=" + quote(str(passfile), safe="/")
+    return bare
 
 
 def migrate(revision: str = "head") -> str | None:
@@ -61,7 +109,7 @@ def status() -> dict:
                 rows[table.name] = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
         server = scalar("SHOW server_version")
     return {
-        "url": config.libpq_url(engine.url.render_as_string(hide_password=True)),
+        "url": _printable(target.url),
         "external": target.external,
         "postgresql": server,
         "postgis": postgis,
@@ -72,8 +120,15 @@ def status() -> dict:
     }
 
 
-def psql(args: list[str]) -> list[str]:
+def psql(args: list[str], read_only: bool = False) -> tuple[list[str], dict[str, str]]:
+    """psql's command line (no password on it) and its environment (PGPASSFILE or PGPASSWORD)."""
     exe = shutil.which("psql") or str(config.pg_bindir() / "psql")
     if not shutil.which(exe):
         raise GeolocError("psql not found", hint="install postgresql-client-15")
-    return [exe, url(), *args]
+    full, passfile = _client(read_only)
+    bare, password = config.split_password(config.libpq_url(full))
+    if passfile is not None:
+        extra = {"PGPASSFILE": str(passfile)}
+    else:
+        extra = {"PGPASSWORD": password} if password else {}
+    return [exe, bare, *args], child_env(extra=extra)

@@ -29,11 +29,24 @@ def check(url: str | None = None) -> Engine:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
+        _check_embedded_port(engine.url, exc.orig)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
             f"cannot connect to {config.redact(config.libpq_url(engine.url.render_as_string(hide_password=True)))}: {reason}"
         ) from None
     return engine
+
+
+def _check_embedded_port(url: sa.URL, error) -> None:
+    """A server on the embedded cluster's port that rejects our password is someone else's: say so."""
+    from .cluster import AUTH_FAILED, Cluster
+
+    target = config.database_target()
+    if target.external or getattr(error, "sqlstate", None) not in AUTH_FAILED:
+        return
+    embedded = sa.engine.make_url(target.url)
+    if (url.host, url.port) == (embedded.host, embedded.port):
+        raise Cluster.default().port_error("answered by a server that rejects geoloc's password")
 
 
 @contextmanager

@@ -51,13 +51,18 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def ensure_extensions(url: str | None = None) -> None:
+    """PostGIS and pgvector in the database: already there (the embedded cluster's admin created them),
+    or created now by a role allowed to (an external server)."""
     engine = check(url)
     with engine.begin() as conn:
+        installed = set(conn.execute(sa.text("SELECT extname FROM pg_extension")).scalars())
         available = {
             row.name
             for row in conn.execute(sa.text("SELECT name FROM pg_available_extensions"))
         }
         for ext in REQUIRED_EXTENSIONS:
+            if ext in installed:
+                continue
             if ext not in available:
                 raise ExtensionMissing(
                     f"extension '{ext}' is not installed on the server",
