@@ -49,7 +49,12 @@ SERVER_SETTINGS = {
 }
 ROLES = (config.ADMIN_USER, config.DEFAULT_USER, config.READER_USER)
 EXTENSIONS = ("postgis", "vector")
-AUTH_FAILED = ("28P01", "28000")  # invalid_password, invalid_authorization_specification
+
+
+def password_rejected(error: BaseException | None) -> bool:
+    """True when a server answered but refused our password (libpq reports it without a SQLSTATE)."""
+    return error is not None and ("password authentication failed" in str(error)
+                                  or getattr(error, "sqlstate", None) == "28P01")
 
 
 def _write_private(path: Path, text: str, owner_uid: int | None = None) -> None:
@@ -278,7 +283,7 @@ class Cluster:
                 psycopg.connect(self.admin_url(), connect_timeout=2).close()
                 return
             except psycopg.OperationalError as exc:
-                if exc.sqlstate in AUTH_FAILED:
+                if password_rejected(exc):
                     raise self.port_error("answered by a server that rejects geoloc's password") from None
                 if time.monotonic() > deadline:
                     raise ClusterError(f"PostgreSQL on port {self.port} does not accept connections: "

@@ -39,10 +39,10 @@ def check(url: str | None = None) -> Engine:
 
 def _check_embedded_port(url: sa.URL, error) -> None:
     """A server on the embedded cluster's port that rejects our password is someone else's: say so."""
-    from .cluster import AUTH_FAILED, Cluster
+    from .cluster import Cluster, password_rejected
 
     target = config.database_target()
-    if target.external or getattr(error, "sqlstate", None) not in AUTH_FAILED:
+    if target.external or not password_rejected(error):
         return
     embedded = sa.engine.make_url(target.url)
     if (url.host, url.port) == (embedded.host, embedded.port):
