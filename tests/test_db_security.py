@@ -296,3 +296,21 @@ def test_someone_elses_server_on_our_port_is_never_used(fresh_up, pg_cluster):
         f"Error: port {pg_cluster.port} on 127.0.0.1 is in use by another program "
         f"(not geoloc's cluster in {cluster.root})",
         "Hint: set GEOLOC_PG_PORT to a free port"]
+
+
+def test_data_dir_of_an_older_trusting_geoloc_is_refused(cli, monkeypatch):
+    # an initialised cluster without secrets.json: made when every local connection was trusted
+    data_dir = _fresh_dir()
+    pgdata = data_dir / "pg" / f"data{config.PG_MAJOR}"
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text(config.PG_MAJOR + "\n")
+    monkeypatch.delenv("GEOLOC_DATABASE_URL", raising=False)
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("GEOLOC_PG_PORT", str(_free_port()))
+    res = cli("db", "up")
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"Error: the cluster in {pgdata} has no secrets.json: it was created by an "
+                                 "older geoloc that trusted every local connection")
+    assert f"Hint: stop it, move {data_dir / 'pg'} aside and run 'geoloc db up'" in res.stderr
+    assert sorted(p.name for p in pgdata.iterdir()) == ["PG_VERSION"]
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -178,7 +178,7 @@ class Cluster:
             return
         if running is not None:
             raise ClusterError(f"geoloc's cluster in {self.root} runs on port {running}, not on GEOLOC_PG_PORT={self.port}",
-                               hint="stop it with 'geoloc db down' (same GEOLOC_PG_PORT as when it started), then retry")
+                               hint="stop it with 'geoloc db down', then retry")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
