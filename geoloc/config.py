@@ -103,7 +103,7 @@ def embedded_url(dbname: str = DEFAULT_DB, port: int | None = None, role: str = 
                  root: Path | None = None) -> str:
     """SQLAlchemy URL of ROLE on the embedded cluster, with its password from the secrets file.
 
-    The URL lives in memory only; print it with ``redact`` or ``public_url``."""
+    The URL lives in memory only; print it only through ``redact`` or ``split_password``."""
     password = read_secrets(root).get(role)
     creds = f"{role}:{quote(password, safe='')}" if password else role
     return f"postgresql+psycopg://{creds}@{EMBEDDED_HOST}:{port or pg_port()}/{dbname}"

@@ -87,8 +87,9 @@ def migrate(revision: str) -> None:
 
 
 @db.command(context_settings={"ignore_unknown_options": True})
+@click.option("--read-only", is_flag=True, help="Connect as the read-only role (geoloc_reader).")
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
-def psql(psql_args: tuple[str, ...]) -> None:
+def psql(read_only: bool, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database as the app role (extra arguments are passed to psql).
 
     The password reaches psql through its environment (PGPASSFILE or PGPASSWORD), never its
@@ -96,5 +97,5 @@ def psql(psql_args: tuple[str, ...]) -> None:
 
     Example: geoloc db psql -c 'SELECT count(*) FROM images'
     """
-    cmd, env = dbadmin.psql(list(psql_args))
+    cmd, env = dbadmin.psql(list(psql_args), read_only=read_only)
     os.execvpe(cmd[0], cmd, env)

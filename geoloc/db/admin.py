@@ -34,7 +34,6 @@ def up() -> Iterator[str]:
         yield "started PostgreSQL" if cluster.start() else "PostgreSQL already running"
         if cluster.provision():
             yield f"created database {config.DEFAULT_DB} (owner {config.DEFAULT_USER})"
-        cluster.prepare_database()
         yield f"migrated to {_migrate.migrate(cluster.url())}"
     yield f"ready: {url()}"
 
