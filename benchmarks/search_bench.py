@@ -172,19 +172,29 @@ def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, bench_db: str
 
 
 def bench_url(name: str) -> str:
-    """The URL of database NAME on the configured server, created and migrated if missing."""
+    """The URL of database NAME on the configured server, created and migrated if missing.
+
+    On the embedded cluster the admin role creates it for the app role (which may not create
+    databases); on an external server the configured role must be allowed to."""
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
+    from geoloc.db.cluster import Cluster
     from geoloc.db.migrate import migrate
 
-    base = make_url(config.database_target().url)
-    url = base.set(database=name).render_as_string(hide_password=False)
-    admin = config.libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    target = config.database_target()
+    if not target.external:
+        cluster = Cluster.default()
+        cluster.provision(name)
+        url = cluster.url(name)
+    else:
+        base = make_url(target.url)
+        url = base.set(database=name).render_as_string(hide_password=False)
+        admin = config.libpq_url(base.set(database="postgres").render_as_string(hide_password=False))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrate(url)
     return url
 
