@@ -64,5 +64,5 @@ def test_crop_rejects_bad_box_and_non_images(cli, tmp_path):
     assert res.stderr == "Error: --box: '5,5,1' is not left,top,right,bottom with left < right and top < bottom\n"
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    with pytest.raises(InputError, match="notes.png: not an image"):
+    with pytest.raises(InputError, match="notes.png: not a readable image"):
         ingest_crop([text], tmp_path / "out")
