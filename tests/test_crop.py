@@ -11,6 +11,7 @@ from bad_images import png_bomb, run_geoloc
 from PIL import Image
 
 from geoloc.errors import InputError
+from geoloc.imagefile import MAX_IMAGE_BYTES
 from geoloc.imagery.crop import DEFAULT_BOX, crop_screenshot, ingest_crop
 
 
@@ -85,6 +86,12 @@ def test_crop_refuses_bombs_and_special_files_with_one_line(cli, shared_data, tm
     assert res.exit_code == 1
     assert res.stderr == (f"Error: {huge}: image is 8000 x 6000 pixels, more than the limit of 40,000,000 "
                           "(a decompression bomb or a huge image)\n")
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    res = cli("ingest", "crop", big, "--out", out)
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {big}: {MAX_IMAGE_BYTES + 1:,} bytes, more than the limit of {MAX_IMAGE_BYTES:,}\n"
     link = tmp_path / "link.png"
     link.symlink_to(raw)
     res = cli("ingest", "crop", raw, link, "--out", out)

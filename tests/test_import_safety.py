@@ -22,6 +22,7 @@ from PIL import Image
 
 from geoloc.collect.locations import ingest_locations
 from geoloc.errors import InputError
+from geoloc.imagefile import MAX_IMAGE_BYTES
 from geoloc.imagery.names import parse_folder
 from geoloc.imagery.store import IMAGE_LIMITS, ImageRecord, insert_images
 
@@ -157,6 +158,8 @@ def test_symlinks_fifos_image_named_folders_and_bombs_are_refused_without_openin
     shutil.copy(outside / HEADING_1[2], folder / "1835_1_3_September 2021_2024-01-03 19:46:40.056069.jpg")
     png_bomb(shard / "1835_2_0_March 2023_2024-01-03 19:47:07.253701.jpg", 20000, 20000)
     jpeg_bomb(shard / "1835_2_1_November 2022_2024-01-03 19:47:14.160463.jpg", 8000, 6000)
+    with open(shard / "1835_2_2_June 2022_2024-01-03 19:47:20.790705.jpg", "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)  # sparse: costs no disk
 
     res = run_geoloc("ingest", "images", root)
     assert res.returncode == 0, res.stderr
@@ -169,9 +172,11 @@ def test_symlinks_fifos_image_named_folders_and_bombs_are_refused_without_openin
         "178956970 pixels, could be decompression bomb DOS attack.",
         f"{p}1835_2_1_November 2022_2024-01-03 19:47:14.160463.jpg: image is 8000 x 6000 pixels, more than the "
         "limit of 40,000,000 (a decompression bomb or a huge image)",
+        f"{p}1835_2_2_June 2022_2024-01-03 19:47:20.790705.jpg: {MAX_IMAGE_BYTES + 1:,} bytes, more than the limit "
+        f"of {MAX_IMAGE_BYTES:,}",
         f"{p}more: is a symbolic link, not an image file",
     ]
-    assert res.stdout.startswith(f"9 files under {root.resolve()}: imported 3, skipped 0, failed 6 (")
+    assert res.stdout.startswith(f"10 files under {root.resolve()}: imported 3, skipped 0, failed 7 (")
     assert [r[0] for r in _rows(engine)] == [f"{p}{name}" for name in GOOD]
 
 

@@ -72,7 +72,8 @@ def crop(inputs: tuple[Path, ...], out: Path, box: str | None, size: int) -> Non
     """Crop and resize raw viewer screenshots into model inputs (RGB JPEG).
 
     With the default box every input must be a 1512x810 screenshot; nothing is written unless all
-    inputs can be cropped.
+    inputs can be cropped. Symlinks, FIFOs, folders, oversized files and decompression bombs are
+    refused; an input is never overwritten, nor one crop by another of the same name.
 
     Example: geoloc ingest crop ../shared/data/stockholm/raw_examples/*.png --out crops/
     """

@@ -32,7 +32,7 @@ from ..db.engine import begin, check
 from ..db.schema import SPLITS
 from ..errors import InputError
 from ..imagefile import IMAGE_SUFFIXES, check_file
-from .names import FOLDER_PATTERN, NAME_PATTERN, folder_info, parse_image_name
+from .names import FOLDER_PATTERN, NAME_PATTERN, ImageName, folder_info, parse_image_name
 from .store import (ImageRecord, inspect_or_reason, insert_images, mark_queries, record_problem, value_problem,
                     without_name)
 
@@ -136,8 +136,35 @@ def _check_options(split: str | None, version: str | None) -> None:
             raise InputError(f"--version: {problem}")
 
 
-def _folder_label(root: Path, rel: PurePosixPath) -> str:
-    return shown(str(rel.parent)) if rel.parent != PurePosixPath() else root.name
+def _name_problem(name: ImageName | None, root: Path, rel: PurePosixPath) -> str | None:
+    """Why a file's name (or path) cannot become an images row, before the file is read."""
+    if name is None:
+        return f"file name does not match {NAME_PATTERN}"
+    values = (("location_id", name.location_id), ("heading", name.heading), ("time_index", name.time_index),
+              ("root", str(root)), ("path", str(rel)))
+    return next(filter(None, (value_problem(column, value) for column, value in values)), None)
+
+
+def _split_version(root: Path, rel: PurePosixPath, split: str | None, version: str | None,
+                   conflicts: dict[str, str], fallbacks: Counter) -> tuple[str, str] | str:
+    """(split, version) of a file: from its nearest Cropped_* folder, else from the options; otherwise
+    the reason it cannot be imported. Notes options a folder's name overrides in CONFLICTS and counts
+    files that took the options per folder in FALLBACKS."""
+    folder = folder_info(root.name, rel)
+    if folder is not None:
+        ignored = [f"--{option} {given}" for option, given, named in (("split", split, folder.split),
+                                                                       ("version", version, folder.version))
+                   if given is not None and given != named]
+        if ignored:
+            conflicts[folder.name] = (f"its name gives {folder.split} {folder.version}, "
+                                      f"so {' and '.join(ignored)} did not apply")
+        return folder.split, folder.version
+    label = shown(str(rel.parent)) if rel.parent != PurePosixPath() else root.name
+    if split is None or version is None:
+        return (f"folder '{label}' does not name a split and version ({FOLDER_PATTERN}); "
+                "pass --split and --version to import its files")
+    fallbacks[label] += 1
+    return split, version
 
 
 def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool = False,
@@ -145,8 +172,8 @@ def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool
                   version: str | None = None) -> ImportSummary:
     """Import every image under ROOT; bad files are listed in the summary (or, with STRICT, abort).
 
-    SPLIT and VERSION apply to files whose folders do not name them (``Cropped_Test_v2_buffer_60``);
-    files in such folders are refused when they are not given, never stored under a guess.
+    SPLIT and VERSION apply to files with no ``Cropped_<Split>_<version>_buffer_<m>`` folder above
+    them; such files are refused when they are not given, never stored under a guess.
     Raises InputError when ROOT is not a folder, or (STRICT) when any file fails; the error then
     carries ``failures`` [(relative path, reason)] and nothing has been stored.
     """
@@ -171,55 +198,30 @@ def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool
     fallback_folders: Counter = Counter()
     candidates: list[_Candidate] = []
     for rel in files:
-        rel_text = shown(str(rel))
-
-        def fail(reason: str) -> None:
-            summary.failures.append((rel_text, reason))
-
         try:
             check_file(root / rel)
         except InputError as exc:
-            fail(without_name(exc, str(root / rel)))
+            summary.failures.append((shown(str(rel)), without_name(exc, str(root / rel))))
             continue
         name = parse_image_name(rel.name)
-        if name is None:
-            fail(f"file name does not match {NAME_PATTERN}")
-            continue
-        problem = next(filter(None, (value_problem(col, val) for col, val in (
-            ("location_id", name.location_id), ("heading", name.heading), ("time_index", name.time_index),
-            ("root", str(root)), ("path", str(rel))))), None)
-        if problem:
-            fail(problem)
-            continue
+        problem = _name_problem(name, root, rel)
         other_root = by_path.get(str(rel))
-        if other_root is not None and other_root != str(root):
-            fail(f"path already recorded for an image under {other_root}")
-            continue
-        if other_root is not None or str(root / rel) in existing_files:
+        if problem is None and other_root is not None and other_root != str(root):
+            problem = f"path already recorded for an image under {other_root}"
+        if problem is None and name.location_id not in locations:
+            problem = f"unknown location {name.location_id} (import its buffer CSV first: geoloc ingest locations)"
+        if problem is None and (other_root is not None or str(root / rel) in existing_files):
             existing.add(str(rel))
-        if name.location_id not in locations:
-            fail(f"unknown location {name.location_id} (import its buffer CSV first: geoloc ingest locations)")
-            continue
-        folder = folder_info(root.name, rel)
-        if str(rel) in existing:  # stored before: its split and version are already decided
-            file_split, file_version = (folder.split, folder.version) if folder else (None, "")
-        elif folder is not None:
-            file_split, file_version = folder.split, folder.version
-            ignored = [f"--{opt} {given}" for opt, given, named in (("split", split, folder.split),
-                                                                     ("version", version, folder.version))
-                       if given is not None and given != named]
-            if ignored:
-                summary.option_conflicts[folder.name] = (f"its name gives {folder.split} {folder.version}, "
-                                                         f"so {' and '.join(ignored)} did not apply")
-        elif split is not None and version is not None:
-            file_split, file_version = split, version
-            fallback_folders[_folder_label(root, rel)] += 1
-        else:
-            fail(f"folder '{_folder_label(root, rel)}' does not name a split and version ({FOLDER_PATTERN}); "
-                 "pass --split and --version to import its files")
+            decided = (None, "")  # stored before: its split and version are already decided
+        elif problem is None:
+            decided = _split_version(root, rel, split, version, summary.option_conflicts, fallback_folders)
+            if isinstance(decided, str):
+                problem = decided
+        if problem:
+            summary.failures.append((shown(str(rel)), problem))
             continue
         candidates.append(_Candidate(str(rel), name.location_id, name.heading, name.time_index,
-                                     name.capture_month, name.scraped_at, file_split, file_version))
+                                     name.capture_month, name.scraped_at, *decided))
     summary.fallback_folders = dict(sorted(fallback_folders.items()))
 
     to_read = [c for c in candidates if c.rel not in existing]
