@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
+from bad_images import png_bomb, run_geoloc
 from PIL import Image
 
 from geoloc.errors import InputError
+from geoloc.imagefile import MAX_IMAGE_BYTES
 from geoloc.imagery.crop import DEFAULT_BOX, crop_screenshot, ingest_crop
 
 
@@ -64,5 +69,63 @@ def test_crop_rejects_bad_box_and_non_images(cli, tmp_path):
     assert res.stderr == "Error: --box: '5,5,1' is not left,top,right,bottom with left < right and top < bottom\n"
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    with pytest.raises(InputError, match="notes.png: not an image"):
+    with pytest.raises(InputError, match="notes.png: not a readable image"):
         ingest_crop([text], tmp_path / "out")
+
+
+def test_crop_refuses_bombs_and_special_files_with_one_line(cli, shared_data, tmp_path):
+    raw = _pairs(shared_data)[0][0]
+    out = tmp_path / "out"
+    bomb = png_bomb(tmp_path / "bomb.png", 20000, 20000)
+    res = cli("ingest", "crop", bomb, "--out", out)
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: {bomb}: Image size (400000000 pixels) exceeds limit of 178956970 pixels, "
+                          "could be decompression bomb DOS attack.\n")
+    huge = png_bomb(tmp_path / "huge.png", 8000, 6000)
+    res = cli("ingest", "crop", huge, "--out", out)
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: {huge}: image is 8000 x 6000 pixels, more than the limit of 40,000,000 "
+                          "(a decompression bomb or a huge image)\n")
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    res = cli("ingest", "crop", big, "--out", out)
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {big}: {MAX_IMAGE_BYTES + 1:,} bytes, more than the limit of {MAX_IMAGE_BYTES:,}\n"
+    link = tmp_path / "link.png"
+    link.symlink_to(raw)
+    res = cli("ingest", "crop", raw, link, "--out", out)
+    assert res.exit_code == 1 and res.stderr == f"Error: {link}: is a symbolic link, not an image file\n"
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    res = cli("ingest", "crop", folder, "--out", out)
+    assert res.exit_code == 1 and res.stderr == f"Error: {folder}: is a folder, not an image file\n"
+    assert not out.exists()  # nothing written unless every input can be cropped
+
+
+def test_crop_does_not_wait_on_a_fifo(tmp_path):
+    fifo = tmp_path / "screen.png"
+    os.mkfifo(fifo)
+    res = run_geoloc("ingest", "crop", fifo, "--out", tmp_path / "out")
+    assert res.returncode == 1 and res.stderr == f"Error: {fifo}: is a FIFO, not an image file\n"
+
+
+def test_crop_never_overwrites_an_input_or_one_crop_with_another(cli, shared_data, tmp_path):
+    raw = _pairs(shared_data)[0][0]
+    shot = tmp_path / "shot.jpg"
+    Image.open(raw).convert("RGB").save(shot, quality=95)
+    before = shot.read_bytes()
+    res = cli("ingest", "crop", shot, "--out", tmp_path)
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: {shot}: cropping into {tmp_path} would overwrite this input\n"
+                          "Hint: choose another --out folder\n")
+    assert shot.read_bytes() == before
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(raw, tmp_path / sub / "shot.png")
+    a, b = tmp_path / "a" / "shot.png", tmp_path / "b" / "shot.png"
+    res = cli("ingest", "crop", a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 1
+    assert res.stderr == (f"Error: {a} and {b} would both be cropped into {tmp_path / 'out' / 'shot.jpg'}\n"
+                          "Hint: crop them into different --out folders\n")
+    assert not (tmp_path / "out").exists()

@@ -100,7 +100,7 @@ def _bad_tree(shared_data: Path, root: Path) -> Path:
 def _expected_failures():
     p = "Cropped_Test_v1_buffer_75/000/"
     return [
-        f"{p}1835_1_0_March 2023_2024-01-03 19:46:19.430110.jpg: empty file (0 bytes)",
+        f"{p}1835_1_0_March 2023_2024-01-03 19:46:19.430110.jpg: empty file",
         f"{p}1835_1_1_November 2022_2024-01-03 19:46:26.254653.jpg: corrupt or truncated JPEG (image file is truncated",
         f"{p}1835_1_2_June 2022_2024-01-03 19:46:33.005606.jpg: not an image (unrecognised file format)",
         f"{p}1835_1_3_September 2021_2024-01-03 19:46:40.056069.jpg: not a JPEG image (PNG)",
@@ -154,24 +154,30 @@ def test_strict_stores_nothing_and_exits_1(cli, engine, shared_data, tmp_path):
     assert [rel for rel, _ in info.value.failures][-1] == "Cropped_Test_v1_buffer_75/000/holiday photo.jpg"
 
 
-def test_split_comes_from_the_location_outside_the_original_layout(cli, engine, shared_data, tmp_path):
+def test_files_outside_the_original_layout_need_split_and_version(cli, engine, shared_data, tmp_path):
     ingest_locations([shared_data / "buffers" / "new_order_buffer_75.csv"])
     src = shared_data / "images" / "Cropped_Test_v1_buffer_75" / "000"
     plain = tmp_path / "plain"
     plain.mkdir()
     for f in sorted(src.glob("1835_2_*.jpg"))[:4]:
         shutil.copy(f, plain / f.name)
-    summary = ingest_images(plain, min_images=5)
+    summary = ingest_images(plain)
+    assert (summary.imported, summary.skipped, summary.failed) == (0, 0, 4)
+    assert {reason for _, reason in summary.failures} == {
+        "folder 'plain' does not name a split and version (Cropped_<Split>_<version>_buffer_<m>); "
+        "pass --split and --version to import its files"}
+    summary = ingest_images(plain, min_images=5, split="test", version="v1")
     assert (summary.imported, summary.skipped, summary.failed) == (0, 4, 0)
     assert summary.skips[0][1] == "only 4 image(s) for location 1835 heading 2, fewer than --min-images 5"
-    summary = ingest_images(plain)
+    summary = ingest_images(plain, split="test", version="v1")
     assert summary.imported == 4 and summary.per_split == {("test", "v1"): 4}
+    assert summary.fallback_folders == {"plain": 4}
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT root, path FROM images ORDER BY path")).all()
     assert all(r.root == str(plain) and "/" not in r.path for r in rows)
     # the same files reached through a parent folder are recognised, not recorded twice
     summary = ingest_images(tmp_path)
-    assert (summary.imported, summary.skip_reasons()) == (0, {"already imported": 4})
+    assert (summary.imported, summary.failed, summary.skip_reasons()) == (0, 0, {"already imported": 4})
 
 
 def test_missing_folder_and_bad_min_images(cli, db_url, tmp_path):

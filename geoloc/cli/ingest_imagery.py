@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..db.schema import SPLITS
 from ..errors import InputError
 from .ingest import ingest  # noqa: F401
 
@@ -20,14 +21,21 @@ def _echo_failures(failures) -> None:
 @click.option("--min-images", type=int, default=2, show_default=True,
               help="Skip (location, heading) groups with fewer images than this, as the original did.")
 @click.option("--strict", is_flag=True, help="Any bad file fails the whole import (nothing is stored).")
-def images(folder: Path | None, min_images: int, strict: bool) -> None:
+@click.option("--split", type=click.Choice(SPLITS),
+              help="Split of files in folders whose name gives none (a folder's own name wins).")
+@click.option("--version", "version", metavar="LABEL",
+              help="Version (e.g. v2) of files in folders whose name gives none (a folder's own name wins).")
+def images(folder: Path | None, min_images: int, strict: bool, split: str | None, version: str | None) -> None:
     """Import a folder tree of captured images (original names and layout).
 
-    File names: <location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg; folders named
-    Cropped_<Split>_<version>_buffer_<m> give split and version, otherwise the location's split
-    is used. Locations must be imported first. Bad files are listed one per line on stderr and
-    skipped; re-importing the same tree adds nothing. FOLDER defaults to $GEOLOC_IMAGES_ROOT
-    (the shared Stockholm images).
+    File names: <location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg. Split and version come
+    from the nearest folder named Cropped_<Split>_<version>_buffer_<m> (also Cropped_Test_v2_buffer60);
+    files in folders that name none need --split and --version, otherwise they are refused, never
+    stored under a guess. Where a folder's name and an option disagree the name wins and a note says
+    so. Locations must be imported first. Bad files (bad names, values out of a column's range,
+    symlinks, FIFOs, folders named like images, corrupt or oversized images) are listed one per line
+    on stderr and skipped; re-importing the same tree adds nothing. FOLDER defaults to
+    $GEOLOC_IMAGES_ROOT (the shared Stockholm images).
 
     Example: geoloc ingest images ../shared/data/stockholm/images
     """
@@ -35,17 +43,22 @@ def images(folder: Path | None, min_images: int, strict: bool) -> None:
     from ..imagery.importer import ingest_images
 
     try:
-        res = ingest_images(folder or config.images_root(), min_images=min_images, strict=strict, progress=True)
+        res = ingest_images(folder or config.images_root(), min_images=min_images, strict=strict, progress=True,
+                            split=split, version=version)
     except InputError as exc:
         _echo_failures(getattr(exc, "failures", ()))
         raise
     _echo_failures(res.failures)
     click.echo(f"{res.found} files under {res.root}: imported {res.imported}, skipped {res.skipped}, "
                f"failed {res.failed} ({res.seconds:.1f} s)")
-    for (split, version), n in res.per_split.items():
-        click.echo(f"  {split or '-'} {version}: {n} imported")
+    for (split_, version_), n in res.per_split.items():
+        click.echo(f"  {split_ or '-'} {version_}: {n} imported")
     for reason, n in res.skip_reasons().most_common():
         click.echo(f"  skipped {n}: {reason}")
+    for name, n in res.fallback_folders.items():
+        click.echo(f"  folder '{name}': {n} file(s) took --split {split} --version {version} (its name gives none)")
+    for name, note in res.option_conflicts.items():
+        click.echo(f"  folder '{name}': {note}")
 
 
 @ingest.command()
@@ -59,7 +72,8 @@ def crop(inputs: tuple[Path, ...], out: Path, box: str | None, size: int) -> Non
     """Crop and resize raw viewer screenshots into model inputs (RGB JPEG).
 
     With the default box every input must be a 1512x810 screenshot; nothing is written unless all
-    inputs can be cropped.
+    inputs can be cropped. Symlinks, FIFOs, folders, oversized files and decompression bombs are
+    refused; an input is never overwritten, nor one crop by another of the same name.
 
     Example: geoloc ingest crop ../shared/data/stockholm/raw_examples/*.png --out crops/
     """

@@ -10,12 +10,14 @@ golden crops to about 1 grey level (1.21 and 0.69 of 255; a 1-pixel shift of any
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
 from ..errors import InputError
+from ..imagefile import open_image
 
 SCREENSHOT_SIZE = (1512, 810)
 DEFAULT_BOX = (591, 0, 1261, 670)  # left, top, right, bottom in screenshot pixels
@@ -60,32 +62,52 @@ def jpeg_bytes(img: PILImage.Image) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file under PATH."""
+    """Write via a fresh temporary file and rename, so a crash never leaves half a file under PATH."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _targets(inputs: list[Path], out: Path) -> list[Path]:
+    """OUT/<stem>.jpg per input; InputError when two inputs share one, or one would replace an input."""
+    targets = [Path(out) / (Path(p).stem + ".jpg") for p in inputs]
+    first: dict[Path, Path] = {}
+    sources = {Path(p).resolve(): Path(p) for p in inputs}
+    for path, target in zip(inputs, targets):
+        key = target.resolve()
+        if key in first:
+            raise InputError(f"{first[key]} and {path} would both be cropped into {target}",
+                             hint="crop them into different --out folders")
+        first[key] = Path(path)
+        if key in sources:
+            raise InputError(f"{sources[key]}: cropping into {out} would overwrite this input",
+                             hint="choose another --out folder")
+    return targets
 
 
 def ingest_crop(inputs: list[Path], out: Path, box: tuple[int, int, int, int] = DEFAULT_BOX,
                 size: int = DEFAULT_SIZE) -> list[Path]:
-    """Crop every screenshot in INPUTS into OUT (same name, .jpg); all are checked before any is written."""
+    """Crop every screenshot in INPUTS into OUT (same name, .jpg); all are checked before any is written.
+
+    Inputs are opened only through `open_image`: symlinks, FIFOs, folders, oversized files and
+    decompression bombs are refused with a one-line InputError naming the file.
+    """
     if not inputs:
         raise InputError("no input screenshots given")
+    targets = _targets([Path(p) for p in inputs], Path(out))
     results = []
-    for path in inputs:
-        path = Path(path)
-        try:
-            with PILImage.open(path) as img:
-                img.load()
-                cropped = crop_screenshot(img, box, size, name=str(path))
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except UnidentifiedImageError:
-            raise InputError(f"{path}: not an image") from None
-        except OSError as exc:
-            raise InputError(f"{path}: cannot be read as an image ({exc})") from None
-        results.append((Path(out) / (path.stem + ".jpg"), jpeg_bytes(cropped)))
+    for path, target in zip(inputs, targets):
+        img = open_image(Path(path))
+        results.append((target, jpeg_bytes(crop_screenshot(img, box, size, name=str(path)))))
     for target, data in results:
-        write_atomically(target, data)
-    return [t for t, _ in results]
+        try:
+            write_atomically(target, data)
+        except OSError as exc:
+            raise InputError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+    return targets

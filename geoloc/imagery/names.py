@@ -2,7 +2,9 @@
 
 File: ``<location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg``, e.g.
 ``1835_0_3_September 2021_2024-01-03 19:45:27.106051.jpg`` (spaces and colons included).
-Folder: ``Cropped_<Split>_<version>_buffer_<m>`` (e.g. ``Cropped_Training_v2_buffer_100``).
+Folder: ``Cropped_<Split>_<version>_buffer_<m>`` (e.g. ``Cropped_Training_v2_buffer_100``); the
+original spelled its second test set ``Cropped_Test_v2_buffer60``, so the separator before the
+buffer's metres is optional.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ _NAME = re.compile(
     r"(?P<scraped>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)\.jpe?g$",
     re.IGNORECASE,
 )
-_FOLDER = re.compile(r"^Cropped_(?P<split>Training|Validation|Test)_(?P<version>v\d+)_buffer_(?P<buffer>\d+)$",
+_FOLDER = re.compile(r"^Cropped_(?P<split>Training|Validation|Test)_(?P<version>v\d+)_buffer_?(?P<buffer>\d+)$",
                      re.IGNORECASE)
+FOLDER_PATTERN = "Cropped_<Split>_<version>_buffer_<m>"
 FOLDER_SPLITS = {"training": "train", "validation": "val", "test": "test"}
 
 
@@ -41,6 +44,7 @@ class FolderInfo:
     split: str
     version: str
     buffer_m: int
+    name: str  # the folder it was read from
 
 
 def parse_month(label: str) -> date | None:
@@ -50,7 +54,10 @@ def parse_month(label: str) -> date | None:
         return None
     names = {m.lower(): i for i, m in enumerate(MONTHS, start=1)}
     month = names.get(parts[0].lower())
-    return date(int(parts[1]), month, 1) if month else None
+    try:
+        return date(int(parts[1]), month, 1) if month else None
+    except ValueError:  # year 0000
+        return None
 
 
 def month_label(month: date | None) -> str:
@@ -85,7 +92,7 @@ def parse_folder(name: str) -> FolderInfo | None:
     m = _FOLDER.match(name)
     if not m:
         return None
-    return FolderInfo(FOLDER_SPLITS[m["split"].lower()], m["version"].lower(), int(m["buffer"]))
+    return FolderInfo(FOLDER_SPLITS[m["split"].lower()], m["version"].lower(), int(m["buffer"]), name)
 
 
 def folder_info(root_name: str, relative: PurePath) -> FolderInfo | None:

@@ -1,10 +1,18 @@
 """Writing image rows: COPY into a staging table, then one INSERT ... ON CONFLICT, inside the caller's
-transaction, so the importer and the capture workers store all of a batch or nothing."""
+transaction, so the importer and the capture workers store all of a batch or nothing.
+
+Every row is checked against the images table's column limits (`IMAGE_LIMITS`, read from the schema
+itself) before it reaches the database, so one out-of-range value is that row's reason instead of a
+driver error that aborts the whole COPY.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
+import warnings
 from dataclasses import astuple, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +23,10 @@ from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
 from ..db.engine import psycopg_connection
+from ..db.limits import table_limits
+from ..db.schema import Image as ImageTable
+from ..errors import InputError
+from ..imagefile import MAX_IMAGE_BYTES, check_file, check_pixels
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,21 @@ class ImageRecord:
 
 
 COLUMNS = tuple(f.name for f in fields(ImageRecord))
+IMAGE_LIMITS = table_limits(ImageTable.__table__)
+
+
+def value_problem(column: str, value) -> str | None:
+    """Why VALUE cannot be stored in images.COLUMN (range, length, allowed values, text), or None."""
+    return IMAGE_LIMITS[column].problem(value)
+
+
+def record_problem(rec: ImageRecord) -> str | None:
+    """The first reason REC cannot be stored, or None when every value fits its column."""
+    for name in COLUMNS:
+        problem = value_problem(name, getattr(rec, name))
+        if problem:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,26 +79,63 @@ class BadImage(Exception):
     """A file that is not a complete JPEG; the message is the reason shown to the user."""
 
 
-def inspect_jpeg(data: bytes) -> FileFacts:
-    """Checksum and pixel size of a JPEG, after decoding it fully (verify() misses truncation)."""
+def without_name(exc: Exception, name: str) -> str:
+    """An imagefile error's message without its leading 'NAME: ' (the caller prints the name itself)."""
+    text = str(exc)
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
+
+
+def inspect_jpeg(data: bytes, name: str = "image") -> FileFacts:
+    """Checksum and pixel size of a JPEG, after decoding it fully (verify() misses truncation).
+
+    The header's size is checked (`check_pixels`) before any pixel is decoded, so a decompression
+    bomb costs nothing.
+    """
     if not data:
-        raise BadImage("empty file (0 bytes)")
+        raise BadImage("empty file")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            if im.format != "JPEG":
-                raise BadImage(f"not a JPEG image ({im.format})")
-            im.load()
-            width, height = im.size
+        with warnings.catch_warnings():
+            # check_pixels refuses far below Pillow's warning threshold; its warning would only be noise
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as im:
+                try:
+                    check_pixels(name, *im.size)
+                except InputError as exc:
+                    raise BadImage(without_name(exc, name)) from None
+                if im.format != "JPEG":
+                    raise BadImage(f"not a JPEG image ({im.format})")
+                im.load()
+                width, height = im.size
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised file format)") from None
+    except PILImage.DecompressionBombError as exc:
+        raise BadImage(str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"corrupt or truncated JPEG ({exc})") from None
     return FileFacts(digest, len(data), width, height)
 
 
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of PATH, which must be a regular file within MAX_IMAGE_BYTES (`check_file`).
+
+    The file is opened without following a symlink and without blocking, and checked again on the
+    open descriptor, so a file swapped for a symlink or a FIFO after the check is refused, never
+    followed or waited on.
+    """
+    check_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BadImage("is no longer a regular file (changed while being read)")
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BadImage(f"more than the limit of {MAX_IMAGE_BYTES:,} bytes (grew while being read)")
+    return data
+
+
 def inspect_file(path: Path) -> FileFacts:
-    return inspect_jpeg(Path(path).read_bytes())
+    return inspect_jpeg(read_regular_file(path), name=str(path))
 
 
 def inspect_or_reason(path: Path) -> FileFacts | str:
@@ -80,14 +144,23 @@ def inspect_or_reason(path: Path) -> FileFacts | str:
         return inspect_file(path)
     except BadImage as exc:
         return str(exc)
+    except InputError as exc:
+        return without_name(exc, str(path))
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
 
 
 def insert_images(conn: Connection, records: list[ImageRecord]) -> list:
-    """Insert RECORDS (existing paths are left alone); returns (location_id, split, version) of new rows."""
+    """Insert RECORDS (existing paths are left alone); returns (location_id, split, version) of new rows.
+
+    InputError, before anything is sent, when a record does not fit the images table.
+    """
     if not records:
         return []
+    for rec in records:
+        problem = record_problem(rec)
+        if problem:
+            raise InputError(f"{rec.path}: {problem}")
     conn.execute(sqlfiles.text("images/create_staging.sql"))
     raw = psycopg_connection(conn)
     with raw.cursor() as cur:
