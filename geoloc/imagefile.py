@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def check_pixels(name: str, width: int, height: int) -> None:
                          f"{MAX_IMAGE_PIXELS:,} (a decompression bomb or a huge image)")
 
 
+def bomb_error(name: str, exc: Exception) -> InputError:
+    """Pillow's own DecompressionBombError (far above MAX_IMAGE_PIXELS) in the words of `check_pixels`."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return InputError(f"{name}: image has {size}, more than the limit of {MAX_IMAGE_PIXELS:,} "
+                      "(a decompression bomb or a huge image)")
+
+
 def open_image(source: str | os.PathLike | bytes, name: str | None = None, mode: str = "RGB"):
     """A fully decoded PIL image in MODE from a file path or bytes; InputError naming it otherwise.
 
@@ -75,7 +84,7 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None, mode:
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{label}: {exc}") from None
+        raise bomb_error(label, exc) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{label}: not a readable image ({detail})") from None

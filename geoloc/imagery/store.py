@@ -26,7 +26,7 @@ from ..db.engine import psycopg_connection
 from ..db.limits import table_limits
 from ..db.schema import Image as ImageTable
 from ..errors import InputError
-from ..imagefile import MAX_IMAGE_BYTES, check_file, check_pixels
+from ..imagefile import MAX_IMAGE_BYTES, bomb_error, check_file, check_pixels
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def inspect_jpeg(data: bytes, name: str = "image") -> FileFacts:
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised file format)") from None
     except PILImage.DecompressionBombError as exc:
-        raise BadImage(str(exc)) from None
+        raise BadImage(without_name(bomb_error(name, exc), name)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"corrupt or truncated JPEG ({exc})") from None
     return FileFacts(digest, len(data), width, height)
