@@ -241,6 +241,28 @@ def test_an_upload_larger_than_a_spool_stays_in_memory(api, monkeypatch):
     assert made == []
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_png_and_webp_photos_are_searched_too(api, db, fmt):
+    img = _query(db.url, db.location_ids[4], heading=3)
+    buf = io.BytesIO()
+    with Image.open(img.file) as im:
+        im.save(buf, fmt, lossless=True) if fmt == "WEBP" else im.save(buf, fmt)
+    res = _upload(api, f"photo.{fmt.lower()}", buf.getvalue(), model=TINY_MODEL)
+    assert res.status_code == 200, res.text
+    out = res.json()
+    assert len(out["neighbours"]) == 5 and out["image"] == f"photo.{fmt.lower()}"
+    assert out["neighbours"][0]["location_id"] == db.location_ids[4]
+
+
+def test_the_server_reads_through_read_only_transactions(server, db):
+    from geoloc.serve.service import Service
+
+    service = Service(db.url, TINY_MODEL)
+    with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+        with service.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE written_by_the_page (x int)"))
+
+
 # ------------------------------------------------------------------------------------ refusals
 
 def _png_header(width: int, height: int) -> bytes:

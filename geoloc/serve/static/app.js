@@ -51,7 +51,8 @@
     areaLayer.setStyle((f) => ({ color: f.properties.name === selectedArea() ? "#6a1b9a" : "#888",
                                  weight: f.properties.name === selectedArea() ? 3 : 2, fillOpacity: 0.05 }));
     if (regionKind() === "circle" && centre) {
-      L.circle(centre, { radius: Number($("radius").value), color: "#6a1b9a", fill: false, interactive: false })
+      L.circle(centre, { radius: Number($("radius").value), color: "#6a1b9a", fill: false, interactive: false,
+                        className: "region-circle" })
         .addTo(regionLayer);
       $("centre").textContent = "(" + centre.lat.toFixed(5) + ", " + centre.lng.toFixed(5) + ")";
     }
@@ -147,9 +148,9 @@
       point(n, { radius: 5, color: "#ef6c00", weight: 2, fillOpacity: 0.6 }, "neighbour-marker",
             "#" + n.rank + " location " + n.location_id, "distance " + n.distance.toFixed(4));
       const centreHere = el("button", { class: "link centre", type: "button", text: "show on map",
-        onclick: () => map.setView([n.lat, n.lng], Math.max(map.getZoom(), 17)) });
+        onclick: () => map.setView([n.lat, n.lng], Math.max(map.getZoom(), 17), { animate: false }) });
       list.append(el("li", { class: "neighbour", dataset: { imageId: n.image_id } },
-        el("img", { src: thumbnailURL(n.image_id, 160), alt: "database image " + n.image_id, loading: "lazy" }),
+        el("img", { src: thumbnailURL(n.image_id, 160), alt: "database image " + n.image_id }),
         el("div", { class: "facts" },
           el("div", {}, el("b", { text: "#" + n.rank }), " location " + n.location_id),
           el("div", { text: "distance " + n.distance.toFixed(4) }),

@@ -71,6 +71,7 @@ const geoloc = (() => {
     osm.addTo(map);
     const control = L.control.layers({}, { "OpenStreetMap tiles": osm }, { collapsed: true }).addTo(map);
     L.control.scale({ imperial: false }).addTo(map);
+    document.getElementById(id).leafletMap = map; // for scripts driving the page (tests)
     return { map, control };
   }
 

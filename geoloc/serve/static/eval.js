@@ -106,7 +106,7 @@
       const row = el("div", { class: "images predicted" });
       for (const im of images) {
         row.append(el("figure", { class: im.heading === p.query_heading ? "same-heading" : "" },
-          el("img", { src: thumbnailURL(im.image_id, 160), alt: "image " + im.image_id, loading: "lazy" }),
+          el("img", { src: thumbnailURL(im.image_id, 160), alt: "image " + im.image_id }),
           el("figcaption", { text: "heading " + im.heading + ", " + (im.capture_month || "-") })));
       }
       detail.append(el("div", { text: "predicted location " + p.predicted_location_id + " (its images; the query's heading outlined):" }), row);
