@@ -371,3 +371,10 @@ def test_serve_on_a_taken_port_is_a_one_line_error(cli, db_url):
     assert res.exit_code == 1
     assert res.stderr == (f"Error: 127.0.0.1:{port}: cannot listen (address already in use)\n"
                           "Hint: choose another --port, or stop what is using it\n")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_an_unknown_model_fails_before_listening(cli, db_url, workers):
+    res = cli("serve", "--port", str(free_port()), "--model", "nope", "--workers", workers)
+    assert res.exit_code == 1
+    assert res.stderr == "Error: model 'nope' not found\nHint: see 'geoloc models list'\n"

@@ -56,7 +56,9 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, model: str | None 
         name = app.state.service.default_model
         target, options = app, {}
     else:
-        name = Service(model=model).default_model  # fail here, not in every worker
+        service = Service(model=model)
+        name = service.default_model
+        service.require_model(name)  # fail here, not in every worker
         os.environ[ENV_MODEL] = name
         target, options = "geoloc.serve.app:app_from_env", {"factory": True, "workers": workers}
     if announce:

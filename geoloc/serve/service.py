@@ -81,6 +81,17 @@ class Service:
                 self._models[name] = emb
             return self._models[name]
 
+    def require_model(self, name: str) -> None:
+        """NotFound/InputError unless NAME is registered, ready and has embeddings (nothing is loaded)."""
+        from ..model.registry import get_model
+
+        with self.begin() as conn:
+            row = get_model(conn, name)
+            if row.status != "ready":
+                raise InputError(f"model '{name}' is not ready (status {row.status})",
+                                 hint=f"finish its training with 'geoloc train --name {name} --resume'")
+            S.require_embeddings(conn, row.name, row.id)
+
     def warm(self) -> None:
         """Load the default model now, so the first visitor does not wait for it."""
         self.embedder(None)
