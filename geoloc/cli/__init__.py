@@ -44,9 +44,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import db, embed, evaluate, ingest, models, search, train, demo  # noqa: F401
+    from . import db, embed, evaluate, ingest, models, search, train, demo, serve  # noqa: F401
 
-    for module in (db, ingest, train, models, embed, search, evaluate, demo):
+    for module in (db, ingest, train, models, embed, search, evaluate, demo, serve):
         for name in getattr(module, "COMMANDS", ()):
             main.add_command(getattr(module, name))
 
