@@ -40,7 +40,7 @@ CHECKPOINT_DIR = "checkpoint"
 class TrainConfig:
     """Every hyper-parameter of a run; stored as the registry row's `hyperparams`.
 
-    Defaults are the CPU setting measured best on two cores (see the issue's closing note).
+    Defaults are the CPU setting measured best on two cores.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -58,7 +58,7 @@ class TrainConfig:
     freeze: int = 0
     gem_p: float = 3.0
     trainable_p: bool = False
-    bn_momentum: float = 0.9
+    bn_momentum: float = 0.9         # applied to every BatchNorm layer, also of imagenet starts
     augment: bool = True
     seed: int = 0
     split: str = "train"
