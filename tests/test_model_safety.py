@@ -22,7 +22,7 @@ from geoloc.db.engine import begin
 from geoloc.errors import InputError, NotFound
 from geoloc.imagery.importer import ingest_images
 from geoloc.model import registry
-from geoloc.model.train import TrainConfig, save_untrained, train
+from geoloc.model.train import TrainConfig, save_untrained
 from test_model_training import TINY, VAL_DIR, _copy_locations, imported, subset  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +103,18 @@ def test_a_name_never_becomes_a_path_and_models_never_share_a_folder(data_dir, t
     assert Path(default.weights_path) == data_dir / "models" / str(default.id) / "best.weights.h5"
 
 
+def test_a_new_model_never_reuses_an_existing_folder(data_dir, engine):
+    (data_dir / "models" / "1").mkdir(parents=True)  # e.g. left by another database sharing the data dir
+    (data_dir / "models" / "1" / "best.weights.h5").write_bytes(b"someone else's weights")
+    with pytest.raises(InputError) as err:
+        save_untrained("u", dim=8, input_size=32)
+    assert str(err.value) == f"{data_dir / 'models' / '1'}: folder for new model 'u' (id 1) already exists"
+    assert err.value.hint == "another database shares this data dir: give each its own GEOLOC_DATA_DIR"
+    assert (data_dir / "models" / "1" / "best.weights.h5").read_bytes() == b"someone else's weights"
+    assert _count(engine, "SELECT count(*) FROM models") == 0
+    assert save_untrained("u", dim=8, input_size=32).id == 2  # the next id gets its own folder
+
+
 def test_train_has_no_out_option(data_dir, cli):
     res = cli("train", "--name", "m", "--out", "/tmp/elsewhere")
     assert res.exit_code == 2 and "Error: No such option '--out'" in res.stderr
@@ -159,6 +171,9 @@ def test_the_database_refuses_changes_to_a_ready_model_but_allows_rename_and_del
             conn.execute(sa.text(f"UPDATE models SET {column} = {value} WHERE name = 'u'"))
         assert f"model u is ready: its {column} cannot change" in str(err.value)
     assert registry.get_model(None, "u") == u
+    with pytest.raises(InputError) as err, begin() as conn:  # the library says it in one line
+        registry.update_model(conn, "u", status="failed")
+    assert str(err.value) == "model u is ready: its status cannot change (train a new model under another name)"
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE models SET name = 'u2', metrics = '{\"note\": 1}' WHERE id = :id"), {"id": u.id})
         conn.execute(sa.text("UPDATE models SET status = 'ready', dim = dim WHERE id = :id"), {"id": u.id})

@@ -40,7 +40,7 @@ def _config(opts: dict):
 @click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
 @click.option("--input-size", type=int, help="Square input side in pixels [224; 160 for mobilenetv3small].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
-@click.option("--epochs", type=int, help="Epochs [20]; with --resume (of an unfinished run), a new total to train up to.")
+@click.option("--epochs", type=int, help="Epochs [20]; with --resume of an unfinished run, a new total to train up to.")
 @click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")
 @click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
 @click.option("--places", type=int, help="P: places (location + heading) per batch [8].")

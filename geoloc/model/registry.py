@@ -20,6 +20,7 @@ LIST_HINT = "see 'geoloc models list'"
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 TAKEN_HINT = "choose another --name, or add --resume to continue its training"
+FROZEN_SQLSTATE = "23000"  # integrity_constraint_violation, raised by the models_ready_is_frozen trigger
 
 
 def check_name(name: str) -> str:
@@ -85,12 +86,20 @@ def update_model(conn: Connection, name: str, *, hyperparams: dict | None = None
                  weights_path: str | Path | None = None, weights_sha256: str | None = None,
                  train_seconds: float | None = None, history: list | None = None, metrics: dict | None = None,
                  status: str | None = None) -> Row:
-    """Change the given fields of a registered model (None = unchanged)."""
-    row = conn.execute(sqlfiles.text("model/update.sql"), {
+    """Change the given fields of a registered model (None = unchanged); InputError when the change
+    touches what a ready model froze (the database's models_ready_is_frozen trigger refuses it)."""
+    params = {
         "name": name, "hyperparams": _json(hyperparams), "data_counts": _json(data_counts),
         "weights_path": None if weights_path is None else str(weights_path), "weights_sha256": weights_sha256,
         "train_seconds": train_seconds, "history": _json(history), "metrics": _json(metrics), "status": status,
-    }).first()
+    }
+    try:
+        with conn.begin_nested():
+            row = conn.execute(sqlfiles.text("model/update.sql"), params).first()
+    except sa.exc.IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == FROZEN_SQLSTATE:
+            raise InputError(exc.orig.diag.message_primary) from None
+        raise
     if row is None:
         raise NotFound(f"model '{name}' not found", hint=LIST_HINT)
     return row

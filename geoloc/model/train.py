@@ -286,7 +286,7 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
                 if epochs is not None:
                     cfg = replace(cfg, epochs=epochs)
                 cfg.check()
-                run_dir = Path(row.hyperparams["run_dir"])
+                run_dir = Path(row.hyperparams.get("run_dir") or models_root() / str(row.id))
             return _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress)
         finally:
             _release(lock_conn, locked)
