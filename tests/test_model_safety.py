@@ -286,6 +286,14 @@ def test_replace_model_swaps_in_one_transaction(val_only, data_dir, engine):
     assert str(err.value) == "model 'half' is not ready (status training): it cannot replace 'm'"
     with pytest.raises(NotFound), begin() as conn:
         registry.replace_model(conn, "m", "nope")
+    with engine.connect() as other:  # a run training the old model's row right now: not swapped under it
+        assert registry.try_lock_training(other, old.id)
+        other.commit()
+        with pytest.raises(InputError) as err, begin() as conn:
+            registry.replace_model(conn, "m", "m.next")
+        assert str(err.value) == "model 'm' is being trained by another process"
+        registry.unlock_training(other, old.id)
+        other.commit()
     assert registry.get_model(None, "m").id == old.id
     assert _count(engine, "SELECT count(*) FROM embeddings WHERE model_id = :m", m=old.id) == 2
 

@@ -134,7 +134,8 @@ def replace_model(conn: Connection, old_name: str, new_name: str) -> Row:
     """Swap a freshly trained model in: delete OLD_NAME (with its embeddings and evaluations) and
     rename NEW_NAME (which must be ready) to OLD_NAME, both in the caller's one transaction.
 
-    Returns the renamed row (its id is NEW_NAME's). NotFound / InputError change nothing.
+    Returns the renamed row (its id is NEW_NAME's). NotFound / InputError (NEW_NAME not ready,
+    OLD_NAME being trained right now) change nothing.
     """
     new = conn.execute(sqlfiles.text("model/get_for_update.sql"), {"name": new_name}).first()
     if new is None:
@@ -142,6 +143,10 @@ def replace_model(conn: Connection, old_name: str, new_name: str) -> Row:
     if new.status != "ready":
         raise InputError(f"model '{new_name}' is not ready (status {new.status}): it cannot replace '{old_name}'")
     if old_name != new_name:
+        old = conn.execute(sqlfiles.text("model/get_for_update.sql"), {"name": old_name}).first()
+        if old is not None and not conn.execute(sqlfiles.text("model/try_lock_in_transaction.sql"), {
+                "lock_class": TRAINING_LOCK_CLASS, "model_id": old.id}).scalar():
+            raise busy(old_name)
         conn.execute(sqlfiles.text("model/delete.sql"), {"name": old_name})
         new = conn.execute(sqlfiles.text("model/rename.sql"), {"name": new_name, "new_name": old_name}).one()
     return new
@@ -167,6 +172,41 @@ def unlock_training(conn: Connection, model_id: int) -> None:
 def busy(name: str) -> InputError:
     return InputError(f"model '{name}' is being trained by another process",
                       hint="wait for it to finish; 'geoloc models list' shows its status")
+
+
+def check_unfinished(name: str, status: str) -> None:
+    """InputError unless a model of this status may be trained further (training or failed)."""
+    if status == "ready":
+        raise InputError(f"model '{name}' is ready: a finished model is never trained again "
+                         "(its embeddings were made with these weights); train a new model under another name")
+
+
+def lock_unfinished(conn: Connection, name: str) -> Row:
+    """Take the training lock of model NAME on conn (busy: InputError); its row, re-read under the
+    lock and checked to be unfinished. The caller releases it with release_training."""
+    row = get_model(conn, name)
+    if not try_lock_training(conn, row.id):
+        conn.rollback()
+        raise busy(name)
+    conn.commit()
+    try:
+        row = get_model(conn, name)  # another run may have finished it before we got the lock
+        conn.commit()
+        check_unfinished(name, row.status)
+    except BaseException:
+        release_training(conn, row.id)
+        raise
+    return row
+
+
+def release_training(conn: Connection, model_id: int) -> None:
+    """Give back what try_lock_training took; a lost session has lost its locks already."""
+    try:
+        conn.rollback()
+        unlock_training(conn, model_id)
+        conn.commit()
+    except sa.exc.SQLAlchemyError:
+        conn.invalidate()
 
 
 def load_embedder(conn: Connection | None, name: str):

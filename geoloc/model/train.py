@@ -274,14 +274,15 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
         raise AlreadyExists(f"model '{name}' already exists",
                             hint="choose another --name" if taken.status == "ready" else registry.TAKEN_HINT)
     if resume:
-        _check_unfinished(name, taken.status)
+        registry.check_unfinished(name, taken.status)
 
     with check().connect() as lock_conn:  # this session holds the model's lock for the whole run
         locked: list[int] = []
         try:
             run_dir = None
             if resume:
-                row = _lock_existing(lock_conn, name, locked)
+                row = registry.lock_unfinished(lock_conn, name)
+                locked.append(row.id)
                 cfg = TrainConfig.from_hyperparams(row.hyperparams)
                 if epochs is not None:
                     cfg = replace(cfg, epochs=epochs)
@@ -289,38 +290,8 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
                 run_dir = Path(row.hyperparams.get("run_dir") or models_root() / str(row.id))
             return _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress)
         finally:
-            _release(lock_conn, locked)
-
-
-def _check_unfinished(name: str, status: str) -> None:
-    if status == "ready":
-        raise InputError(f"model '{name}' is ready: a finished model is never trained again "
-                         "(its embeddings were made with these weights); train a new model under another name")
-
-
-def _lock_existing(lock_conn, name: str, locked: list[int]):
-    """Take the advisory lock of an existing model; its row, re-read under the lock."""
-    row = registry.get_model(lock_conn, name)
-    if not registry.try_lock_training(lock_conn, row.id):
-        lock_conn.rollback()
-        raise registry.busy(name)
-    locked.append(row.id)
-    lock_conn.commit()
-    row = registry.get_model(lock_conn, name)  # another run may have finished it before we got the lock
-    lock_conn.commit()
-    _check_unfinished(name, row.status)
-    return row
-
-
-def _release(lock_conn, locked: list[int]) -> None:
-    if not locked:
-        return
-    try:
-        lock_conn.rollback()
-        registry.unlock_training(lock_conn, locked[0])
-        lock_conn.commit()
-    except Exception:  # the session is gone (server restart): its locks went with it
-        lock_conn.invalidate()
+            if locked:
+                registry.release_training(lock_conn, locked[0])
 
 
 def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, model, data: "_Data") -> tuple[object, Path]:
