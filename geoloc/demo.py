@@ -146,18 +146,33 @@ def _images(data: Path, reimport: bool) -> str:
 
 
 def _train(model: str, minutes: float, retrain: bool) -> str:
+    """Train MODEL unless it is ready. --retrain builds the new model under a temporary name and swaps
+    it in only once it is ready, in one transaction: until then (or if that training fails) the old
+    model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
     from .model import registry
     from .model.train import TrainConfig, train
 
-    with begin() as conn:
-        row = conn.execute(sqlfiles.text("model/exists.sql"), {"name": model}).first()
-        status = registry.get_model(conn, model).status if row else None
-        if row and retrain:
-            conn.execute(sa.text("DELETE FROM models WHERE name = :n"), {"n": model})
-            status = None
-    if status == "ready":
+    def status_of(name: str) -> str | None:
+        with begin() as conn:
+            row = conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first()
+        return row.status if row else None
+
+    def train_or_resume(name: str):
+        status = status_of(name)
+        if status == "ready":
+            return registry.get_model(None, name)
+        return train(name, None if status else TrainConfig(), resume=status is not None, max_minutes=minutes)
+
+    status = status_of(model)
+    if status == "ready" and not retrain:
         return f"model '{model}' already trained (use --retrain to train again)"
-    row = train(model, None if status else TrainConfig(), resume=status is not None, max_minutes=minutes)
+    if status is None or not retrain:
+        row = train_or_resume(model)
+    else:
+        successor = f"{model[:56]}.retrain"  # a valid model name, at most 64 characters
+        train_or_resume(successor)
+        with begin() as conn:
+            row = registry.replace_model(conn, model, successor)
     best = max((h.get("val_recall@1", 0) or 0 for h in row.history), default=0)
     return f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}"
 

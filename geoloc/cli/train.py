@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -14,7 +13,7 @@ COMMANDS = ["train"]
 # options that define a run; with --resume the stored values are used and these must not be given
 _RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "lr",
                 "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
-                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries", "out")
+                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries")
 
 
 def _config(opts: dict):
@@ -36,11 +35,12 @@ def _config(opts: dict):
 
 
 @click.command()
-@click.option("--name", required=True, help="Unique model name (registry key and weights folder).")
+@click.option("--name", required=True, help="Unique model name: 1-64 letters, digits, '.', '_' or '-' (weights go "
+              "to <data dir>/models/<model id>).")
 @click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
 @click.option("--input-size", type=int, help="Square input side in pixels [224; 160 for mobilenetv3small].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
-@click.option("--epochs", type=int, help="Epochs [20]; with --resume, a new total to train up to.")
+@click.option("--epochs", type=int, help="Epochs [20]; with --resume of an unfinished run, a new total to train up to.")
 @click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")
 @click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
 @click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
@@ -60,15 +60,16 @@ def _config(opts: dict):
 @click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")
 @click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
 @click.option("--include-queries", is_flag=True, default=None, help="Also train on the query (newest) images.")
-@click.option("--resume", is_flag=True, help="Continue NAME from its last checkpoint (same steps, optimizer state).")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
+              "optimizer state); a ready model is never trained again.")
 @click.option("--max-minutes", type=float, help="Stop cleanly (validated, registered) after this much time.")
-@click.option("--out", type=click.Path(path_type=Path), help="Folder for weights, checkpoint and curve "
-              "[<data dir>/models/NAME].")
-def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None, out: Path | None, **opts) -> None:
+def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None, **opts) -> None:
     """Train a place-recognition embedder on the database's images (P x K batches, multi-similarity loss).
 
-    Checkpoints every epoch (and on Ctrl-C); validates Recall@1/5/10 on the validation split in
-    inference mode; keeps the best epoch's weights; registers the model under NAME.
+    Claims NAME in the registry first (one process per name: a second one stops at once), then
+    checkpoints every epoch (and on Ctrl-C) into <data dir>/models/<model id>; validates
+    Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
+    marks the model ready (from then on its weights never change).
 
     Example: geoloc train --name mnv3s --epochs 20 --max-minutes 30
     """
@@ -76,7 +77,7 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     from ..model.train import train as run_training
 
     if resume:
-        given = [k for k in _RUN_OPTIONS if opts.get(k) is not None] + (["out"] if out else [])
+        given = [k for k in _RUN_OPTIONS if opts.get(k) is not None]
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise ConfigError(f"{flags}: cannot change with --resume (the run keeps its stored settings); "
@@ -85,7 +86,7 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     else:
         cfg = _config(opts)
     try:
-        row = run_training(name, cfg, resume=resume, epochs=epochs, max_minutes=max_minutes, out=out)
+        row = run_training(name, cfg, resume=resume, epochs=epochs, max_minutes=max_minutes)
     except Interrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
         click.echo(f"Hint: continue with 'geoloc train --name {name} --resume'", err=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -24,7 +25,7 @@ import numpy as np
 
 from .. import config as settings
 from ..db import sqlfiles
-from ..db.engine import begin
+from ..db.engine import begin, check
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
 from . import registry
 from .backbones import BACKBONES, DEFAULT_BACKBONE, backbone_spec
@@ -39,7 +40,7 @@ CHECKPOINT_DIR = "checkpoint"
 class TrainConfig:
     """Every hyper-parameter of a run; stored as the registry row's `hyperparams`.
 
-    Defaults are the CPU setting measured best on two cores (see the issue's closing note).
+    Defaults are the CPU setting measured best on two cores.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -57,7 +58,7 @@ class TrainConfig:
     freeze: int = 0
     gem_p: float = 3.0
     trainable_p: bool = False
-    bn_momentum: float = 0.9
+    bn_momentum: float = 0.9         # applied to every BatchNorm layer, also of imagenet starts
     augment: bool = True
     seed: int = 0
     split: str = "train"
@@ -107,9 +108,21 @@ class Interrupted(KeyboardInterrupt):
         self.name, self.step, self.checkpoint = name, step, checkpoint
 
 
-def model_dir(name: str, out: Path | None = None) -> Path:
-    """Where a model's weights, checkpoint and curve live: --out, else <data dir>/models/NAME."""
-    return Path(out) if out is not None else settings.data_dir() / "models" / name
+def models_root() -> Path:
+    """The folder of every model's own folder: <data dir>/models."""
+    return (settings.data_dir() / "models").resolve()
+
+
+def new_model_folder(root: Path, model_id: int, name: str) -> Path:
+    """Create ROOT/<model id> for a just-registered model; never reuses a folder (a name is never a path)."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / str(int(model_id))
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise InputError(f"{folder}: folder for new model '{name}' (id {model_id}) already exists",
+                         hint="another database shares this data dir: give each its own GEOLOC_DATA_DIR") from None
+    return folder
 
 
 # ---------------------------------------------------------------- learning rate
@@ -159,6 +172,10 @@ def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> Path:
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / name / "state.json").exists() for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"))
 
 
 def load_checkpoint(run_dir: Path, model, optimizer) -> dict:
@@ -228,16 +245,20 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
 
 
 def train(name: str, config: TrainConfig | None = None, *, resume: bool = False, epochs: int | None = None,
-          max_minutes: float | None = None, out: Path | None = None,
-          on_step: Callable[[int, float], None] | None = None, progress: bool = True):
-    """Train (or with resume=True continue) model NAME; returns its registry row when done.
+          max_minutes: float | None = None, on_step: Callable[[int, float], None] | None = None,
+          progress: bool = True):
+    """Train (or with resume=True continue an unfinished run of) model NAME; returns its registry row.
 
-    Raises AlreadyExists for a taken name without resume, NotFound for resume of an unknown name,
-    and Interrupted (a KeyboardInterrupt) after saving a checkpoint when stopped with Ctrl-C.
+    The row is claimed (unique name) before any file is written, and the run holds the model's
+    advisory lock until it ends, so one name is trained by one process at a time. Raises InputError
+    for a bad name, AlreadyExists for a taken name without resume, NotFound for resume of an unknown
+    name, InputError for resume of a ready model or of one another process is training, and
+    Interrupted (a KeyboardInterrupt) after saving a checkpoint when stopped with Ctrl-C.
     """
     started = time.monotonic()
     deadline = None if max_minutes is None else started + 60.0 * max_minutes
     if not resume:
+        registry.check_name(name)
         cfg = config or TrainConfig()
         if epochs is not None:
             cfg = replace(cfg, epochs=epochs)
@@ -247,20 +268,56 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
             raise InputError(f"{cfg.weights}: weights file not found", hint=WEIGHTS_HINT)
     with begin() as conn:
         taken = conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first()
-        if resume:
-            if taken is None:
-                raise NotFound(f"model '{name}' not found: nothing to resume", hint=registry.LIST_HINT)
-            row = registry.get_model(conn, name)
-            cfg = TrainConfig.from_hyperparams(row.hyperparams)
-            if epochs is not None:
-                cfg = replace(cfg, epochs=epochs)
-            run_dir = Path(row.hyperparams["run_dir"])
-        else:
-            if taken is not None:
-                raise AlreadyExists(f"model '{name}' already exists",
-                                    hint="choose another --name, or add --resume to continue its training")
-            run_dir = model_dir(name, out).resolve()
-        cfg.check()
+    if resume and taken is None:
+        raise NotFound(f"model '{name}' not found: nothing to resume", hint=registry.LIST_HINT)
+    if not resume and taken is not None:
+        raise AlreadyExists(f"model '{name}' already exists",
+                            hint="choose another --name" if taken.status == "ready" else registry.TAKEN_HINT)
+    if resume:
+        registry.check_unfinished(name, taken.status)
+
+    with check().connect() as lock_conn:  # this session holds the model's lock for the whole run
+        locked: list[int] = []
+        try:
+            run_dir = None
+            if resume:
+                row = registry.lock_unfinished(lock_conn, name)
+                locked.append(row.id)
+                cfg = TrainConfig.from_hyperparams(row.hyperparams)
+                if epochs is not None:
+                    cfg = replace(cfg, epochs=epochs)
+                cfg.check()
+                run_dir = Path(row.hyperparams.get("run_dir") or models_root() / str(row.id))
+            return _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress)
+        finally:
+            if locked:
+                registry.release_training(lock_conn, locked[0])
+
+
+def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, model, data: "_Data") -> tuple[object, Path]:
+    """Register NAME (status 'training'), lock it and create its folder <models root>/<id>, in one
+    transaction: a name taken meanwhile raises AlreadyExists with nothing written."""
+    hyperparams = {**asdict(cfg), "batch": cfg.batch}
+    with lock_conn.begin():
+        row = registry.register_model(lock_conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
+                                      hyperparams, None, train_split=cfg.split, data_counts=data.counts)
+        if not registry.try_lock_training(lock_conn, row.id):  # a new id: nobody else can hold it
+            raise registry.busy(name)
+        locked.append(row.id)
+        run_dir = new_model_folder(models_root(), row.id, name)
+        try:
+            registry.update_model(lock_conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
+                                  weights_path=run_dir / WEIGHTS_FILE)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    return row, run_dir
+
+
+def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress):
+    """The run itself, under the lock; RUN_DIR is the folder of a resumed model, None for a new one."""
+    resume = run_dir is not None
+    with begin() as conn:
         data = _prepare_data(conn, cfg)
 
     import tensorflow as tf
@@ -268,8 +325,9 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
     from .loss import multi_similarity_loss
     from .net import build_model
 
+    continuing = resume and has_checkpoint(run_dir)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg.backbone, cfg.dim, cfg.input_size, "none" if resume else cfg.weights,
+    model = build_model(cfg.backbone, cfg.dim, cfg.input_size, "none" if continuing else cfg.weights,
                         cfg.freeze, cfg.gem_p, cfg.trainable_p, bn_momentum=cfg.bn_momentum)
     schedule = _schedule(cfg)
     if cfg.weight_decay > 0:
@@ -278,20 +336,20 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
     optimizer.build(model.trainable_variables)
 
-    hyperparams = {**asdict(cfg), "batch": cfg.batch, "run_dir": str(run_dir)}
-    weights_path = run_dir / WEIGHTS_FILE
-    if resume:
+    if continuing:
         state = load_checkpoint(run_dir, model, optimizer)
-        with begin() as conn:
-            registry.update_model(conn, name, hyperparams=hyperparams, status="training")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    else:  # a new run, or one killed before its first checkpoint: start at step 0
         state = {"epoch": 0, "history": [], "best": None, "train_seconds": 0.0, "partial": None,
                  "baseline": data.validator.thumbnail_baseline() if data.validator else None}
-        save_checkpoint(run_dir, model, optimizer, {**state, "step": 0})  # before the row: resumable at once
+    if resume:
+        run_dir.mkdir(parents=True, exist_ok=True)  # the model's own folder, named after its id
         with begin() as conn:
-            registry.register_model(conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
-                                    hyperparams, weights_path, train_split=cfg.split, data_counts=data.counts)
+            registry.update_model(conn, name, status="training",
+                                  hyperparams={**asdict(cfg), "batch": cfg.batch, "run_dir": str(run_dir)})
+    else:
+        _, run_dir = _claim(lock_conn, locked, name, cfg, model, data)
+    if not continuing:
+        save_checkpoint(run_dir, model, optimizer, {**state, "step": 0})  # resumable at once
 
     loss_args = dict(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base, margin=cfg.ms_margin)
     train_vars = model.trainable_variables
@@ -317,7 +375,7 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return run.finish(weights_path)
+    return run.finish(run_dir / WEIGHTS_FILE)
 
 
 def _terminate_as_interrupt():
@@ -420,7 +478,9 @@ class _Run:
         history = [h for h in self.state["history"] if h["epoch"] != entry["epoch"]] + [entry]
         self.state["history"] = history
         if self._is_best(entry):
-            self.model.save_weights(self.run_dir / WEIGHTS_FILE)
+            tmp = self.run_dir / f"next.{WEIGHTS_FILE}"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.run_dir / WEIGHTS_FILE)  # a kill never leaves half a file
             self.state["best"] = entry
         if complete:
             self.state["epoch"] = epoch + 1
@@ -462,22 +522,33 @@ class _Run:
 
 def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, input_size: int | None = None,
                    seed: int = 0, out: Path | None = None):
-    """Register a randomly initialised model (status 'ready'): a fast stand-in for tests and demos."""
+    """Register a randomly initialised model (status 'ready'): a fast stand-in for tests and demos.
+
+    Its weights go to <OUT>/<model id>/ (OUT: the models root, <data dir>/models by default); the
+    row, the folder and the weights are made in one transaction, so a failure leaves none of them.
+    """
     from .net import build_model
 
+    registry.check_name(name)
     with begin() as conn:
         if conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first() is not None:
             raise AlreadyExists(f"model '{name}' already exists", hint="choose another name")
     keras.utils.set_random_seed(seed)
     model = build_model(backbone, dim, input_size, "none")
     input_size = int(model.input_shape[1])  # None above: the backbone's default
-    run_dir = model_dir(name, out).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / WEIGHTS_FILE
-    model.save_weights(path)
     hyperparams = {"backbone": backbone, "dim": dim, "input_size": input_size, "seed": seed, "weights": "none",
-                   "gem_p": 3.0, "trainable_p": False, "untrained": True, "run_dir": str(run_dir)}
+                   "gem_p": 3.0, "trainable_p": False, "untrained": True}
+    root = Path(out).resolve() if out is not None else models_root()
     with begin() as conn:
-        return registry.register_model(conn, name, backbone, int(model.output_shape[-1]), input_size,
-                                       hyperparams, path, weights_sha256=registry.file_sha256(path),
-                                       train_seconds=0.0, status="ready")
+        row = registry.register_model(conn, name, backbone, int(model.output_shape[-1]), input_size,
+                                      hyperparams, None, train_seconds=0.0, status="training")
+        run_dir = new_model_folder(root, row.id, name)
+        try:
+            path = run_dir / WEIGHTS_FILE
+            model.save_weights(path)
+            return registry.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
+                                         weights_path=path, weights_sha256=registry.file_sha256(path),
+                                         status="ready")
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
