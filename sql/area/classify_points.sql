@@ -8,12 +8,12 @@
 --             `ingest grid` only fills the cells that have no point. Points already detached from the
 --             frame (negative idx) keep their idx.
 CREATE TEMP TABLE area_points ON COMMIT DROP AS
-WITH boxes AS (
+WITH boxes AS MATERIALIZED (
     SELECT ST_Transform(a.geom, 3006)::box2d::geometry AS old_box,
            ST_Transform(n.geom, 3006)::box2d::geometry AS new_box
     FROM areas AS a, area_new AS n
     WHERE a.id = :area_id
-), frames AS (
+), frames AS MATERIALIZED (
     SELECT s.spacing_m,
            ceil((ST_XMax(b.old_box) - ST_XMin(b.old_box)) / s.spacing_m)::bigint AS old_ncols,
            ceil((ST_XMax(b.new_box) - ST_XMin(b.new_box)) / s.spacing_m)::bigint AS new_ncols,
@@ -22,7 +22,7 @@ WITH boxes AS (
            floor(0.5 - (ST_YMax(b.old_box) - ST_YMax(b.new_box)) / s.spacing_m)::bigint AS dr
     FROM boxes AS b,
          (SELECT DISTINCT spacing_m FROM grid_points WHERE area_id = :area_id) AS s
-), inside AS (
+), inside AS MATERIALIZED (
     SELECT DISTINCT g.id
     FROM (SELECT ST_Subdivide(geom, 64) AS piece FROM area_new) AS p
     JOIN grid_points AS g ON g.area_id = :area_id AND ST_Intersects(p.piece, g.geom)
