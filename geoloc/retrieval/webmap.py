@@ -1,7 +1,7 @@
 """`geoloc search --map`: the predictions and the neighbours on an OpenStreetMap page (folium).
 
 Per query: a red circle at the consensus location, a blue one at the best match, an orange circle
-per neighbour (popup: rank, location, file, distance and a small thumbnail embedded in the page),
+per neighbour (popup: rank, location, file path, distance and a small thumbnail embedded in the page),
 the search region when one was given, and a legend naming each query photo.
 
 File names and titles are user data: every string reaches the page through geoloc.htmlsafe
@@ -93,7 +93,7 @@ def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
         for n in res.neighbours:
             month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
             popup = (f"#{n.rank} location {n.location_id}, heading {n.heading}, {month}<br>"
-                     f"{htmlsafe.text(Path(n.file).name)}<br>"
+                     f"<span style='word-break:break-all'>{htmlsafe.text(n.file)}</span><br>"
                      f"distance {n.distance:.4f}{_thumbnail_html(n.file)}")
             folium.CircleMarker((n.lat, n.lng), radius=6, color="orange", fill=True, fill_opacity=0.7,
                                 tooltip=_tooltip(f"#{n.rank} loc {n.location_id} d={n.distance:.3f}"),
@@ -107,7 +107,8 @@ def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
             folium.CircleMarker((c.lat, c.lng), radius=12, color="red", weight=3, fill=True, fill_opacity=0.3,
                                 tooltip=_tooltip(f"{name}: consensus, location {c.location_id} "
                                                  f"({c.count} of {c.of} votes)"),
-                                popup=_popup(f"{htmlsafe.text(res.image)}{_thumbnail_html(res.image)}")
+                                popup=_popup(f"<span style='word-break:break-all'>{htmlsafe.text(res.image)}</span>"
+                                             f"{_thumbnail_html(res.image)}")
                                 ).add_to(group)
         group.add_to(fmap)
     if len(results) > 1:
