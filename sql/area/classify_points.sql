@@ -1,5 +1,5 @@
 -- Every grid point of an area against the staged polygon (area_new), into temp table area_points:
---   inside    the point lies in the new polygon
+--   inside    the point lies in the new polygon (as grid/stage.sql decides it)
 --   answered  it has a (paid) Street View metadata answer
 --   new_idx   its idx in the new polygon's grid frame (see grid/frame.sql), NULL when its cell lies
 --             outside that frame. The frame is the polygon's bounding box, so a new polygon shifts it:
@@ -22,10 +22,15 @@ WITH boxes AS MATERIALIZED (
            floor(0.5 - (ST_YMax(b.old_box) - ST_YMax(b.new_box)) / s.spacing_m)::bigint AS dr
     FROM boxes AS b,
          (SELECT DISTINCT spacing_m FROM grid_points WHERE area_id = :area_id) AS s
+), pieces AS MATERIALIZED (
+    SELECT piece, ST_Expand(ST_Transform(piece, 4326), 1e-6) AS bbox_4326
+    FROM (SELECT ST_Subdivide(ST_Transform(geom, 3006), 64) AS piece FROM area_new) AS s
 ), inside AS MATERIALIZED (
+    -- the test of grid/stage.sql (in EPSG:3006), within 1 cm for the round trip through WGS84
     SELECT DISTINCT g.id
-    FROM (SELECT ST_Subdivide(geom, 64) AS piece FROM area_new) AS p
-    JOIN grid_points AS g ON g.area_id = :area_id AND ST_Intersects(p.piece, g.geom)
+    FROM pieces AS p
+    JOIN grid_points AS g ON g.area_id = :area_id AND g.geom && p.bbox_4326
+                         AND ST_DWithin(p.piece, ST_Transform(g.geom, 3006), 0.01)
 )
 SELECT g.id, g.spacing_m, g.idx,
        i.id IS NOT NULL AS inside,
