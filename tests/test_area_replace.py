@@ -43,7 +43,8 @@ def write_geojson(path, geom):
 def table_rows(engine) -> dict[str, list]:
     with engine.connect() as conn:
         return {
-            "areas": conn.execute(sa.text("SELECT id, name, ST_AsText(geom), area_m2, source FROM areas ORDER BY id")).all(),
+            "areas": conn.execute(sa.text(
+                "SELECT id, name, ST_AsText(geom), area_m2, source FROM areas ORDER BY id")).all(),
             "grid_points": conn.execute(sa.text(
                 "SELECT id, area_id, spacing_m, idx, ST_AsText(geom) FROM grid_points ORDER BY id")).all(),
             "metadata_answers": conn.execute(sa.text("SELECT * FROM metadata_answers ORDER BY grid_point_id")).all(),
@@ -208,7 +209,8 @@ def test_demo_reimport_keeps_the_paid_answers(cli, engine, shared_data, tmp_path
     (data / "images").mkdir(parents=True)
     area = stockholm(shared_data)
     x0, y0, x1, y1 = area.bounds
-    write_geojson(data / "Stockholm.geojson", area.intersection(box(x0, y0, x0 + 0.2 * (x1 - x0), y0 + 0.3 * (y1 - y0))))
+    piece = box(x0, y0, x0 + 0.2 * (x1 - x0), y0 + 0.3 * (y1 - y0))
+    write_geojson(data / "Stockholm.geojson", area.intersection(piece))
     ingest_locations([shared_data / "buffers" / "new_order_buffer_75.csv"])
     [(loc, files)] = first_test_locations(shared_data, 1).items()
     folder = data / "images" / "Cropped_Test_v1_buffer_75" / "000"

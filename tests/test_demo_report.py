@@ -16,7 +16,8 @@ from retrieval_data import subset_fixture
 
 pytestmark = pytest.mark.slow  # embeds with a CNN and starts Chromium
 
-HOSTILE_MODEL = "m</script><script>window.pwned=1</script>${window.pwned2=1}**bold** | `x` <img src=x onerror=window.pwned3=1>"
+HOSTILE_MODEL = ("m</script><script>window.pwned=1</script>${window.pwned2=1}**bold** | `x` "
+                 "<img src=x onerror=window.pwned3=1>")
 HOSTILE_AREA = "area'\"><svg onload=window.pwned4=1>${window.pwned5=1}</title>"
 HOSTILE_DETAIL = "trained <b>fast</b> | [link](javascript:window.pwned6=1) & more"
 FLAGS = ["pwned", "pwned2", "pwned3", "pwned4", "pwned5", "pwned6"]

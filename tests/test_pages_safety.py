@@ -137,3 +137,18 @@ def test_map_title_and_layer_names_are_text(browser, hostile_files, tmp_path, su
     assert browser.js("return document.title") == title
     assert layers == [query.name, neighbours[1].name]
     assert browser.js("return document.querySelector('#geoloc-legend b').textContent") == title
+
+
+def test_plot_takes_dollar_signs_in_file_names_literally(cli, subset, tmp_path):
+    """matplotlib reads `$...$` in a title as mathematics: a file name must stay plain text."""
+    from geoloc.db.engine import get_engine
+
+    with get_engine(subset.url).connect() as conn:
+        row = conn.execute(sa.text("SELECT root, path FROM images ORDER BY id LIMIT 1")).one()
+    query = tmp_path / "a$b_$c^{x.jpg"
+    shutil.copy2(Path(row.root) / row.path, query)
+    png = tmp_path / "plot.png"
+    res = cli("search", query, "--model", THUMBNAIL_MODEL, "-k", "3", "--plot", png)
+    assert res.exit_code == 0, res.output
+    assert f"plot written to {png}" in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
