@@ -9,6 +9,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import sqlalchemy as sa
 
 from geoloc.retrieval.baseline import THUMBNAIL_MODEL
 from page_browser import AssetServer, Browser
@@ -38,6 +39,7 @@ def with_password(url: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def written(subset_db, tmp_path_factory):
+    from geoloc.db.engine import get_engine
     from geoloc.demo import StageTime, write_report
     from geoloc.model.train import save_untrained
     from geoloc.retrieval.embed import embed_images
@@ -47,7 +49,12 @@ def written(subset_db, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEOLOC_DATABASE_URL", url)
-        save_untrained(HOSTILE_MODEL, "mobilenetv3small", 32, 64, seed=0, out=tmp / "model")
+        # registered under a valid name, then renamed in the database: the pages must be safe for any
+        # name stored there (registered before a naming rule, or written by another tool)
+        save_untrained("report-model", "mobilenetv3small", 32, 64, seed=0, out=tmp / "model")
+        with get_engine(url).begin() as conn:
+            conn.execute(sa.text("UPDATE models SET name = :hostile WHERE name = 'report-model'"),
+                         {"hostile": HOSTILE_MODEL})
         embed_images(HOSTILE_MODEL)
         report = evaluate(model=HOSTILE_MODEL, split="test", version="v1")
         stages = [StageTime("database", 0.5, "ready"), StageTime("training", 12.25, HOSTILE_DETAIL)]
