@@ -134,6 +134,7 @@ def _replace(conn: Connection, area_id: int, name: str, geom: MultiPolygon, sour
     `geoloc ingest grid` adds exactly the missing cells afterwards.
     """
     conn.execute(sqlfiles.text("grid/lock.sql"))  # no grid run while the points move
+    conn.execute(sqlfiles.text("area/lock_answers.sql"))  # no answer arrives while points are classified
     conn.execute(sqlfiles.text("area/stage_replacement.sql"), {"wkt": geom.wkt})
     if not conn.execute(sqlfiles.text("area/staged_valid.sql")).scalar():
         raise InputError(f"{source}: PostGIS finds the polygon invalid")
