@@ -6,7 +6,6 @@ rerun only redoes what is missing (or what --retrain / --reimport ask for).
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import time
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from . import config
+from . import config, htmlsafe
 from .db import sqlfiles
 from .db.engine import begin
 from .errors import InputError
@@ -106,18 +105,23 @@ def _count(sql: str, **params) -> int:
 
 
 def _area_and_grid(data: Path, reimport: bool) -> str:
+    """Load the area (with --reimport: give it the file's polygon again, keeping its grid points and
+    paid metadata answers) and its 10 m grid (only the missing points are added)."""
     from .collect.area import ingest_area
     from .collect.grid import ingest_grid
 
     have_area = _count("SELECT count(*) FROM areas WHERE name = :n", n=AREA)
+    notes = []
     if not have_area or reimport:
-        ingest_area(data / "Stockholm.geojson", AREA, replace=bool(have_area))
+        res = ingest_area(data / "Stockholm.geojson", AREA, replace=bool(have_area))
+        if res.replaced:
+            notes.append(f"area replaced: {res.replacement_lines()[0]}")
     points = _count("SELECT count(*) FROM grid_points g JOIN areas a ON a.id = g.area_id "
                     "WHERE a.name = :n AND g.spacing_m = 10", n=AREA)
     if points and not reimport:
         return f"area and {points:,} grid points already stored"
     grid = ingest_grid(AREA, 10.0)
-    return f"{grid.total:,} grid points ({grid.added:,} new) in {grid.seconds:.1f} s"
+    return "; ".join([*notes, f"{grid.total:,} grid points ({grid.added:,} new) in {grid.seconds:.1f} s"])
 
 
 def _locations_and_buffers(data: Path) -> list[str]:
@@ -196,40 +200,40 @@ def _recall_line(report) -> str:
                      for m in report.methods)
 
 
-def write_report(out: Path, model: str, report, stages: list[StageTime]) -> tuple[Path, Path]:
-    """Markdown + HTML summary: recall table, neighbours picture, map, stage timings, connection URL."""
-    from .db.admin import url as db_url
+def write_report(out: Path, model: str, report, stages: list[StageTime], area: str = AREA,
+                 url: str | None = None) -> tuple[Path, Path]:
+    """report.md and report.html (Jinja2 templates, every value escaped for its format): recall table,
+    neighbours picture, map, stage timings, and how to connect (the database URL without its password)."""
     from .retrieval.evaluate import report_rows
 
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     picture, webmap = _examples(out, model)
     rows = report_rows(report)
-    header, body = rows[0], rows[1:]
-    table = ["| " + " | ".join(["", *header[1]]) + " |", "|" + "---|" * (1 + len(header[1]))]
-    table += ["| " + " | ".join([label, *cells]) + " |" for label, cells in body]
-    timing = ["| stage | seconds | what |", "|---|---:|---|"]
-    timing += [f"| {s.name} | {s.seconds:.1f} | {s.detail} |" for s in stages]
-    url = db_url()
-    md = "\n".join([
-        f"# geoloc demo report: model `{model}`", "",
-        f"Evaluation on the **{EVAL_SPLIT} {EVAL_VERSION}** split (original protocol: the newest image per "
-        "location and heading is the query, all other images of the split are the database; correct = a "
-        "retrieved image within 25 m). The thumbnail baseline (16x16 RGB, mean-subtracted, L2-normalised) "
-        "is searched the same way.", "",
-        *table, "",
-        "## Queries and their nearest neighbours", "", f"![neighbours]({picture.name})", "",
-        f"Map of these queries, their predictions and neighbours: [{webmap.name}]({webmap.name})", "",
-        "## Time per stage", "", *timing, "",
-        "## Connect", "", f"- psql: `psql {url}`",
-        "- QGIS: Add PostGIS layer with the same host, port, database and user; "
-        "`v_eval_predictions` draws each query, its prediction and the error line.", "",
-    ])
-    md_path = out / "report.md"
-    md_path.write_text(md)
-    html_path = out / "report.html"
-    html_path.write_text(_html(md, picture, webmap))
+    values = {"model": model, "area": area, "split": EVAL_SPLIT, "version": EVAL_VERSION,
+              "header": rows[0][1], "body": rows[1:], "picture": picture.name, "webmap": webmap.name,
+              "stages": stages, "url": public_url(url)}
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(htmlsafe.render("demo_report.md", **values))
+    html_path.write_text(htmlsafe.render("demo_report.html", **values))
     (out / "evaluation.json").write_text(json.dumps(report.to_json(), indent=2, default=str))
     return md_path, html_path
+
+
+def public_url(url: str | None = None) -> str:
+    """The database URL (default: the configured one, libpq style) with no password in it."""
+    from sqlalchemy.engine import URL, make_url
+
+    from .db.admin import url as db_url
+
+    raw = url or db_url()
+    try:
+        parsed = make_url(raw)
+    except (sa.exc.ArgumentError, ValueError):
+        return config.redact(raw)
+    query = {k: v for k, v in parsed.query.items() if k != "password"}
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, query)
+    return config.redact(bare.render_as_string(hide_password=False))
 
 
 def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
@@ -254,37 +258,5 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
             results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
     from .retrieval.webmap import write_map
 
-    return plot_results(results, out / "neighbours.png"), write_map(results, out / "map.html")
-
-
-def _html(md: str, picture: Path, webmap: Path) -> str:
-    """A dependency-free rendering of the Markdown report (tables, headings, the picture, the map)."""
-    lines, body, in_table = md.splitlines(), [], False
-    for line in lines:
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-:"):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            body.append(f'<img src="{picture.name}" style="max-width:100%">')
-        elif line.startswith("Map of"):
-            body.append(f'<iframe src="{webmap.name}" style="width:100%;height:520px;border:0"></iframe>')
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>geoloc demo</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    title = f"geoloc demo: model {model}, {EVAL_SPLIT} {EVAL_VERSION} queries"
+    return plot_results(results, out / "neighbours.png"), write_map(results, out / "map.html", title=title)

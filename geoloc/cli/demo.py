@@ -19,7 +19,9 @@ COMMANDS = ["demo"]
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for report.md/report.html [default: DATA_DIR/reports/demo].")
 @click.option("--retrain", is_flag=True, help="Train again even if the model is already trained.")
-@click.option("--reimport", is_flag=True, help="Re-run the grid and image imports even if data is stored.")
+@click.option("--reimport", is_flag=True,
+              help="Load the area polygon again and re-run the grid and image imports even if data is stored "
+                   "(grid points and paid metadata answers are kept).")
 def demo(data, train_minutes, model_name, report_dir, retrain, reimport) -> None:
     """Run the whole pipeline on the real Stockholm data and write a report.
 

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
-
 from ..errors import InputError
 
 TILE = 2.2  # inches per image
@@ -26,10 +24,11 @@ def check_path(out: Path) -> Path:
 
 
 def _pixels(path: Path) -> np.ndarray:
+    from ..imagefile import open_image
+
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError):
+        return np.asarray(open_image(path))
+    except (OSError, ValueError, InputError):
         return np.full((8, 8, 3), 200, np.uint8)  # a missing database file must not stop the picture
 
 
@@ -51,7 +50,7 @@ def plot_results(results: Sequence, out: Path) -> Path:
         pred = ""
         if res.consensus is not None:
             pred = f"\n-> loc {res.consensus.location_id}\n{res.consensus.lat:.5f}, {res.consensus.lng:.5f}"
-        row[0].set_title(f"query: {res.image.name[:28]}{pred}", fontsize=8, color="navy")
+        row[0].set_title(f"query: {res.image.name[:28]}{pred}", fontsize=8, color="navy", parse_math=False)
         for ax, n in zip(row[1:], res.neighbours):
             ax.imshow(_pixels(n.file))
             hit = res.consensus is not None and n.location_id == res.consensus.location_id

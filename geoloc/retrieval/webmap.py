@@ -1,23 +1,26 @@
 """`geoloc search --map`: the predictions and the neighbours on an OpenStreetMap page (folium).
 
-Per query: a red star at the consensus location, a blue marker at the best match, a circle per
-neighbour (popup: rank, location, distance and a small thumbnail embedded in the page, so the file
-works offline apart from the map tiles), and the search region when one was given.
+Per query: a red circle at the consensus location, a blue one at the best match, an orange circle
+per neighbour (popup: rank, location, file path, distance and a small thumbnail embedded in the page),
+the search region when one was given, and a legend naming each query photo.
+
+File names and titles are user data: every string reaches the page through geoloc.htmlsafe
+(`text` for HTML, `js_template` for the HTML folium puts between backticks in its script), so a
+name like `</script>` or `${...}` shows as text and never runs.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image
-
+from .. import htmlsafe
 from ..errors import InputError
 
 THUMB = 96
+DEFAULT_CENTER = (59.3293, 18.0686)
 
 
 def check_path(out: Path) -> Path:
@@ -29,53 +32,88 @@ def check_path(out: Path) -> Path:
 
 
 def _thumbnail_html(path: Path) -> str:
+    from ..imagefile import open_image
+
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((THUMB, THUMB))
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=80)
-    except (OSError, ValueError):
-        return ""
-    return f'<br><img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+        im = open_image(path)
+        im.thumbnail((THUMB, THUMB))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+    except (OSError, ValueError, InputError):
+        return ""  # a missing or broken file must not stop the map
+    return f'<br><img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" alt="">'
 
 
-def write_map(results: Sequence, out: Path) -> Path:
-    """Write a self-contained HTML map of RESULTS (from geoloc.retrieval.search.search)."""
+def _tooltip(fragment: str):
+    import folium
+
+    return folium.Tooltip(htmlsafe.js_template(fragment))
+
+
+def _popup(fragment: str):
+    import folium
+
+    return folium.Popup(htmlsafe.js_template(fragment), max_width=THUMB + 160)
+
+
+def _legend(results: Sequence, title: str | None) -> str:
+    rows = []
+    for res in results:
+        where = "no prediction"
+        if res.consensus is not None:
+            c = res.consensus
+            where = f"consensus location {c.location_id} at {c.lat:.5f}, {c.lng:.5f}"
+        rows.append(f"<li><span class='query'>{htmlsafe.text(res.image)}</span>: {htmlsafe.text(where)}</li>")
+    head = f"<b>{htmlsafe.text(title)}</b>" if title else ""
+    style = ("position:absolute;bottom:12px;left:12px;z-index:1000;max-width:45%;max-height:30%;overflow:auto;"
+             "background:rgba(255,255,255,.9);padding:6px 10px;font:12px sans-serif;border-radius:4px")
+    return f"<div id='geoloc-legend' style='{style}'>{head}<ul style='margin:4px 0;padding-left:16px'>" \
+           f"{''.join(rows)}</ul></div>"
+
+
+def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
+    """Write an HTML map of RESULTS (from geoloc.retrieval.search.search); TITLE heads the legend."""
     import folium
 
     out = Path(out)
     check_path(out)
     points = [(n.lat, n.lng) for r in results for n in r.neighbours]
     center = (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)) if points \
-        else (59.3293, 18.0686)
+        else DEFAULT_CENTER
     fmap = folium.Map(location=center, zoom_start=14, tiles="OpenStreetMap")
+    root = fmap.get_root()
+    root.title = htmlsafe.text(title or "geoloc search")
     for res in results:
-        name = html.escape(res.image.name)
-        group = folium.FeatureGroup(name=name)
+        name = htmlsafe.text(res.image.name)
+        group = folium.FeatureGroup(name=name)  # the layer control shows it as HTML
         region = res.region
         if region.within_m is not None:
             folium.Circle((region.lat, region.lng), radius=region.within_m, color="grey", fill=False,
-                          tooltip=f"search region: {region.within_m:g} m").add_to(group)
+                          tooltip=_tooltip(f"search region: {region.within_m:g} m")).add_to(group)
         for n in res.neighbours:
             month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
             popup = (f"#{n.rank} location {n.location_id}, heading {n.heading}, {month}<br>"
+                     f"<span style='word-break:break-all'>{htmlsafe.text(n.file)}</span><br>"
                      f"distance {n.distance:.4f}{_thumbnail_html(n.file)}")
             folium.CircleMarker((n.lat, n.lng), radius=6, color="orange", fill=True, fill_opacity=0.7,
-                                tooltip=f"#{n.rank} loc {n.location_id} d={n.distance:.3f}",
-                                popup=folium.Popup(popup, max_width=THUMB + 40)).add_to(group)
+                                tooltip=_tooltip(f"#{n.rank} loc {n.location_id} d={n.distance:.3f}"),
+                                popup=_popup(popup)).add_to(group)
         if res.best is not None:
-            folium.Marker((res.best.lat, res.best.lng), icon=folium.Icon(color="blue", icon="camera"),
-                          tooltip=f"{name}: best match, location {res.best.location_id}").add_to(group)
+            folium.CircleMarker((res.best.lat, res.best.lng), radius=9, color="blue", weight=3, fill=False,
+                                tooltip=_tooltip(f"{name}: best match, location {res.best.location_id}")
+                                ).add_to(group)
         if res.consensus is not None:
             c = res.consensus
-            folium.Marker((c.lat, c.lng), icon=folium.Icon(color="red", icon="star"),
-                          tooltip=f"{name}: consensus, location {c.location_id} ({c.count} of {c.of} votes)",
-                          popup=folium.Popup(f"{name}{_thumbnail_html(res.image)}", max_width=THUMB + 40)
-                          ).add_to(group)
+            folium.CircleMarker((c.lat, c.lng), radius=12, color="red", weight=3, fill=True, fill_opacity=0.3,
+                                tooltip=_tooltip(f"{name}: consensus, location {c.location_id} "
+                                                 f"({c.count} of {c.of} votes)"),
+                                popup=_popup(f"<span style='word-break:break-all'>{htmlsafe.text(res.image)}</span>"
+                                             f"{_thumbnail_html(res.image)}")
+                                ).add_to(group)
         group.add_to(fmap)
     if len(results) > 1:
         folium.LayerControl().add_to(fmap)
+    root.html.add_child(folium.Element(_legend(results, title)))
     if points:
         lats, lngs = [p[0] for p in points], [p[1] for p in points]
         fmap.fit_bounds([(min(lats), min(lngs)), (max(lats), max(lngs))], padding=(30, 30))

@@ -1,1 +1,0 @@
-DELETE FROM areas WHERE name = :name;

@@ -1,0 +1,130 @@
+"""The demo report (`geoloc.demo.write_report`) on a small real subset: an untrained model and the
+thumbnail baseline evaluated on Test v1, a hostile model name, area name and stage text, and a
+database URL with a password. The Markdown parses without any raw HTML, the HTML shows every value
+as text in real Chromium, links the map and the picture, and no password appears anywhere."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+
+from geoloc.retrieval.baseline import THUMBNAIL_MODEL
+from page_browser import AssetServer, Browser
+from retrieval_data import subset_fixture
+
+pytestmark = pytest.mark.slow  # embeds with a CNN and starts Chromium
+
+HOSTILE_MODEL = ("m</script><script>window.pwned=1</script>${window.pwned2=1}**bold** | `x` "
+                 "<img src=x onerror=window.pwned3=1>")
+HOSTILE_AREA = "area'\"><svg onload=window.pwned4=1>${window.pwned5=1}</title>"
+HOSTILE_DETAIL = "trained <b>fast</b> | [link](javascript:window.pwned6=1) & more"
+FLAGS = ["pwned", "pwned2", "pwned3", "pwned4", "pwned5", "pwned6"]
+
+subset_db = subset_fixture(n_locations=6, models=(THUMBNAIL_MODEL,))
+
+
+def with_password(url: str) -> tuple[str, str]:
+    """URL with a password in it (the test cluster trusts local connections, so any password works)
+    and that password."""
+    parts = urlsplit(url)
+    creds, host = parts.netloc.rsplit("@", 1)
+    if ":" in creds:
+        return url, creds.split(":", 1)[1]
+    secret = "s3cret-Pa55"
+    return urlunsplit(parts._replace(netloc=f"{creds}:{secret}@{host}")), secret
+
+
+@pytest.fixture(scope="module")
+def written(subset_db, tmp_path_factory):
+    from geoloc.db.engine import get_engine
+    from geoloc.demo import StageTime, write_report
+    from geoloc.model.train import save_untrained
+    from geoloc.retrieval.embed import embed_images
+    from geoloc.retrieval.evaluate import evaluate
+
+    url, secret = with_password(subset_db.url)
+    tmp = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEOLOC_DATABASE_URL", url)
+        # registered under a valid name, then renamed in the database: the pages must be safe for any
+        # name stored there (registered before a naming rule, or written by another tool)
+        save_untrained("report-model", "mobilenetv3small", 32, 64, seed=0, out=tmp / "model")
+        with get_engine(url).begin() as conn:
+            conn.execute(sa.text("UPDATE models SET name = :hostile WHERE name = 'report-model'"),
+                         {"hostile": HOSTILE_MODEL})
+        embed_images(HOSTILE_MODEL)
+        report = evaluate(model=HOSTILE_MODEL, split="test", version="v1")
+        stages = [StageTime("database", 0.5, "ready"), StageTime("training", 12.25, HOSTILE_DETAIL)]
+        md, html = write_report(tmp / "out", HOSTILE_MODEL, report, stages, area=HOSTILE_AREA)
+    return md, html, report, secret, url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with AssetServer() as assets:
+        b = Browser(assets)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_markdown_has_the_content_and_no_raw_html(written):
+    from markdown_it import MarkdownIt
+
+    md, _, report, secret, url = written
+    text = md.read_text()
+    assert secret not in text
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    kinds = {t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}
+    assert not kinds & {"html_inline", "html_block"}  # every < of the values is escaped
+    assert tokens[0].type == "heading_open" and tokens[1].content.startswith("geoloc demo report: model ")
+    heading = "".join(c.content for c in tokens[1].children)
+    assert heading == f"geoloc demo report: model {HOSTILE_MODEL}"
+    inline = [c for t in tokens if t.children for c in t.children]
+    assert any(c.type == "code_inline" and c.content == HOSTILE_AREA for c in inline)
+    assert any(c.type == "strong_open" for c in inline)  # **test v1**
+    cell_text = ["".join(c.content for c in t.children) for prev, t in zip(tokens, tokens[1:])
+                 if prev.type in ("th_open", "td_open")]
+    assert f"model {HOSTILE_MODEL}" in cell_text and HOSTILE_DETAIL in cell_text
+    assert f"{report.methods[0].recall[1]:.3f}" in cell_text
+    assert [c.attrGet("href") for c in inline if c.type == "link_open"] == ["map.html"]
+    assert [c.attrGet("src") for c in inline if c.type == "image"] == ["neighbours.png"]
+    user = urlsplit(url).netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    assert any(c.type == "code_inline" and c.content.startswith(f"psql postgresql://{user}@") for c in inline)
+
+
+def test_html_report_shows_every_value_as_text(written, browser):
+    md, html, report, secret, _ = written
+    out = html.parent
+    for page in (html, out / "map.html", md):
+        assert secret not in page.read_text()
+    browser.open(html)
+    time.sleep(0.5)
+    flags = browser.js("return Object.fromEntries(arguments[0].map(k => [k, window[k]]))", FLAGS)
+    assert flags == {k: None for k in FLAGS}
+    assert browser.js("return document.title") == f"geoloc demo report: model {HOSTILE_MODEL}"
+    assert browser.js("return document.querySelector('h1').textContent") == \
+        f"geoloc demo report: model {HOSTILE_MODEL}"
+    assert browser.js("return document.querySelector('strong').textContent") == "test v1"
+    body = browser.js("return document.body.innerText")
+    assert "**" not in body.replace(HOSTILE_MODEL, "") and HOSTILE_AREA in body and HOSTILE_DETAIL in body
+    header = browser.js("return [...document.querySelectorAll('#recall tr:first-child th')].map(c => c.textContent)")
+    assert header == ["", *[f"{m.method} {m.model}" for m in report.methods]]
+    first = browser.js("return [...document.querySelectorAll('#recall tr')[1].children].map(c => c.textContent)")
+    assert first == ["Recall@1", *[f"{m.recall[1]:.3f}" for m in report.methods]]
+    assert browser.js("return document.querySelector('iframe').getAttribute('src')") == "map.html"
+    assert browser.js("return document.querySelector('a').getAttribute('href')") == "map.html"
+    assert browser.js("return document.querySelector('img').naturalWidth") > 100  # neighbours.png loaded
+
+    browser.open(out / "map.html")
+    time.sleep(0.5)
+    flags = browser.js("return Object.fromEntries(arguments[0].map(k => [k, window[k]]))", FLAGS)
+    assert flags == {k: None for k in FLAGS}
+    assert [e["message"] for e in browser.driver.get_log("browser") if e.get("source") == "javascript"] == []
+    assert browser.js("return document.querySelector('#geoloc-legend b').textContent") == \
+        f"geoloc demo: model {HOSTILE_MODEL}, test v1 queries"
+    assert browser.js("return document.querySelectorAll('#geoloc-legend li').length") >= 1
