@@ -80,7 +80,8 @@ def test_ingest_area_twice_is_an_error_unless_replace(cli, shared_data, engine):
     res = cli("ingest", "area", path, "--name", "sthlm")
     assert res.exit_code == 1
     assert res.stderr == ("Error: area 'sthlm' already exists\n"
-                          "Hint: use --replace to overwrite it (its grid is deleted too)\n")
+                          "Hint: use --replace to give it the new polygon (its grid points and metadata "
+                          "answers are kept)\n")
     assert cli("ingest", "area", path, "--name", "sthlm", "--replace").exit_code == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM areas")).scalar() == 1
