@@ -241,3 +241,23 @@ def test_requests_per_second_on_loopback(engine, db_url, shared_data, real_point
     print(f"\nmetadata worker on loopback: {match.group(2)} requests in {match.group(1)} s = "
           f"{match.group(3)} requests/s")
     assert api.requests == 2000 and float(match.group(3)) > 50
+
+
+def test_two_workers_on_one_area_request_every_point_exactly_once(engine, db_url, shared_data, real_points, key_env):
+    """Two worker processes (as on two machines) on one area at once: they split the points."""
+    expected = add_grid_points(engine, shared_data, real_points, n_ok=150, n_zero=150)
+    # gate=5: no answer before 5 requests are in flight at once, more than one worker's --concurrency 4,
+    # so both workers are asking before either gets an answer
+    with FakeStreetView(shared_data, KEY, gate=5) as api:
+        procs = [_worker(db_url, api.url, "--rate", "0", "--concurrency", "4") for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, err
+        assert KEY not in out + err
+    assert answers(engine) == expected
+    assert api.requests == len(expected) == len(api.per_location)
+    assert set(api.per_location.values()) == {1}  # no point was requested twice
+    checked = [int(re.match(r"checked (\d+) points", out).group(1)) for out, _ in outs]
+    assert sum(checked) == len(expected) and min(checked) > 0, checked  # both did part of the work
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM metadata_claims")).scalar() == 0
