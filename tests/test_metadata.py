@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
@@ -154,14 +155,23 @@ def test_run_killed_midway_resumes_to_the_same_final_table(engine, db_url, share
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        stored = len(answers(engine))
+        at_kill = answers(engine)
+        stored = len(at_kill)
         assert proc.returncode == -signal.SIGKILL
         assert 80 <= stored < len(expected), "the run should have been killed mid-way"
+        requested_before = Counter(api.per_location)
         proc = _worker(db_url, api.url, "--rate", "0")
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert f"checked {len(expected) - stored} points of area 'sample'" in out
-    assert final_table(engine) == uninterrupted
+    assert final_table(engine) == uninterrupted  # nothing lost, nothing stored twice
+    # the rerun asked about exactly the points without an answer at the kill, those in flight included
+    with engine.connect() as conn:
+        where = {r.idx: f"{r.lat:.7f},{r.lng:.7f}" for r in conn.execute(sa.text(
+            "SELECT idx, ST_Y(geom) AS lat, ST_X(geom) AS lng FROM grid_points"))}
+        assert conn.execute(sa.text("SELECT count(*) FROM metadata_claims")).scalar() == 0
+    asked_again = set(api.per_location - requested_before)
+    assert asked_again == {where[idx] for idx in expected if idx not in at_kill}
     assert KEY not in out + err
 
 
