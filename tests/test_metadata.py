@@ -15,9 +15,10 @@ import sqlalchemy as sa
 
 from geoloc.collect.area import ingest_area
 from geoloc.collect.metadata import ingest_metadata
-from geoloc.collect.streetview_client import TokenBucket, redact
+from geoloc.collect.streetview_client import redact
 from geoloc.config import REPO_ROOT
 from geoloc.errors import ConfigError, RemoteError
+from geoloc.imagery.rate import RateLimiter
 from streetview_server import FakeStreetView, load_real_points
 
 KEY = "AIzaTEST-key-9f3KqZ_never-leak"
@@ -124,7 +125,7 @@ def test_rate_limit_is_respected(engine, shared_data, real_points, key_env):
         run = ingest_metadata("sample", base_url=api.url, rate=20, concurrency=8, timeout=2)
     assert run.checked == 40
     assert run.seconds >= 39 / 20 * 0.95  # a burst of one, then 20 per second
-    bucket, start = TokenBucket(200), time.monotonic()
+    bucket, start = RateLimiter(200), time.monotonic()
     for _ in range(101):
         bucket.acquire()
     assert time.monotonic() - start == pytest.approx(0.5, abs=0.15)
