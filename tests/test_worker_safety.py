@@ -20,7 +20,7 @@ from imagery_server import StreetViewStub, ViewerStub, static_api_setup, viewer_
 
 KEY = "AIzaSafety-key-7d2e_never-leak"
 DB_SECRET = "postgresql://geoloc:s3cret-pw-never-leak@127.0.0.1:1/geoloc"
-STUCK, GOOD = 1839, 1845
+GOOD, STUCK = 1839, 1845  # queued in this order: GOOD is captured before the run gets stuck
 
 
 @pytest.fixture
@@ -50,12 +50,14 @@ def _wait_for(condition, what: str, seconds: float = 60) -> None:
 
 def test_killed_capture_attempts_are_counted_and_the_job_ends_failed(engine, db_url, shared_data, tmp_path, pano_of):
     """The backend hangs on one location; each run is SIGKILLed there. The attempts add up, and
-    the run after the last allowed attempt marks the job failed without trying it again."""
+    the run after the last allowed attempt marks the job failed without trying it again. The
+    reruns just resume the queue, whose only job left is the one of the killed worker."""
     panos, _, _ = static_api_setup(pano_of, shared_data / "images", dates=1)
     stuck_pano = pano_of[STUCK]
     args = [sys.executable, "-m", "geoloc", "ingest", "capture", "--backend", "static-api",
-            "--locations", f"{STUCK},{GOOD}", "--out", str(tmp_path / "out"), "--rate", "1000",
+            "--locations", f"{GOOD},{STUCK}", "--out", str(tmp_path / "out"), "--rate", "1000",
             "--max-attempts", "2"]
+    resume = [a for a in args if a not in ("--locations", f"{GOOD},{STUCK}")]
     with StreetViewStub(panos, KEY, hang={stuck_pano}) as stub:
         env = dict(os.environ, GEOLOC_DATABASE_URL=db_url, GEOLOC_STREETVIEW_BASE_URL=stub.url,
                    GEOLOC_GOOGLE_API_KEY=KEY)
@@ -64,16 +66,17 @@ def test_killed_capture_attempts_are_counted_and_the_job_ends_failed(engine, db_
             return sum(r.get("pano") == stuck_pano for r in list(stub.requests))
 
         for attempt in (1, 2):
-            proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(args if attempt == 1 else resume, cwd=REPO_ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait_for(lambda: stuck_requests() == attempt or proc.poll() is not None, "the stuck request")
             proc.send_signal(signal.SIGKILL)
             assert proc.wait() == -signal.SIGKILL
             job = _job(engine, STUCK)
             assert (job.status, job.attempts) == ("running", attempt)  # counted, though the worker died
+            assert _job(engine, GOOD).status == "done"
             _wait_for(lambda: not _session_alive(engine, job.locked_pid), "the killed worker's session to end", 10)
 
-        res = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(resume, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1, res.stderr
     assert res.stderr.rstrip().endswith("Error: 1 location(s) failed after 2 attempts\n"
                                         "Hint: see last_error in v_capture_jobs; rerun with --retry-failed")
@@ -141,3 +144,16 @@ def test_chromedriver_and_chromium_never_see_the_secrets(shared_data, pano_of, m
     # the minimal environment, not an empty one (Chromium's helpers reuse that memory for their titles)
     assert "PATH=" in environs[driver_pid]
     assert any("PATH=" in environs[pid] for pid in environs if pid != driver_pid)
+
+
+def test_a_worker_session_is_probed_so_a_vanished_machine_loses_its_claims(engine):
+    from geoloc.imagery.queue import hold_session
+
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT inet_client_addr() IS NOT NULL")).scalar()  # TCP, as workers use
+        before = conn.execute(sa.text("SHOW tcp_keepalives_idle")).scalar()
+        hold_session(conn)
+        conn.commit()
+        after = [conn.execute(sa.text(f"SHOW {name}")).scalar()
+                 for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")]
+    assert before != "60" and after == ["60", "10", "6"]

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..db import sqlfiles
 from ..db.engine import check
 from ..errors import InputError, RemoteError
+from ..imagery.queue import hold_session
 from .grid import area_id as find_area
 from . import streetview_client as sv
 from .streetview_client import Answer, MetadataClient, TransientFailure
@@ -150,6 +151,7 @@ def ingest_metadata(area: str, limit: int | None = None, rate: float = DEFAULT_R
     # the main thread's own connection, in autocommit: each claim and each answer is committed on
     # its own, and its session (pid) is the one the claims belong to
     writer = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    hold_session(writer)
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     claims = _Claims(writer, worker, aid, spacing)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="metadata")

@@ -189,6 +189,8 @@ def _worker(run: _Run, index: int) -> None:
     try:
         backend = open_backend(run.backend, run.settings, run.limiter)
         with check(run.url).connect() as conn:
+            with conn.begin():
+                queue.hold_session(conn)
             while not run.stop.is_set() and _work_one(conn, run, backend, worker):
                 pass
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
@@ -231,7 +233,9 @@ def ingest_capture(backend: str, split: str | None = None, location_ids: list[in
             summary.enqueued = queue.enqueue(conn, backend, selected)
         if retry_failed:
             queue.retry_failed(conn, backend)
-        pending = queue.counts(conn, backend).get("pending", 0)
+        jobs = queue.counts(conn, backend)
+        # running jobs too: those of killed workers are taken over (the others' workers finish them)
+        pending = jobs.get("pending", 0) + jobs.get("running", 0)
 
     limiter = RateLimiter(rate)
     with tqdm(total=pending, desc=f"capturing ({backend})", unit="loc", file=sys.stderr,

@@ -29,6 +29,12 @@ class Job:
     last_error: str | None = None
 
 
+def hold_session(conn: Connection) -> None:
+    """Make CONN's session the owner of this worker's claims: the server drops it (and so frees the
+    claims) soon after the worker's machine stops answering."""
+    conn.execute(sqlfiles.text("capture/worker_session.sql"))
+
+
 def select_locations(conn: Connection, split: str | None = None, location_ids: list[int] | None = None) -> list[int]:
     return list(conn.execute(sqlfiles.text("capture/select_locations.sql"),
                              {"split": split, "location_ids": location_ids}).scalars())
