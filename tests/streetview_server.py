@@ -131,7 +131,7 @@ class FakeStreetView:
             if self.in_flight >= self.gate:
                 self.gate = 0
                 self.opened.notify_all()
-            self.opened.wait_for(lambda: self.gate == 0, timeout=30)
+            self.opened.wait_for(lambda: self.gate == 0, timeout=60)
 
     def _left_gate(self) -> None:
         with self.opened:

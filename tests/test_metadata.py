@@ -260,7 +260,8 @@ def test_two_workers_on_one_area_request_every_point_exactly_once(engine, db_url
     # gate=5: no answer before 5 requests are in flight at once, more than one worker's --concurrency 4,
     # so both workers are asking before either gets an answer
     with FakeStreetView(shared_data, KEY, gate=5) as api:
-        procs = [_worker(db_url, api.url, "--rate", "0", "--concurrency", "4") for _ in range(2)]
+        # --timeout 60: the held answers are slow, not lost (a retry would ask about a point again)
+        procs = [_worker(db_url, api.url, "--rate", "0", "--concurrency", "4", "--timeout", "60") for _ in range(2)]
         outs = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, outs):
         assert proc.returncode == 0, err
