@@ -2,7 +2,8 @@
 
 - StreetViewStub: /maps/api/streetview?pano=..&heading=.. answers with the real 224x224 image of
   that panorama's location/date and heading (upscaled to the requested 640x640), checks the key
-  and the fixed parameters, and logs every request.
+  and the fixed parameters, and logs every request. Requests for the panoramas in ``hang`` get no
+  answer until the stub stops (a backend stuck on a location, for kill tests).
 - ViewerStub: /viewer?lat=..&lng=..&pano=.. is tests/viewer/viewer.html: a 1512x810 canvas showing
   a real raw screenshot from raw_examples with the location's real image in the crop box, date
   buttons labelled "Month YYYY" and a rotate control.
@@ -74,6 +75,9 @@ class _Server:
         return self
 
     def __exit__(self, *exc):
+        stopping = getattr(self, "stopping", None)
+        if stopping is not None:
+            stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -82,9 +86,10 @@ class StreetViewStub(_Server):
     """panos: pano id -> {heading index 0..3: image file}."""
 
     def __init__(self, panos: dict[str, dict[int, Path]], key: str, delay_s: float = 0.0,
-                 fail_once: set[str] = frozenset(), gate: int = 0):
+                 fail_once: set[str] = frozenset(), gate: int = 0, hang: set[str] = frozenset()):
         super().__init__()
         self.panos, self.key, self.delay_s = panos, key, delay_s
+        self.hang, self.stopping = set(hang), threading.Event()
         self.fail_once = set(fail_once)
         # gate=N: hold every answer until requests for N different panoramas are in flight at once,
         # which only happens when N workers are capturing at the same time (10 s at most)
@@ -97,6 +102,9 @@ class StreetViewStub(_Server):
                 self.seen.add(q.get("pano"))
                 self.opened.notify_all()
                 self.opened.wait_for(lambda: len(self.seen) >= self.gate, timeout=10)
+        if q.get("pano") in self.hang:
+            self.stopping.wait(120)
+            return 503, "text/plain", b"stopped"
         if self.delay_s:
             time.sleep(self.delay_s)
         if path != "/maps/api/streetview":

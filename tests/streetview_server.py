@@ -4,6 +4,8 @@ OK (pano_id, location, date, copyright of the real answer) for points within ~1 
 of the buffer CSVs, ZERO_RESULTS for the points of no_response_locations.csv (and anything else),
 REQUEST_DENIED for a wrong key. Faults are injected on a schedule of request numbers: HTTP 429/500,
 a delay longer than the client's timeout, garbage instead of JSON, OVER_QUERY_LIMIT.
+Every request is counted per location (``per_location``); ``gate=N`` holds every answer until N
+requests were in flight at once (more than one worker's concurrency: several workers are asking).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -69,8 +72,11 @@ class FakeStreetView:
     """Use as a context manager; ``url`` is the base URL to give the worker."""
 
     def __init__(self, shared_data: Path, key: str, *, schedule: dict[int, str] | None = None,
-                 every: dict[str, int] | None = None, delay: float = 1.0, deny_after: int | None = None):
+                 every: dict[str, int] | None = None, delay: float = 1.0, deny_after: int | None = None,
+                 gate: int = 0):
         self.key = key
+        self.per_location: Counter = Counter()  # location query value -> requests
+        self.gate, self.in_flight, self.opened = gate, 0, threading.Condition()
         self.schedule = dict(schedule or {})
         self.every = dict(every or {})
         self.delay = delay
@@ -118,6 +124,19 @@ class FakeStreetView:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
         return n, fault
 
+    def _wait_at_gate(self, location: str) -> None:
+        with self.opened:
+            self.per_location[location] += 1
+            self.in_flight += 1
+            if self.in_flight >= self.gate:
+                self.gate = 0
+                self.opened.notify_all()
+            self.opened.wait_for(lambda: self.gate == 0, timeout=60)
+
+    def _left_gate(self) -> None:
+        with self.opened:
+            self.in_flight -= 1
+
     def _count(self, status: str) -> None:
         with self._lock:
             self.answered[status] = self.answered.get(status, 0) + 1
@@ -151,6 +170,13 @@ class FakeStreetView:
                 if url.path != PATH:
                     self._json({"status": "NOT_FOUND"}, 404)
                     return
+                api._wait_at_gate(parse_qs(url.query).get("location", [""])[0])
+                try:
+                    self._answer(url)
+                finally:
+                    api._left_gate()
+
+            def _answer(self, url):
                 n, fault = api._fault()
                 if fault == "429":
                     self._json({"status": "OVER_QUERY_LIMIT", "error_message": "rate"}, 429)

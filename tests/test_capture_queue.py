@@ -95,7 +95,11 @@ def test_killed_capture_resumes_cleanly(engine, db_url, shared_data, tmp_path, p
         assert set(per_loc.values()) == {8} and dupes == 0  # no partial location
         done_before = {loc for loc, j in jobs.items() if j.status == "done"}
         assert done_before == set(per_loc)
-        assert {j.status for loc, j in jobs.items() if loc not in done_before} == {"pending"}
+        # the location in flight: its attempt is counted and it stays with the dead worker until a rerun
+        in_flight = {loc for loc, j in jobs.items() if j.status == "running"}
+        assert len(in_flight) == 1 and jobs[min(in_flight)].attempts == 1
+        assert {(j.status, j.attempts) for loc, j in jobs.items() if loc not in done_before | in_flight} == {
+            ("pending", 0)}
         # a kill between writing files and committing leaves files without rows; make sure some exist
         pending = sorted(set(LOCS) - done_before)[0]
         folder = out / "static-api" / str(pending)
@@ -109,8 +113,10 @@ def test_killed_capture_resumes_cleanly(engine, db_url, shared_data, tmp_path, p
         res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
     per_loc, dupes, jobs, paths = _state(engine)
-    assert per_loc == {loc: 8 for loc in LOCS} and dupes == 0
+    assert per_loc == {loc: 8 for loc in LOCS} and dupes == 0  # exactly one image set per location
     assert all(j.status == "done" for j in jobs.values())
+    assert {loc: j.attempts for loc, j in jobs.items()} == {loc: 2 if loc in in_flight else 1 for loc in LOCS}
+    assert jobs[min(in_flight)].last_error.startswith("attempt 1 stopped without finishing (worker ")
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert on_disk == paths  # ... which the rerun removed
     # locations finished before the kill were not fetched again

@@ -131,7 +131,7 @@ def test_api_key_is_required_and_never_leaks(cli, engine, tmp_path, test_locatio
     assert res.exit_code == 1
     assert res.stderr.splitlines()[-2:] == [
         "Error: GEOLOC_GOOGLE_API_KEY is not set",
-        "Hint: export your Street View Static API key in GEOLOC_GOOGLE_API_KEY"]
+        "Hint: export GEOLOC_GOOGLE_API_KEY=... (a Google Maps Platform key with the Street View Static API)"]
     # nothing listens on port 9: the connection error names the URL, with the key replaced
     monkeypatch.setenv("GEOLOC_GOOGLE_API_KEY", KEY)
     monkeypatch.setenv("GEOLOC_STREETVIEW_BASE_URL", "http://127.0.0.1:9")

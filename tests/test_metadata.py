@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
 
 from geoloc.collect.area import ingest_area
 from geoloc.collect.metadata import ingest_metadata
-from geoloc.collect.streetview_client import TokenBucket, redact
+from geoloc.collect.streetview_client import redact
 from geoloc.config import REPO_ROOT
 from geoloc.errors import ConfigError, RemoteError
+from geoloc.imagery.rate import RateLimiter
 from streetview_server import FakeStreetView, load_real_points
 
 KEY = "AIzaTEST-key-9f3KqZ_never-leak"
@@ -123,7 +125,7 @@ def test_rate_limit_is_respected(engine, shared_data, real_points, key_env):
         run = ingest_metadata("sample", base_url=api.url, rate=20, concurrency=8, timeout=2)
     assert run.checked == 40
     assert run.seconds >= 39 / 20 * 0.95  # a burst of one, then 20 per second
-    bucket, start = TokenBucket(200), time.monotonic()
+    bucket, start = RateLimiter(200), time.monotonic()
     for _ in range(101):
         bucket.acquire()
     assert time.monotonic() - start == pytest.approx(0.5, abs=0.15)
@@ -154,14 +156,23 @@ def test_run_killed_midway_resumes_to_the_same_final_table(engine, db_url, share
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        stored = len(answers(engine))
+        at_kill = answers(engine)
+        stored = len(at_kill)
         assert proc.returncode == -signal.SIGKILL
         assert 80 <= stored < len(expected), "the run should have been killed mid-way"
+        requested_before = Counter(api.per_location)
         proc = _worker(db_url, api.url, "--rate", "0")
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert f"checked {len(expected) - stored} points of area 'sample'" in out
-    assert final_table(engine) == uninterrupted
+    assert final_table(engine) == uninterrupted  # nothing lost, nothing stored twice
+    # the rerun asked about exactly the points without an answer at the kill, those in flight included
+    with engine.connect() as conn:
+        where = {r.idx: f"{r.lat:.7f},{r.lng:.7f}" for r in conn.execute(sa.text(
+            "SELECT idx, ST_Y(geom) AS lat, ST_X(geom) AS lng FROM grid_points"))}
+        assert conn.execute(sa.text("SELECT count(*) FROM metadata_claims")).scalar() == 0
+    asked_again = set(api.per_location - requested_before)
+    assert asked_again == {where[idx] for idx in expected if idx not in at_kill}
     assert KEY not in out + err
 
 
@@ -241,3 +252,24 @@ def test_requests_per_second_on_loopback(engine, db_url, shared_data, real_point
     print(f"\nmetadata worker on loopback: {match.group(2)} requests in {match.group(1)} s = "
           f"{match.group(3)} requests/s")
     assert api.requests == 2000 and float(match.group(3)) > 50
+
+
+def test_two_workers_on_one_area_request_every_point_exactly_once(engine, db_url, shared_data, real_points, key_env):
+    """Two worker processes (as on two machines) on one area at once: they split the points."""
+    expected = add_grid_points(engine, shared_data, real_points, n_ok=150, n_zero=150)
+    # gate=5: no answer before 5 requests are in flight at once, more than one worker's --concurrency 4,
+    # so both workers are asking before either gets an answer
+    with FakeStreetView(shared_data, KEY, gate=5) as api:
+        # --timeout 60: the held answers are slow, not lost (a retry would ask about a point again)
+        procs = [_worker(db_url, api.url, "--rate", "0", "--concurrency", "4", "--timeout", "60") for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, err
+        assert KEY not in out + err
+    assert answers(engine) == expected
+    assert api.requests == len(expected) == len(api.per_location)
+    assert set(api.per_location.values()) == {1}  # no point was requested twice
+    checked = [int(re.match(r"checked (\d+) points", out).group(1)) for out, _ in outs]
+    assert sum(checked) == len(expected) and min(checked) > 0, checked  # both did part of the work
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM metadata_claims")).scalar() == 0

@@ -66,7 +66,8 @@ def metadata(area: str, spacing: float | None, limit: int | None, rate: float, c
 
     The key comes from GEOLOC_GOOGLE_API_KEY (never printed or stored). Each answer is committed
     on its own, so the command can be stopped at any time: the next run continues with the
-    points not checked yet. REQUEST_DENIED stops the run.
+    points not checked yet. Several runs (on several machines) can work on one area at once:
+    each point is claimed by one of them and requested once. REQUEST_DENIED stops the run.
 
     Example: GEOLOC_GOOGLE_API_KEY=... geoloc ingest metadata --area stockholm --limit 1000 --rate 20
     """
@@ -81,7 +82,8 @@ def metadata(area: str, spacing: float | None, limit: int | None, rate: float, c
                f"{res.new_panoramas} new panoramas")
     if res.failed:
         click.echo(f"{res.failed} points got no usable answer and stay unchecked (run again to retry)")
-    click.echo(f"{res.remaining} of {res.total} grid points still unchecked")
+    elsewhere = f" ({res.elsewhere} being checked by other workers)" if res.elsewhere else ""
+    click.echo(f"{res.remaining} of {res.total} grid points still unchecked{elsewhere}")
 
 
 @ingest.command()

@@ -103,7 +103,8 @@ def _ids(text: str | None) -> list[int] | None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the images [default: $GEOLOC_DATA_DIR/captures].")
 @click.option("--version", "version", default="v1", show_default=True, help="Version label of the captured images.")
-@click.option("--max-attempts", default=3, show_default=True, type=int, help="Attempts per location before it is marked failed.")
+@click.option("--max-attempts", default=3, show_default=True, type=int,
+              help="Attempts per location before it is marked failed (an attempt whose worker was killed counts).")
 @click.option("--backoff", default=30.0, show_default=True, type=float, help="Seconds before the first retry (doubles each time).")
 @click.option("--retry-failed", is_flag=True, help="Give locations marked failed a fresh set of attempts.")
 @click.option("--panos", type=click.Path(path_type=Path, dir_okay=False),
@@ -121,8 +122,10 @@ def capture(backend: str, split: str | None, location_ids: str | None, workers: 
     """Capture images of locations through a queue of jobs (resumable, several workers).
 
     Every location gets one job per backend; a location is never captured twice, a killed run
-    resumes where it stopped and never leaves a location half stored. Without --split or
-    --locations the existing queue is resumed. Respect your imagery provider's terms and limits.
+    resumes where it stopped and never leaves a location half stored. Runs on several machines
+    can share one queue. Each attempt is counted before it starts, so a location whose capture
+    kills the worker is marked failed after --max-attempts. Without --split or --locations the
+    existing queue is resumed. Respect your imagery provider's terms and limits.
 
     Example: geoloc ingest capture --backend static-api --split test --workers 2 --rate 5
     """

@@ -11,13 +11,13 @@ import os
 import random
 import re
 import threading
-import time
 from dataclasses import dataclass
 from datetime import date
 
 import requests
 
 from ..errors import ConfigError, RemoteError
+from ..imagery.rate import RateLimiter
 
 KEY_ENV = "GEOLOC_GOOGLE_API_KEY"
 BASE_URL_ENV = "GEOLOC_STREETVIEW_BASE_URL"
@@ -52,39 +52,18 @@ def redact(text: str, key: str | None = None) -> str:
 
 
 class _RedactingFilter(logging.Filter):
-    """urllib3 logs request URLs at debug level (geoloc -vv): keep the key out of them."""
+    """urllib3 logs request URLs at debug level (geoloc -vv): keep the key out of them (metadata and
+    Static API requests alike)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "key=" in message:
-            record.msg, record.args = redact(message), ()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactingFilter())
-
-
-class TokenBucket:
-    """At most ``rate`` acquisitions per second over all threads (burst ``burst``); rate <= 0: no limit."""
-
-    def __init__(self, rate: float, burst: float = 1.0):
-        self.rate = float(rate or 0)
-        self.burst = max(1.0, float(burst))
-        self._tokens = self.burst
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1.0  # reserve a token; a negative balance is this caller's wait
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            time.sleep(wait)
 
 
 @dataclass(frozen=True)
@@ -140,7 +119,7 @@ class MetadataClient:
                  backoff: float = 0.5, max_backoff: float = 30.0):
         self.key = key
         self.url = base.rstrip("/") + PATH
-        self.limiter = TokenBucket(rate)
+        self.limiter = RateLimiter(rate or None)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff

@@ -113,6 +113,18 @@ class MetadataAnswer(Base):
     )
 
 
+class MetadataClaim(Base):
+    """A grid point a metadata worker is asking about: held while the worker's session (pid) lives."""
+
+    __tablename__ = "metadata_claims"
+    grid_point_id: Mapped[int] = mapped_column(
+        ForeignKey("grid_points.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = _created()
+
+
 class Location(Base):
     """A selected place: kept by a buffer selection, photographed, and assigned to a split."""
 
@@ -177,6 +189,7 @@ class CaptureJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = _created()
     locked_by: Mapped[str | None] = mapped_column(Text)
+    locked_pid: Mapped[int | None] = mapped_column(Integer)  # database session of the running worker
     locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()

@@ -1,10 +1,12 @@
 """`geoloc ingest capture`: workers that drain the capture queue with one backend.
 
 Each worker thread has its own database connection and its own backend (HTTP session or
-browser). Per job: clear stray files of an earlier killed attempt, capture, write every file
+browser). Per job: claim it and count the attempt (committed before anything else, see
+geoloc.imagery.queue), clear stray files of an earlier killed attempt, capture, write every file
 atomically (temporary name + rename), then insert the location's image rows and mark the job
-done in the transaction that holds the job's lock. Killed anywhere, a rerun finds the job
-pending again and no rows of it; files of the dead attempt are removed before it is retried.
+done in one transaction. Killed anywhere, a rerun finds no rows of the job, counts the killed
+attempt and tries again (or marks the job failed after its last attempt); files of the dead
+attempt are removed before it is retried.
 Requests of all workers share one configurable rate; nothing here works around a provider's
 limits - users must follow their imagery provider's terms.
 """
@@ -115,51 +117,69 @@ def _store(conn: Connection, run: _Run, loc: LocationInfo, captured: list[Captur
     return len(inserted)
 
 
-def _work_one(conn: Connection, run: _Run, backend, worker: str) -> bool:
-    """Claim and capture one job; False when nothing is due now (waits for retries, or the queue is drained)."""
-    tx = conn.begin()
-    try:
-        job = queue.claim(conn, run.backend, worker)
-        if job is None:
-            wait = queue.seconds_until_due(conn, run.backend)
-            tx.rollback()
-            if wait is None:
-                return False
-            run.stop.wait(min(max(wait, 0.05), 1.0))
-            return True
+def _fail(conn: Connection, run: _Run, job: queue.Job, worker: str, reason: str) -> str | None:
+    with conn.begin():
+        status = queue.fail(conn, job, worker, reason, run.max_attempts, run.backoff_s)
+    run.error(job.location_id, reason)
+    return status
+
+
+def _capture(conn: Connection, run: _Run, backend, worker: str, job: queue.Job) -> bool:
+    """One counted attempt at a claimed job; False when the run must stop."""
+    with conn.begin():
         loc = _location(conn, job.location_id)
         _clear_strays(conn, run, loc.id)
-        try:
-            captured = backend.capture(loc)
-            if not captured:
-                raise CaptureFailed(f"location {loc.id}: the backend returned no images")
+    try:
+        captured = backend.capture(loc)
+        if not captured:
+            raise CaptureFailed(f"location {loc.id}: the backend returned no images")
+        with conn.begin():
+            if not queue.finish(conn, job, worker):  # not ours any more: store nothing
+                run.error(loc.id, "the job was taken over by another worker; its images were not stored")
+                return True
             stored = _store(conn, run, loc, captured)
-        except RemoteError as exc:  # e.g. a refused key: every other job would fail the same way
-            queue.fail(conn, job, str(exc), run.max_attempts, run.backoff_s)
-            tx.commit()
-            run.error(loc.id, str(exc))
-            run.fatal = exc
-            run.stop.set()
+    except RemoteError as exc:  # e.g. a refused key: every other job would fail the same way
+        _fail(conn, run, job, worker, str(exc))
+        run.fatal = exc
+        run.stop.set()
+        return False
+    except (ConfigError, SQLAlchemyError):
+        raise  # a wrong setting or a database problem, not this location's: no attempt is counted
+    except Exception as exc:  # noqa: BLE001 - any other failure is this attempt's, recorded and retried
+        reason = str(exc) if isinstance(exc, (CaptureFailed, GeolocError)) else f"{type(exc).__name__}: {exc}"
+        status = _fail(conn, run, job, worker, reason)
+        run.record(**({"failed": 1} if status == "failed" else {"retries": 1}))
+        if status == "failed":
+            run.bar.update()
+        return True
+    run.record(done=1, images=stored)
+    run.bar.update()
+    return True
+
+
+def _work_one(conn: Connection, run: _Run, backend, worker: str) -> bool:
+    """Claim and capture one job; False when nothing is left for this worker (or the run must stop)."""
+    with conn.begin():
+        job = queue.claim(conn, run.backend, worker, run.max_attempts)
+        wait = queue.seconds_until_due(conn, run.backend) if job is None else None
+    if job is None:
+        if wait is None:
             return False
-        except (ConfigError, SQLAlchemyError):
-            raise  # a wrong setting or a database problem, not this location's: no attempt is counted
-        except Exception as exc:  # noqa: BLE001 - any other failure is this attempt's, recorded and retried
-            reason = str(exc) if isinstance(exc, (CaptureFailed, GeolocError)) else f"{type(exc).__name__}: {exc}"
-            status = queue.fail(conn, job, reason, run.max_attempts, run.backoff_s)
-            tx.commit()
-            run.error(loc.id, reason)
-            run.record(**({"failed": 1} if status == "failed" else {"retries": 1}))
-            if status == "failed":
-                run.bar.update()
-            return True
-        queue.finish(conn, job)
-        tx.commit()
-        run.record(done=1, images=stored)
+        run.stop.wait(min(max(wait, 0.05), 1.0))
+        return True
+    if job.status == "failed":  # its last allowed attempt died with its worker
+        run.error(job.location_id, job.last_error or "the last attempt stopped without finishing")
+        run.record(failed=1)
         run.bar.update()
         return True
+    try:
+        return _capture(conn, run, backend, worker, job)
     except BaseException:
-        if tx.is_active:
-            tx.rollback()
+        try:
+            with conn.begin():
+                queue.release(conn, job, worker)
+        except Exception:  # noqa: BLE001 - a lost connection: the job is taken over once its session is gone
+            pass
         raise
 
 
@@ -169,6 +189,8 @@ def _worker(run: _Run, index: int) -> None:
     try:
         backend = open_backend(run.backend, run.settings, run.limiter)
         with check(run.url).connect() as conn:
+            with conn.begin():
+                queue.hold_session(conn)
             while not run.stop.is_set() and _work_one(conn, run, backend, worker):
                 pass
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
@@ -211,7 +233,9 @@ def ingest_capture(backend: str, split: str | None = None, location_ids: list[in
             summary.enqueued = queue.enqueue(conn, backend, selected)
         if retry_failed:
             queue.retry_failed(conn, backend)
-        pending = queue.counts(conn, backend).get("pending", 0)
+        jobs = queue.counts(conn, backend)
+        # running jobs too: those of killed workers are taken over (the others' workers finish them)
+        pending = jobs.get("pending", 0) + jobs.get("running", 0)
 
     limiter = RateLimiter(rate)
     with tqdm(total=pending, desc=f"capturing ({backend})", unit="loc", file=sys.stderr,

@@ -1,4 +1,5 @@
-"""A request rate shared by all capture workers of a run (a plain pacer, nothing that evades limits)."""
+"""A request rate shared by all threads of a run: capture workers, metadata lookups (a plain pacer,
+nothing that evades limits)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 
 class RateLimiter:
-    """Spaces calls to acquire() at least 1/rate seconds apart across threads; rate None = no limit."""
+    """Spaces calls to acquire() at least 1/rate seconds apart across threads; rate None or 0 = no limit."""
 
     def __init__(self, rate_per_s: float | None):
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0

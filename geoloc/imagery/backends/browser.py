@@ -6,7 +6,8 @@ screenshots are cropped/resized like the original's (geoloc.imagery.crop). Page 
 selectors are settings (BrowserSettings, CLI options, GEOLOC_VIEWER_* variables), not code.
 
 Chromium and chromedriver are Debian's (/usr/bin); the driver path is given explicitly, so
-selenium never tries to download anything.
+selenium never tries to download anything. chromedriver (and the Chromium it starts) gets the
+minimal environment of geoloc.childenv, never the API key or the database URL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import quote
 
 from PIL import Image as PILImage
 
+from ...childenv import child_env
 from ...errors import ConfigError, InputError
 from ..crop import DEFAULT_BOX, DEFAULT_SIZE, crop_screenshot, jpeg_bytes
 from ..names import parse_month
@@ -92,7 +94,7 @@ class BrowserBackend:
                                   hint="install Debian's chromium and chromium-driver (scripts/install-system.sh)")
         self.profile = tempfile.mkdtemp(prefix="geoloc-chromium-")
         try:
-            self.driver = webdriver.Chrome(service=Service(settings.chromedriver),
+            self.driver = webdriver.Chrome(service=Service(settings.chromedriver, env=child_env()),
                                            options=chrome_options(settings, self.profile))
         except WebDriverException as exc:
             shutil.rmtree(self.profile, ignore_errors=True)

@@ -2,14 +2,14 @@
 
 Panoramas of a location: its default one (from the metadata) plus any historical ids supplied
 for it (``--panos FILE``), newest first = time index 0. The key comes from GEOLOC_GOOGLE_API_KEY
-and never appears in errors, logs or rows: messages name the panorama and heading, not the URL.
+and never appears in errors, logs or rows: messages name the panorama and heading, not the URL,
+and the key's handling (variable, redaction, urllib3's log filter) is the metadata client's.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,15 +18,13 @@ from pathlib import Path
 import requests
 from PIL import Image as PILImage
 
-from ...errors import ConfigError, InputError, RemoteError
+from ...collect.streetview_client import BASE_URL_ENV, DEFAULT_BASE_URL, KEY_ENV, api_key, redact
+from ...errors import InputError, RemoteError
 from ..crop import DEFAULT_SIZE, RESAMPLE, jpeg_bytes
 from ..rate import RateLimiter
 from . import HEADINGS, CapturedImage, CaptureFailed, LocationInfo
 
-DEFAULT_BASE_URL = "https://maps.googleapis.com"
 PATH = "/maps/api/streetview"
-KEY_ENV = "GEOLOC_GOOGLE_API_KEY"
-BASE_URL_ENV = "GEOLOC_STREETVIEW_BASE_URL"
 
 
 def _base_url() -> str:
@@ -78,36 +76,17 @@ def panoramas_of(location: LocationInfo, historical: list[tuple[str, date | None
     return sorted(panos, key=lambda p: (p[1] is None, -(p[1].toordinal() if p[1] else 0)))
 
 
-class _RedactKey(logging.Filter):
-    """urllib3 logs request lines (query string included) at DEBUG level: hide the key there too."""
-
-    def __init__(self, key: str):
-        super().__init__()
-        self.key = key
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.key in message:
-            record.msg, record.args = message.replace(self.key, "***"), ()
-        return True
-
-
 class StaticApiBackend:
     name = "static-api"
 
     def __init__(self, settings: StaticApiSettings, limiter: RateLimiter):
-        self.key = os.environ.get(KEY_ENV, "").strip()
-        if not self.key:
-            raise ConfigError(f"{KEY_ENV} is not set",
-                              hint="export your Street View Static API key in GEOLOC_GOOGLE_API_KEY")
+        self.key = api_key()
         self.settings = settings
         self.limiter = limiter
         self.session = requests.Session()
-        self._log_filter = _RedactKey(self.key)
-        logging.getLogger("urllib3.connectionpool").addFilter(self._log_filter)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.key, "***")
+        return redact(text, self.key)
 
     def _fetch(self, pano: str, heading: float) -> bytes:
         s = self.settings
@@ -121,7 +100,7 @@ class StaticApiBackend:
             raise CaptureFailed(f"{where}: {type(exc).__name__}: {self._redact(str(exc))}") from None
         if resp.status_code == 403:
             raise RemoteError(f"Street View Static API refused the request for {where} (HTTP 403)",
-                              hint="check the key in GEOLOC_GOOGLE_API_KEY and that the API is enabled for it")
+                              hint=f"check the key in {KEY_ENV} and that the API is enabled for it")
         if resp.status_code != 200:
             raise CaptureFailed(f"{where}: HTTP {resp.status_code}")
         if not resp.headers.get("Content-Type", "").startswith("image/"):
@@ -148,4 +127,3 @@ class StaticApiBackend:
 
     def close(self) -> None:
         self.session.close()
-        logging.getLogger("urllib3.connectionpool").removeFilter(self._log_filter)
