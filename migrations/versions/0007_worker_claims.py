@@ -5,14 +5,14 @@ the time it took the work; the claim stands while that session is alive (pg_stat
 a killed worker's grid points and jobs are taken over by the next worker at once, without leases.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
