@@ -101,8 +101,8 @@ def _decode_error(path: Path) -> str:
     try:
         decode_file(tf.constant(str(path)))
     except (tf.errors.OpError, ValueError) as exc:
-        return f"not a decodable image ({first_line(exc)})"
-    return "not a decodable image"
+        return f"not a readable image ({first_line(exc)})"
+    return "not a readable image"
 
 
 def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, batch: int,

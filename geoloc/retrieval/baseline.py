@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from ..db import sqlfiles
 from ..db.engine import psycopg_connection
 from ..errors import InputError
-from ..model.readable import check_image_header, reason_of
+from ..model.readable import check_image_header, first_line, reason_of
 
 THUMBNAIL_BACKBONE = "thumbnail"
 THUMBNAIL_SIZE = 16
@@ -43,8 +43,8 @@ def thumbnail_vector(path: Path, size: int = THUMBNAIL_SIZE) -> np.ndarray:
         with Image.open(path) as im:
             im.draft("RGB", (size, size))
             pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
-    except (OSError, SyntaxError, ValueError):
-        raise InputError(f"{path}: corrupt or truncated image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
     v = pixels.reshape(-1)
     v = v - v.mean()
     norm = float(np.linalg.norm(v))

@@ -13,12 +13,14 @@ index build lock (geoloc.retrieval.index), so chunk numbers are never negative.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # this module is imported by the CLI at start-up: keep it light
     from sqlalchemy.engine import Engine
 
 CHUNK = 1024  # image ids per claim and per COPY + commit: little lost on interruption, a fair split
+POLL_S = 0.2  # how often a run waiting for another run's chunk asks again
 
 
 class ChunkClaims:
@@ -42,8 +44,11 @@ class ChunkClaims:
         return self._call("pg_try_advisory_lock", chunk_no)
 
     def claim(self, chunk_no: int) -> None:
-        """Take the chunk, waiting for the run that holds it to release it (or to die)."""
-        self._call("pg_advisory_lock", chunk_no)
+        """Take the chunk, waiting for the run that holds it to release it (or to die). Polls: a
+        statement blocked in pg_advisory_lock would hold a snapshot that another run's CREATE INDEX
+        CONCURRENTLY must wait for."""
+        while not self.try_claim(chunk_no):
+            time.sleep(POLL_S)
 
     def release(self, chunk_no: int) -> None:
         self._call("pg_advisory_unlock", chunk_no)

@@ -228,7 +228,9 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
     with begin(url) as conn:
         emb = load_embedder(conn, model)
         scope = {"model_id": emb.model_id, "split": split, "version": version}
-        already = _in_scope(conn, scope)
+        rows, already = _counts(conn, scope)
+        # rows deleted since the index was built (checked before this run refills any of them)
+        lost = hnsw.lost_rows(conn, emb.model_id, rows)
         with psycopg_connection(conn).cursor() as cur:
             cur.execute(sqlfiles.read("search/embed_chunks.sql"), {**scope, "chunk": chunk})
             todo = cur.fetchall()
@@ -239,9 +241,9 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
         run.embed_chunks(todo)
     seconds = time.perf_counter() - started
     with begin(url) as conn:
-        in_scope = _in_scope(conn, scope) + len(run.skipped)
+        in_scope = _counts(conn, scope)[1] + len(run.skipped)
 
-    index = hnsw.ensure_index(check(url), emb.model_id, emb.dim, rebuild=reindex)
+    index = hnsw.ensure_index(check(url), emb.model_id, emb.dim, rebuild=reindex or lost)
     return EmbedSummary(emb.name, emb.model_id, emb.dim, in_scope, already, run.embedded, seconds,
                         run.write_seconds, index.name, index.built, index.seconds,
                         skipped=[(path, reason) for _, path, reason in sorted(run.skipped, key=lambda s: s[0])],
@@ -249,11 +251,11 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
                         index_present=index.present)
 
 
-def _in_scope(conn, scope: dict) -> int:
-    """How many images of the scope have an embedding under the model."""
+def _counts(conn, scope: dict) -> tuple[int, int]:
+    """(the model's embeddings in all, those of images in the scope)."""
     with psycopg_connection(conn).cursor() as cur:
         cur.execute(sqlfiles.read("search/embed_count.sql"), scope)
-        return cur.fetchone()[1]
+        return cur.fetchone()
 
 
 class _Run:

@@ -51,6 +51,7 @@ BUILD_MEMORY = "1GB"  # the graph of ~1M x 256 fits; a build that spills to disk
 REBUILD_FRACTION = 0.1  # a model that lost more than this share of its indexed rows gets a fresh graph
 NEXT, OLD = "_next", "_old"  # suffixes of a replacement being built and of the one it replaces
 BUILD_LOCK = -1  # advisory lock (model_id, -1) serialises index builds of one model
+LOCK_POLL_S = 0.2  # how often a waiting run retries an advisory lock
 ROWS_COMMENT = "geoloc rows="  # the index comment: the model's row count at its last build or update
 
 
@@ -101,6 +102,16 @@ def index_state(conn: Connection, model_id: int) -> tuple[bool, int | None]:
         return _state(cur, model_id)
 
 
+def lost_rows(conn: Connection, model_id: int, rows: int) -> bool:
+    """With ROWS embeddings now, has the model lost more than REBUILD_FRACTION of the rows its index
+    recorded (bulk deletes)?"""
+    return _lost(index_state(conn, model_id)[1], rows)
+
+
+def _lost(recorded: int | None, rows: int) -> bool:
+    return recorded is not None and rows < (1 - REBUILD_FRACTION) * recorded
+
+
 def _state(cur: Cursor, model_id: int) -> tuple[bool, int | None]:
     cur.execute(sqlfiles.read("search/index_state.sql"), {"name": index_name(model_id)})
     row = cur.fetchone()
@@ -137,7 +148,7 @@ def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, **build
             cur.execute(sqlfiles.read("search/model_rows.sql"), {"model_id": int(model_id)})
             rows = cur.fetchone()[0]
             valid, recorded = _state(cur, model_id)
-            lost = recorded is not None and rows < (1 - REBUILD_FRACTION) * recorded
+            lost = _lost(recorded, rows)
             built = False
             if not rows:  # nothing to index: an index of dead rows only would just cost VACUUM
                 _drop(cur, index_name(model_id))
@@ -209,8 +220,7 @@ def _drop_orphans(cur: Cursor) -> None:
     """Indexes of models that no longer exist (deleting a model deletes its rows, not its index)."""
     cur.execute(sqlfiles.read("search/orphan_indexes.sql"), {"prefix": RUNTIME_INDEX_PREFIX})
     for name, model_id in cur.fetchall():
-        cur.execute("SELECT pg_try_advisory_lock(%s::integer, %s::integer)", (model_id, BUILD_LOCK))
-        if cur.fetchone()[0]:
+        if _try_lock(cur, model_id):  # else a build of it is still running: next time
             try:
                 _drop(cur, name)
             finally:
@@ -218,7 +228,15 @@ def _drop_orphans(cur: Cursor) -> None:
 
 
 def _lock(cur: Cursor, model_id: int) -> None:
-    cur.execute("SELECT pg_advisory_lock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
+    """Take the model's build lock, polling: a statement blocked in pg_advisory_lock holds a snapshot,
+    and the CREATE INDEX CONCURRENTLY of the run holding the lock would wait for it (a deadlock)."""
+    while not _try_lock(cur, model_id):
+        time.sleep(LOCK_POLL_S)
+
+
+def _try_lock(cur: Cursor, model_id: int) -> bool:
+    cur.execute("SELECT pg_try_advisory_lock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
+    return bool(cur.fetchone()[0])
 
 
 def _unlock(cur: Cursor, model_id: int) -> None:
