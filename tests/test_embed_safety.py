@@ -133,6 +133,12 @@ def _thumbnail_id() -> int:
 
 
 @pytest.fixture
+def three(db_url, shared_data, tmp_path):
+    """Three real Test v1 locations (~75 images) imported into a fresh database."""
+    return load_subset(shared_data, tmp_path, 3)
+
+
+@pytest.fixture
 def twelve(db_url, shared_data, tmp_path):
     """Twelve real Test v1 locations (~300 images) imported into a fresh database."""
     return load_subset(shared_data, tmp_path, 12)
@@ -230,7 +236,7 @@ def test_the_cli_lists_ten_skipped_files_and_counts_the_rest(cli, engine, db_url
 
 # ----------------------------------------------------------------------- index builds and searches
 
-def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engine, damaged, tmp_path):
+def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engine, three, tmp_path):
     """CREATE INDEX CONCURRENTLY: a build waiting for a writer blocks no search or write, and the old
     index serves the model until the new one is swapped in."""
     from geoloc.retrieval.embed import embed_images, store_embeddings
@@ -244,6 +250,7 @@ def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engin
         image_id = conn.execute(sa.text("SELECT min(image_id) FROM embeddings WHERE model_id = :m"),
                                 {"m": thumb}).scalar()
     old_oid = _index_oid(engine, tiny)
+    query = np.asarray(thumbnail_vector(Path(_stored_vectors(engine, thumb)[0].file)), np.float32)
 
     writer = engine.connect()  # an embedding writer that has not committed yet: the build must wait for it
     writer.execute(sa.text("LOCK TABLE embeddings IN ROW EXCLUSIVE MODE"))
@@ -261,7 +268,6 @@ def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engin
         _wait("the index build to wait for the open writer", lambda: _waiting_backend(engine, "CREATE INDEX"))
         assert _indexes(engine, tiny) == {hnsw.index_name(tiny): True, hnsw.index_name(tiny, "_next"): False}
 
-        query = np.asarray(thumbnail_vector(Path(_stored_vectors(engine, thumb)[0].file)), np.float32)
         with begin() as conn:  # a search of another model, and one of the model being rebuilt
             conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             conn.execute(sa.text("SET LOCAL statement_timeout = '10s'"))
