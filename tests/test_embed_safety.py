@@ -262,12 +262,7 @@ def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engin
         except BaseException as exc:
             errors.append(exc)
 
-    builder = threading.Thread(target=build)
-    builder.start()
-    try:
-        _wait("the index build to wait for the open writer", lambda: _waiting_backend(engine, "CREATE INDEX"))
-        assert _indexes(engine, tiny) == {hnsw.index_name(tiny): True, hnsw.index_name(tiny, "_next"): False}
-
+    def searches_and_writes_go_on() -> None:
         with begin() as conn:  # a search of another model, and one of the model being rebuilt
             conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
             conn.execute(sa.text("SET LOCAL statement_timeout = '10s'"))
@@ -281,6 +276,13 @@ def test_searches_and_writes_of_other_models_go_on_while_an_index_is_built(engin
                          {"m": thumb, "i": image_id})
             assert store_embeddings(conn, THUMBNAIL_MODEL, thumb, THUMBNAIL_DIM, [image_id],
                                     query.reshape(1, -1)) == 1
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        _wait("the index build to wait for the open writer", lambda: _waiting_backend(engine, "CREATE INDEX"))
+        assert _indexes(engine, tiny) == {hnsw.index_name(tiny): True, hnsw.index_name(tiny, "_next"): False}
+        searches_and_writes_go_on()
         assert builder.is_alive()  # still waiting: all of the above ran during the build
     finally:
         writer.rollback()

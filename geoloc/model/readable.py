@@ -9,7 +9,9 @@ bomb costs nothing. Kept free of TensorFlow so the thumbnail baseline and the CL
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import InputError
 from ..imagefile import check_file, check_pixels
@@ -17,26 +19,34 @@ from ..imagefile import check_file, check_pixels
 TF_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image reads
 
 
-def check_image_header(path: str | Path) -> Path:
-    """PATH when it is an image file we can decode within the limits; InputError naming it otherwise."""
+@contextmanager
+def open_checked(path: str | Path) -> Iterator:
+    """The PIL image of PATH, header read and checked, pixels not yet decoded; every failure, also
+    while the caller decodes, becomes an InputError naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     path = check_file(path)
     try:
         with warnings.catch_warnings():  # Pillow warns from 89 M pixels; ours refuses from 40 M below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                fmt, size = im.format, im.size
+            im = Image.open(path)
+        with im:
+            check_pixels(str(path), *im.size)
+            if im.format not in TF_FORMATS:
+                raise InputError(f"{path}: {im.format} images are not supported (use JPEG, PNG, GIF, BMP or WebP)")
+            yield im
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
         raise InputError(f"{path}: {first_line(exc)}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
-    check_pixels(str(path), *size)
-    if fmt not in TF_FORMATS:
-        raise InputError(f"{path}: {fmt} images are not supported (use JPEG, PNG, GIF, BMP or WebP)")
-    return path
+
+
+def check_image_header(path: str | Path) -> Path:
+    """PATH when it is an image file we can decode within the limits; InputError naming it otherwise."""
+    with open_checked(path):
+        return Path(path)
 
 
 def reason_of(path: str | Path, error: BaseException) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from ..db import sqlfiles
 from ..db.engine import psycopg_connection
 from ..errors import InputError
-from ..model.readable import check_image_header, first_line, reason_of
+from ..model.readable import open_checked, reason_of
 
 THUMBNAIL_BACKBONE = "thumbnail"
 THUMBNAIL_SIZE = 16
@@ -33,18 +33,14 @@ def thumbnail_vector(path: Path, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     """float32 (size*size*3,) unit vector of one image file; InputError naming the file otherwise.
 
     The file and its header are checked first (geoloc.model.readable: a regular file within the size
-    and pixel limits of geoloc.imagefile, an image format every model reads), then JPEG draft mode decodes at 1/8 scale (block averages) and a box filter makes the
-    thumbnail: an area average, no aliasing. The per-image mean is removed (brightness), then the
+    and pixel limits of geoloc.imagefile, in a format every model reads), then JPEG draft mode decodes
+    at 1/8 scale (block averages) and a box filter makes the thumbnail: an area average, no aliasing. The per-image mean is removed (brightness), then the
     vector is normalised (contrast). A flat image becomes the constant unit vector, orthogonal to
     every mean-subtracted one, instead of an undefined 0/0.
     """
-    path = check_image_header(path)
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))
-            pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
+    with open_checked(path) as im:
+        im.draft("RGB", (size, size))
+        pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
     v = pixels.reshape(-1)
     v = v - v.mean()
     norm = float(np.linalg.norm(v))
