@@ -106,7 +106,7 @@ def check_dim(model: str, dim: int, vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def keras_batches(model, input_size: int) -> Callable[[Sequence[Path], int], Iterator[np.ndarray]]:
+def keras_batches(model, input_size: int) -> Batches:
     """Batches of embeddings from a Keras embedder: parallel decode + prefetch, compiled inference."""
     import tensorflow as tf
 
@@ -228,7 +228,7 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
     with begin(url) as conn:
         emb = load_embedder(conn, model)
         scope = {"model_id": emb.model_id, "split": split, "version": version}
-        rows, already = _counts(conn, scope)
+        rows, already, _ = _counts(conn, scope)
         # rows deleted since the index was built (checked before this run refills any of them)
         lost = hnsw.lost_rows(conn, emb.model_id, rows)
         with psycopg_connection(conn).cursor() as cur:
@@ -241,18 +241,18 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
         run.embed_chunks(todo)
     seconds = time.perf_counter() - started
     with begin(url) as conn:
-        in_scope = _counts(conn, scope)[1] + len(run.skipped)
+        _, stored, in_scope = _counts(conn, scope)
 
     index = hnsw.ensure_index(check(url), emb.model_id, emb.dim, rebuild=reindex or lost)
     return EmbedSummary(emb.name, emb.model_id, emb.dim, in_scope, already, run.embedded, seconds,
                         run.write_seconds, index.name, index.built, index.seconds,
                         skipped=[(path, reason) for _, path, reason in sorted(run.skipped, key=lambda s: s[0])],
-                        by_others=max(0, in_scope - len(run.skipped) - already - run.embedded),
+                        by_others=max(0, stored - already - run.embedded),
                         index_present=index.present)
 
 
-def _counts(conn, scope: dict) -> tuple[int, int]:
-    """(the model's embeddings in all, those of images in the scope)."""
+def _counts(conn, scope: dict) -> tuple[int, int, int]:
+    """(the model's embeddings in all, those of images in the scope, the images in the scope)."""
     with psycopg_connection(conn).cursor() as cur:
         cur.execute(sqlfiles.read("search/embed_count.sql"), scope)
         return cur.fetchone()
@@ -268,8 +268,8 @@ class _Run:
         self.write_seconds = 0.0
 
     def embed_chunks(self, todo: list) -> None:
-        """TODO: (chunk_no, images missing) rows. Chunks another run holds are done last, after this
-        run's own claims are all released, so two runs never wait for each other in a circle."""
+        """TODO: (chunk_no, images missing) rows. Chunks another run holds are done last, once this
+        run's own claims are all stored and released, so two runs never wait for each other in a circle."""
         engine = check(self.url)
         claims = ChunkClaims(engine, self.emb.model_id)
         writer = _Writer(self.emb, self.url, claims)
