@@ -7,6 +7,7 @@ cache (the shared data set fits easily) and then only gathers, crops and colour-
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -98,10 +99,12 @@ def iter_image_batches(paths: Sequence[Path], size: int, batch: int) -> Iterator
 
 
 def _decode_error(path: Path) -> str:
+    """Why TensorFlow could not decode PATH (decoded alone again: ignore_errors keeps no message)."""
     try:
         decode_file(tf.constant(str(path)))
     except (tf.errors.OpError, ValueError) as exc:
-        return f"not a readable image ({first_line(exc)})"
+        detail = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", first_line(exc))  # TF's op decoration
+        return f"not a readable image ({detail or type(exc).__name__})"
     return "not a readable image"
 
 
