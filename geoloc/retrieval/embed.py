@@ -235,6 +235,8 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
             cur.execute(sqlfiles.read("search/embed_chunks.sql"), {**scope, "chunk": chunk})
             todo = cur.fetchall()
 
+    if rows == 0 and todo:  # an index of no live rows serves no search, and slows the load: drop it
+        hnsw.ensure_index(check(url), emb.model_id, emb.dim)
     started = time.perf_counter()
     run = _Run(emb, scope, batch, chunk, progress, url)
     if todo:
