@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from ..errors import InputError
 from ..imagefile import check_file, check_pixels
@@ -20,27 +20,31 @@ TF_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # what tf.io.decode_image re
 
 
 @contextmanager
-def open_checked(path: str | Path) -> Iterator:
-    """The PIL image of PATH, header read and checked, pixels not yet decoded; every failure, also
-    while the caller decodes, becomes an InputError naming the file."""
+def open_checked(source: str | Path | BinaryIO) -> Iterator:
+    """The PIL image of SOURCE, header read and checked, pixels not yet decoded; every failure, also
+    while the caller decodes, becomes an InputError naming it. SOURCE is a file path (checked with
+    `check_file`) or a binary stream whose bytes already passed geoloc.imagefile (an upload)."""
     from PIL import Image, UnidentifiedImageError
 
-    path = check_file(path)
+    if hasattr(source, "read"):
+        label, handle = getattr(source, "name", None) or "upload", source
+    else:
+        label = handle = check_file(source)
     try:
         with warnings.catch_warnings():  # Pillow warns from 89 M pixels; ours refuses from 40 M below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(handle)
         with im:
-            check_pixels(str(path), *im.size)
+            check_pixels(str(label), *im.size)
             if im.format not in TF_FORMATS:
-                raise InputError(f"{path}: {im.format} images are not supported (use JPEG, PNG, GIF, BMP or WebP)")
+                raise InputError(f"{label}: {im.format} images are not supported (use JPEG, PNG, GIF, BMP or WebP)")
             yield im
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image (unrecognised file format)") from None
+        raise InputError(f"{label}: not an image (unrecognised file format)") from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
-        raise InputError(f"{path}: {first_line(exc)}") from None
+        raise InputError(f"{label}: {first_line(exc)}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
+        raise InputError(f"{label}: not a readable image ({first_line(exc)})") from None
 
 
 def check_image_header(path: str | Path) -> Path:

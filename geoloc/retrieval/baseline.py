@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -29,8 +29,9 @@ THUMBNAIL_DIM = THUMBNAIL_SIZE * THUMBNAIL_SIZE * 3
 BASELINES = {"thumbnail": THUMBNAIL_MODEL}
 
 
-def thumbnail_vector(path: Path, size: int = THUMBNAIL_SIZE) -> np.ndarray:
-    """float32 (size*size*3,) unit vector of one image file; InputError naming the file otherwise.
+def thumbnail_vector(path: Path | BinaryIO, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """float32 (size*size*3,) unit vector of one image file (or of an upload's checked bytes as a
+    binary stream); InputError naming the file otherwise.
 
     The file and its header are checked first (geoloc.model.readable: a regular file within the size
     and pixel limits of geoloc.imagefile, in a format every model reads), then JPEG draft mode decodes
