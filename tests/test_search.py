@@ -4,6 +4,9 @@ k rows, the HNSW index in the plan, pictures, and exact error messages."""
 from __future__ import annotations
 
 import json
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -190,14 +193,39 @@ def bad_files(tmp_path, subset, engine):
     return good, truncated, text
 
 
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header announces WIDTH x HEIGHT pixels: a decompression bomb's shape."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
 def test_errors_name_the_photo(cli, bad_files, tmp_path):
     good, truncated, text = bad_files
-    for path, message in [(truncated, "corrupt or truncated image"), (text, "not an image (unrecognised file format)"),
-                          (tmp_path / "missing.jpg", "image file not found"), (tmp_path, "is a folder, not an image")]:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(10000, 10000))
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as fh:  # sparse: 60 MB on paper, nothing on disk
+        fh.truncate(60 * 1024 * 1024)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(good)
+    for path, message in [
+            (truncated, "not a readable image (image file is truncated"),
+            (text, "not an image (unrecognised file format)"),
+            (bomb, "image is 10000 x 10000 pixels, more than the limit of 40,000,000 (a decompression bomb or a huge image)"),
+            (huge, "62,914,560 bytes, more than the limit of 52,428,800"),
+            (fifo, "is a FIFO, not an image file"),
+            (link, "is a symbolic link, not an image file"),
+            (tmp_path / "missing.jpg", "file not found"),
+            (tmp_path, "is a folder, not an image file")]:
         res = cli("search", good, path, "--model", THUMBNAIL_MODEL)
         assert res.exit_code == 1
-        assert res.stderr == f"Error: {path}: {message}\n"
-        assert res.stdout == ""
+        assert res.stderr.startswith(f"Error: {path}: {message}"), res.stderr
+        assert res.stderr.count("\n") == 1 and res.stdout == ""
 
 
 def test_model_without_embeddings_and_unknown_names(cli, bad_files, subset):

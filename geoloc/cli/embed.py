@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from ..retrieval.claims import CHUNK
+
 COMMANDS = ["embed"]
+SHOW_SKIPPED = 10  # skipped files listed by name
 
 
 @click.command()
@@ -12,24 +15,40 @@ COMMANDS = ["embed"]
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only the images of this split.")
 @click.option("--version", help="Only the images of this scraping version (e.g. v1).")
 @click.option("--batch", type=int, default=64, show_default=True, help="Images per inference batch.")
-def embed(model: str, split: str | None, version: str | None, batch: int) -> None:
-    """Embed every image the model has no embedding for yet, then (re)build its HNSW index.
+@click.option("--chunk", type=int, default=CHUNK, show_default=True,
+              help="Image ids per unit of work: claimed by one run, stored in one transaction.")
+@click.option("--reindex", is_flag=True, help="Build a fresh HNSW index even when the current one is fine.")
+def embed(model: str, split: str | None, version: str | None, batch: int, chunk: int, reindex: bool) -> None:
+    """Embed every image the model has no embedding for yet, then make sure its HNSW index is current.
 
     Resumable: chunks are committed as they are written, and a rerun embeds only what is missing.
+    Several runs of one model (on any machines) share the work: each chunk is embedded once. A file
+    that cannot be read is skipped and listed; the others are stored. The index is built beside the
+    old one and swapped in, so searches never lose it.
 
     Example: geoloc embed --model mnv3-small --split test
     """
     from ..retrieval.embed import embed_images
 
-    s = embed_images(model, split=split, version=version, batch=batch, progress=True)
+    s = embed_images(model, split=split, version=version, batch=batch, chunk=chunk, reindex=reindex, progress=True)
     scope = "all images" if split is None else f"split {split}" + (f" {version}" if version else "")
     click.echo(f"model '{s.model}' (dim {s.dim}), {scope}: {s.embedded} embedded now, {s.already} already "
                f"stored, {s.in_scope} in all")
+    if s.by_others:
+        click.echo(f"  {s.by_others} embedded meanwhile by another run of this model")
+    if s.skipped:
+        click.echo(f"  {len(s.skipped)} skipped (not stored; fix or remove them and run again):")
+        for path, reason in s.skipped[:SHOW_SKIPPED]:
+            click.echo(f"    {path}: {reason}")
+        if len(s.skipped) > SHOW_SKIPPED:
+            click.echo(f"    ... and {len(s.skipped) - SHOW_SKIPPED} more")
     if s.embedded:
         click.echo(f"  {s.seconds:.1f} s, {s.images_per_s:.0f} images/s")
     if s.index_built:
         click.echo(f"  HNSW index {s.index} built in {s.index_seconds:.1f} s")
     elif s.index is None:
         click.echo(f"  no HNSW index: dimension {s.dim} is above pgvector's limit (searches are exact)")
+    elif not s.index_present:
+        click.echo("  no HNSW index: the model has no embeddings yet")
     else:
         click.echo(f"  HNSW index {s.index} up to date")

@@ -7,6 +7,7 @@ cache (the shared data set fits easily) and then only gathers, crops and colour-
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
+from .readable import check_image_header, first_line, reason_of
 
 CACHE_SCALE = 1.4  # cached side = 1.4 x input size (160 -> 224, the shared images' own size): room for crops
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
@@ -62,13 +64,8 @@ def _find_undecodable(paths: Sequence[Path], exc: Exception) -> InputError:
         try:
             decode_file(tf.constant(str(path)))
         except (tf.errors.OpError, ValueError) as inner:
-            return InputError(f"{path}: not a decodable image ({_first_line(inner)})")
-    return InputError(f"{paths[0]}..{paths[-1]}: images could not be decoded ({_first_line(exc)})")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            return InputError(f"{path}: not a decodable image ({first_line(inner)})")
+    return InputError(f"{paths[0]}..{paths[-1]}: images could not be decoded ({first_line(exc)})")
 
 
 def image_dataset(paths: Sequence[Path], size: int, batch: int) -> tf.data.Dataset:
@@ -99,6 +96,51 @@ def iter_image_batches(paths: Sequence[Path], size: int, batch: int) -> Iterator
             raise _find_undecodable(paths[start:start + batch], exc) from None
         start += len(images)
         yield images.numpy()
+
+
+def _decode_error(path: Path) -> str:
+    """Why TensorFlow could not decode PATH (decoded alone again: ignore_errors keeps no message)."""
+    try:
+        decode_file(tf.constant(str(path)))
+    except (tf.errors.OpError, ValueError) as exc:
+        detail = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", first_line(exc))  # TF's op decoration
+        return f"not a readable image ({detail or type(exc).__name__})"
+    return "not a readable image"
+
+
+def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, batch: int,
+                       skipped: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(keys, float32 (n, size, size, 3) pixels) batches of the images that decode, in order.
+
+    A file that fails `check_image_header` or TensorFlow's decoder is not fatal: it is appended to
+    SKIPPED as (key, path, reason) and left out. Each key travels through tf.data with its own pixels
+    (a dropped element takes its key with it), so keys and pixels can never shift against each other.
+    """
+    good: list[tuple[int, Path]] = []
+    for key, path in zip(keys, paths):
+        try:
+            good.append((int(key), check_image_header(Path(path))))
+        except InputError as exc:
+            skipped.append((key, Path(path), reason_of(Path(path), exc)))
+    if not good:
+        return
+    ds = tf.data.Dataset.from_tensor_slices((np.array([k for k, _ in good], np.int64), [str(p) for _, p in good]))
+    ds = ds.map(lambda k, p: (k, resize_for_model(decode_file(p), size)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    done = 0  # position in GOOD up to which every key has come out or been reported
+    for out_keys, pixels in ds.ignore_errors().batch(batch).prefetch(2):
+        out_keys = out_keys.numpy()
+        came = set(out_keys.tolist())
+        last = done
+        while good[last][0] != out_keys[-1]:
+            last += 1
+        for key, path in good[done:last + 1]:
+            if key not in came:
+                skipped.append((key, path, _decode_error(path)))
+        done = last + 1
+        yield out_keys, pixels.numpy()
+    for key, path in good[done:]:
+        skipped.append((key, path, _decode_error(path)))
 
 
 def load_images(paths: Sequence[Path], size: int) -> np.ndarray:

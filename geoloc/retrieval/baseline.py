@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
 from ..db.engine import psycopg_connection
 from ..errors import InputError
+from ..model.readable import open_checked, reason_of
 
 THUMBNAIL_BACKBONE = "thumbnail"
 THUMBNAIL_SIZE = 16
@@ -28,24 +29,19 @@ THUMBNAIL_DIM = THUMBNAIL_SIZE * THUMBNAIL_SIZE * 3
 BASELINES = {"thumbnail": THUMBNAIL_MODEL}
 
 
-def thumbnail_vector(path: Path, size: int = THUMBNAIL_SIZE) -> np.ndarray:
-    """float32 (size*size*3,) unit vector of one image file; InputError naming the file otherwise.
+def thumbnail_vector(path: Path | BinaryIO, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """float32 (size*size*3,) unit vector of one image file (or of an upload's checked bytes as a
+    binary stream); InputError naming the file otherwise.
 
-    JPEG draft mode decodes at 1/8 scale (block averages), then a box filter makes the thumbnail: an
-    area average, no aliasing. The per-image mean is removed (brightness), then the vector is
-    normalised (contrast). A flat image becomes the constant unit vector, orthogonal to every
-    mean-subtracted one, instead of an undefined 0/0.
+    The file and its header are checked first (geoloc.model.readable: a regular file within the size
+    and pixel limits of geoloc.imagefile, in a format every model reads), then JPEG draft mode decodes
+    at 1/8 scale (block averages) and a box filter makes the thumbnail: an area average, no aliasing. The per-image mean is removed (brightness), then the
+    vector is normalised (contrast). A flat image becomes the constant unit vector, orthogonal to
+    every mean-subtracted one, instead of an undefined 0/0.
     """
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))
-            pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
-    except FileNotFoundError:
-        raise InputError(f"{path}: image file not found") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image (unrecognised file format)") from None
-    except (OSError, SyntaxError, ValueError):
-        raise InputError(f"{path}: corrupt or truncated image") from None
+    with open_checked(path) as im:
+        im.draft("RGB", (size, size))
+        pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
     v = pixels.reshape(-1)
     v = v - v.mean()
     norm = float(np.linalg.norm(v))
@@ -54,12 +50,30 @@ def thumbnail_vector(path: Path, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
-def thumbnail_batches(paths: Sequence[Path], batch: int, size: int = THUMBNAIL_SIZE) -> Iterator[np.ndarray]:
-    """(n, size*size*3) float32 unit vectors per batch of PATHS, in order (Pillow decodes without the GIL)."""
+def _thumbnail_or_reason(path: Path, size: int) -> np.ndarray | str:
+    try:
+        return thumbnail_vector(path, size)
+    except InputError as exc:
+        return reason_of(path, exc)
+
+
+def thumbnail_batches(keys: Sequence[int], paths: Sequence[Path], batch: int, skipped: list,
+                      size: int = THUMBNAIL_SIZE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(keys, (n, size*size*3) float32 unit vectors) per batch of PATHS, in order (Pillow decodes
+    without the GIL). An unreadable file is appended to SKIPPED as (key, path, reason) and left out."""
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, len(paths), batch):
-            chunk = paths[start:start + batch]
-            yield np.stack(list(pool.map(lambda p: thumbnail_vector(Path(p), size), chunk)))
+            chunk = [Path(p) for p in paths[start:start + batch]]
+            out_keys, vectors = [], []
+            for key, path, v in zip(keys[start:start + batch], chunk,
+                                    pool.map(lambda p: _thumbnail_or_reason(p, size), chunk)):
+                if isinstance(v, str):
+                    skipped.append((key, path, v))
+                else:
+                    out_keys.append(key)
+                    vectors.append(v)
+            if vectors:
+                yield np.asarray(out_keys, np.int64), np.stack(vectors)
 
 
 def ensure_thumbnail_model(conn: Connection, name: str = THUMBNAIL_MODEL):

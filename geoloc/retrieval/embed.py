@@ -1,10 +1,24 @@
 """`geoloc embed`: compute the embeddings of the images a model has not seen yet and store them.
 
-The pipeline keeps the model busy: tf.data decodes and resizes the next batches on its own threads
-while the model runs (prefetch), and a writer thread COPYs finished chunks into PostgreSQL, each in
-its own transaction, so neither file reading nor the database waits on the other. A chunk that is
-committed stays: an interrupted run resumes with the images still missing (LEFT JOIN on embeddings).
-After loading, the model's partial HNSW index is built from scratch (see geoloc.retrieval.index).
+Work goes in chunks of CHUNK consecutive image ids. A run claims a chunk (geoloc.retrieval.claims:
+an advisory lock per model and chunk), re-reads which of its images are still missing, embeds them
+and stores them in one transaction, and only then releases the claim. Two runs of one model, on any
+machines, therefore never embed the same image: a chunk held by the other run is skipped, and waited
+for and re-checked at the end. A committed chunk stays: an interrupted run resumes with the images
+still missing (LEFT JOIN on embeddings).
+
+Within a chunk the model stays busy: tf.data decodes the next batches on its own threads while the
+model runs (prefetch), and a writer thread COPYs finished chunks into PostgreSQL, so neither file
+reading nor the database waits on the other.
+
+A file that cannot be embedded (missing, not a regular file, over the size or pixel limits of
+geoloc.imagefile, not an image, truncated or corrupt) is skipped with its reason and reported, never
+fatal; it is not stored, so the next run tries it again. Image ids travel with their pixels through
+the pipeline, so a skipped file can never shift the vectors of the others.
+
+At the end `geoloc.retrieval.index.ensure_index` makes the model's HNSW index current: it is built
+when missing or invalid, and rebuilt (beside the old one, then swapped in) when asked to or when many
+of the model's rows were deleted; otherwise the index, kept up to date by every insert, stays.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -25,11 +39,14 @@ from ..db.engine import begin, check, psycopg_connection
 from ..errors import DimensionMismatch, InputError
 from . import index as hnsw
 from .baseline import THUMBNAIL_BACKBONE, THUMBNAIL_MODEL, ensure_thumbnail_model, thumbnail_batches
+from .claims import CHUNK, ChunkClaims
 from .vectors import vector_cursor
 
 DEFAULT_BATCH = 64
-CHUNK = 2048  # rows per COPY + commit: small enough to lose little on interruption
-REBUILD_FRACTION = 0.1  # more new rows than this share of the existing ones: drop the index, rebuild after
+
+# batches(keys, paths, batch, skipped) -> (keys, vectors) per batch; unreadable files go to SKIPPED
+# as (key, path, reason) and are left out
+Batches = Callable[[Sequence[int], Sequence[Path], int, list], Iterator[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass
@@ -40,10 +57,16 @@ class Embedder:
     model_id: int
     dim: int
     input_size: int
-    batches: Callable[[Sequence[Path], int], Iterator[np.ndarray]]
+    batches: Batches
 
     def embed(self, paths: Sequence[Path], batch: int = DEFAULT_BATCH) -> np.ndarray:
-        out = [check_dim(self.name, self.dim, b) for b in self.batches(list(paths), batch)]
+        """(len(paths), dim) vectors in the order of PATHS; InputError naming the first unreadable file."""
+        paths = [Path(p) for p in paths]
+        skipped: list = []
+        out = [check_dim(self.name, self.dim, v) for _, v in self.batches(range(len(paths)), paths, batch, skipped)]
+        if skipped:
+            _, path, reason = min(skipped, key=lambda s: s[0])
+            raise InputError(f"{path}: {reason}")
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -60,6 +83,9 @@ class EmbedSummary:
     index: str | None  # the HNSW index name, None when the dimension is too large for one
     index_built: bool
     index_seconds: float
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files: (path, reason)
+    by_others: int = 0  # embedded meanwhile by another run of the same model
+    index_present: bool = True  # False when there is no index (no embeddings, or the dimension is too large)
 
     @property
     def images_per_s(self) -> float:
@@ -80,20 +106,21 @@ def check_dim(model: str, dim: int, vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def keras_batches(model, input_size: int) -> Callable[[Sequence[Path], int], Iterator[np.ndarray]]:
+def keras_batches(model, input_size: int) -> Batches:
     """Batches of embeddings from a Keras embedder: parallel decode + prefetch, compiled inference."""
     import tensorflow as tf
 
-    from ..model.data import iter_image_batches
+    from ..model.data import iter_keyed_batches
 
     # one trace for every batch size (the last batch is smaller): a retrace costs seconds
     spec = tf.TensorSpec((None, input_size, input_size, 3), tf.float32)
     infer = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     infer(tf.zeros((1, input_size, input_size, 3)))  # trace now, not inside the timed pipeline
 
-    def batches(paths: Sequence[Path], batch: int) -> Iterator[np.ndarray]:
-        for pixels in iter_image_batches(paths, input_size, batch):
-            yield infer(tf.constant(pixels)).numpy()
+    def batches(keys: Sequence[int], paths: Sequence[Path], batch: int,
+                skipped: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for out_keys, pixels in iter_keyed_batches(keys, paths, input_size, batch, skipped):
+            yield out_keys, infer(tf.constant(pixels)).numpy()
 
     return batches
 
@@ -108,7 +135,8 @@ def load_embedder(conn, name: str) -> Embedder:
         row = get_model(conn, name)
     if row.backbone == THUMBNAIL_BACKBONE:
         return Embedder(row.name, row.id, row.dim, row.input_size,
-                        lambda paths, batch: thumbnail_batches(paths, batch, row.input_size))
+                        lambda keys, paths, batch, skipped: thumbnail_batches(keys, paths, batch, skipped,
+                                                                              row.input_size))
     from ..model.registry import load_embedder as load_keras
 
     model, row = load_keras(conn, name)
@@ -137,11 +165,12 @@ def store_embeddings(conn, model: str, model_id: int, dim: int, image_ids: Seque
 
 
 class _Writer(threading.Thread):
-    """Stores queued chunks, each in its own transaction, while the model computes the next ones."""
+    """Stores queued chunks, each in its own transaction, while the model computes the next ones; a
+    chunk's claim is released once its rows are committed."""
 
-    def __init__(self, emb: Embedder, url: str | None):
+    def __init__(self, emb: Embedder, url: str | None, claims: ChunkClaims):
         super().__init__(name="embedding-writer", daemon=True)
-        self.emb, self.url = emb, url
+        self.emb, self.url, self.claims = emb, url, claims
         self.jobs: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.stored = 0
@@ -150,97 +179,146 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         while True:
             job = self.jobs.get()
-            if job is None:
-                return
-            if self.error is not None:
-                continue  # drain: the main thread will see the error
-            started = time.perf_counter()
             try:
-                with begin(self.url) as conn:
-                    self.stored += store_embeddings(conn, self.emb.name, self.emb.model_id, self.emb.dim, *job)
-            except BaseException as exc:  # handed to the main thread
-                self.error = exc
-            self.seconds += time.perf_counter() - started
+                if job is None:
+                    return
+                if self.error is None:  # after an error: drain, the main thread will see it
+                    self._store(*job)
+            finally:
+                self.jobs.task_done()
 
-    def put(self, ids, vectors) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put((ids, vectors))
+    def _store(self, chunk_no: int, ids, vectors) -> None:
+        started = time.perf_counter()
+        try:
+            with begin(self.url) as conn:
+                self.stored += store_embeddings(conn, self.emb.name, self.emb.model_id, self.emb.dim, ids, vectors)
+            self.claims.release(chunk_no)
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+        self.seconds += time.perf_counter() - started
+
+    def put(self, chunk_no: int, ids, vectors) -> None:
+        self._raise()
+        self.jobs.put((chunk_no, ids, vectors))
+
+    def drain(self) -> None:
+        """Wait until every queued chunk is stored (and its claim released)."""
+        self.jobs.join()
+        self._raise()
 
     def finish(self) -> None:
         self.jobs.put(None)
         self.join()
+        self._raise()
+
+    def _raise(self) -> None:
         if self.error is not None:
             raise self.error
 
 
 def embed_images(model: str, split: str | None = None, version: str | None = None, batch: int = DEFAULT_BATCH,
-                 chunk: int = CHUNK, progress: bool = False, url: str | None = None) -> EmbedSummary:
-    """Embed every image (of SPLIT / VERSION) that MODEL has no embedding for, then (re)build its index."""
+                 chunk: int = CHUNK, reindex: bool = False, progress: bool = False,
+                 url: str | None = None) -> EmbedSummary:
+    """Embed every image (of SPLIT / VERSION) that MODEL has no embedding for, skipping unreadable
+    files, then make its HNSW index current (REINDEX: build a fresh one in any case)."""
     if batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
+    if chunk < 1:
+        raise InputError(f"--chunk {chunk}: must be at least 1")
     with begin(url) as conn:
         emb = load_embedder(conn, model)
-        params = {"model_id": emb.model_id, "split": split, "version": version}
+        scope = {"model_id": emb.model_id, "split": split, "version": version}
+        rows, already, _ = _counts(conn, scope)
+        # rows deleted since the index was built (checked before this run refills any of them)
+        lost = hnsw.lost_rows(conn, emb.model_id, rows)
         with psycopg_connection(conn).cursor() as cur:
-            cur.execute(sqlfiles.read("search/embed_missing.sql"), params)
-            missing = cur.fetchall()
-            cur.execute(sqlfiles.read("search/embed_count.sql"), params)
-            total_before, in_scope_before = cur.fetchone()
-        had_index = hnsw.index_exists(conn, emb.model_id)
-    in_scope = in_scope_before + len(missing)
-    rebuild = bool(missing) and (not had_index or len(missing) > REBUILD_FRACTION * total_before)
+            cur.execute(sqlfiles.read("search/embed_chunks.sql"), {**scope, "chunk": chunk})
+            todo = cur.fetchall()
 
+    if rows == 0 and todo:  # an index of no live rows serves no search, and slows the load: drop it
+        hnsw.ensure_index(check(url), emb.model_id, emb.dim)
     started = time.perf_counter()
-    write_seconds = 0.0
-    if missing:
-        if rebuild and had_index:
-            with begin(url) as conn:  # a bulk load into a live graph is slower than a fresh build
-                hnsw.drop_index(conn, emb.model_id)
-        write_seconds = _run_pipeline(emb, missing, batch, chunk, progress, url)
+    run = _Run(emb, scope, batch, chunk, progress, url)
+    if todo:
+        run.embed_chunks(todo)
     seconds = time.perf_counter() - started
+    with begin(url) as conn:
+        _, stored, in_scope = _counts(conn, scope)
 
-    index_seconds = 0.0
-    built = False
-    indexable = hnsw.vector_type(emb.dim).indexable
-    if indexable and (rebuild or not had_index):
-        t = time.perf_counter()
-        with begin(url) as conn:
-            with psycopg_connection(conn).cursor() as cur:
-                cur.execute(sqlfiles.read("search/has_embeddings.sql"), {"model_id": emb.model_id})
-                if cur.fetchone()[0]:
-                    built = hnsw.build_index(conn, emb.model_id, emb.dim)
-        index_seconds = time.perf_counter() - t
-    return EmbedSummary(emb.name, emb.model_id, emb.dim, in_scope, in_scope_before, len(missing), seconds,
-                        write_seconds, hnsw.index_name(emb.model_id) if indexable else None, built, index_seconds)
+    index = hnsw.ensure_index(check(url), emb.model_id, emb.dim, rebuild=reindex or lost)
+    return EmbedSummary(emb.name, emb.model_id, emb.dim, in_scope, already, run.embedded, seconds,
+                        run.write_seconds, index.name, index.built, index.seconds,
+                        skipped=[(path, reason) for _, path, reason in sorted(run.skipped, key=lambda s: s[0])],
+                        by_others=max(0, stored - already - run.embedded),
+                        index_present=index.present)
 
 
-def _run_pipeline(emb: Embedder, missing: list, batch: int, chunk: int, progress: bool, url: str | None) -> float:
-    """Embed MISSING (id, root, path) rows and store them; returns the writer thread's busy seconds."""
-    from ..imagery.importer import image_file
+def _counts(conn, scope: dict) -> tuple[int, int, int]:
+    """(the model's embeddings in all, those of images in the scope, the images in the scope)."""
+    with psycopg_connection(conn).cursor() as cur:
+        cur.execute(sqlfiles.read("search/embed_count.sql"), scope)
+        return cur.fetchone()
 
-    check(url)
-    ids = [r[0] for r in missing]
-    paths = [image_file({"root": r[1], "path": r[2]}) for r in missing]
-    writer = _Writer(emb, url)
-    writer.start()
-    pending_ids: list[int] = []
-    pending: list[np.ndarray] = []
-    done = 0
-    bar = tqdm(total=len(ids), desc=f"embedding ({emb.name})", unit="img", file=sys.stderr, disable=not progress)
-    try:
-        for vectors in emb.batches(paths, batch):
-            vectors = check_dim(emb.name, emb.dim, vectors)
-            pending_ids.extend(ids[done:done + len(vectors)])
-            pending.append(vectors)
-            done += len(vectors)
-            bar.update(len(vectors))
-            if len(pending_ids) >= chunk:
-                writer.put(pending_ids, np.concatenate(pending))
-                pending_ids, pending = [], []
-        if pending_ids:
-            writer.put(pending_ids, np.concatenate(pending))
-    finally:
-        bar.close()
-        writer.finish()
-    return writer.seconds
+
+class _Run:
+    """One run's pass over the chunks with missing images: claim, re-check, embed, store, release."""
+
+    def __init__(self, emb: Embedder, scope: dict, batch: int, chunk: int, progress: bool, url: str | None):
+        self.emb, self.scope, self.batch, self.chunk, self.progress, self.url = emb, scope, batch, chunk, progress, url
+        self.embedded = 0
+        self.skipped: list = []  # (image id, path, reason)
+        self.write_seconds = 0.0
+
+    def embed_chunks(self, todo: list) -> None:
+        """TODO: (chunk_no, images missing) rows. Chunks another run holds are done last, once this
+        run's own claims are all stored and released, so two runs never wait for each other in a circle."""
+        engine = check(self.url)
+        claims = ChunkClaims(engine, self.emb.model_id)
+        writer = _Writer(self.emb, self.url, claims)
+        self.bar = tqdm(total=sum(n for _, n in todo), desc=f"embedding ({self.emb.name})", unit="img",
+                        file=sys.stderr, disable=not self.progress)
+        writer.start()
+        try:
+            held_elsewhere = []
+            for chunk_no, missing in todo:
+                if claims.try_claim(chunk_no):
+                    self._chunk(chunk_no, missing, claims, writer)
+                else:
+                    held_elsewhere.append((chunk_no, missing))
+            writer.drain()
+            for chunk_no, missing in held_elsewhere:
+                claims.claim(chunk_no)  # waits for the other run to store it (or to die)
+                self._chunk(chunk_no, missing, claims, writer)
+        finally:
+            self.bar.close()
+            try:
+                writer.finish()
+            finally:
+                claims.close()
+                self.write_seconds = writer.seconds
+
+    def _chunk(self, chunk_no: int, missing: int, claims: ChunkClaims, writer: _Writer) -> None:
+        """Embed what the claimed chunk still misses and queue it; the writer releases the claim."""
+        from ..imagery.importer import image_file
+
+        with begin(self.url) as conn, psycopg_connection(conn).cursor() as cur:
+            cur.execute(sqlfiles.read("search/embed_missing.sql"),
+                        {**self.scope, "lo": chunk_no * self.chunk, "hi": (chunk_no + 1) * self.chunk})
+            rows = cur.fetchall()
+        ids = [r[0] for r in rows]
+        paths = [image_file({"root": r[1], "path": r[2]}) for r in rows]
+        out_ids: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
+        seen = len(self.skipped)
+        for keys, v in self.emb.batches(ids, paths, self.batch, self.skipped):
+            out_ids.append(np.asarray(keys, np.int64))
+            vectors.append(check_dim(self.emb.name, self.emb.dim, v))
+            self.bar.update(len(keys) + len(self.skipped) - seen)  # embedded + skipped
+            seen = len(self.skipped)
+        self.bar.update(len(self.skipped) - seen + max(0, missing - len(ids)))  # + what another run did
+        if vectors:
+            ids_out = np.concatenate(out_ids)
+            writer.put(chunk_no, ids_out.tolist(), np.concatenate(vectors))
+            self.embedded += len(ids_out)
+        else:
+            claims.release(chunk_no)

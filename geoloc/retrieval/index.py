@@ -11,22 +11,36 @@ indexed as halfvec (half the memory, a negligible loss of precision for cosine o
 models beyond 4,000 dimensions get no index (searched exactly). Cosine distance (``<=>``,
 ``*_cosine_ops``) on the L2-normalised embeddings ranks exactly like inner product and Euclidean.
 
+Replacing an index never leaves a model without one: the new graph is built beside the old under
+``embeddings_hnsw_<id>_next`` with ``CREATE INDEX CONCURRENTLY`` (outside any transaction), then the
+two are swapped by renaming in one short transaction and the old one is dropped with ``DROP INDEX
+CONCURRENTLY``. None of these statements takes a lock that stops searches or embedding writes, of
+this model or any other. A build that fails or whose process is killed leaves the old index in place
+and at most an (INVALID) ``_next`` leftover, which the next build of that model drops first. Builds of
+one model are serialised by a session advisory lock, (model_id, -1), held on the building connection.
+
 Operations notes (pgvector 0.8.0, as installed):
 - Builds run single-process (``max_parallel_maintenance_workers = 0``): parallel HNSW builds can
   overflow in pgvector < 0.8.2.
-- After deleting many rows of a model (re-embedding, deleting images) run ``REINDEX INDEX
-  embeddings_hnsw_<id>`` (or `build_index` again): VACUUM on HNSW indexes with many dead tuples is
-  slow and may leave the graph poorly connected before 0.8.2.
+- VACUUM on an HNSW index with many dead tuples is slow and may leave the graph poorly connected
+  before 0.8.2, so after many of a model's rows are deleted its index is rebuilt instead: each index
+  records the model's row count in its comment, and `ensure_index` (run by every `geoloc embed`)
+  rebuilds it when the model has lost more than REBUILD_FRACTION of those rows. Indexes of deleted
+  models are dropped.
 """
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Iterator
 
-from psycopg import sql
-from sqlalchemy.engine import Connection
+from psycopg import Cursor, sql
+from sqlalchemy.engine import Connection, Engine
 
-from ..db.engine import psycopg_connection
+from ..db import sqlfiles
+from ..db.engine import get_engine, psycopg_connection
 from ..db.migrate import RUNTIME_INDEX_PREFIX
 
 VECTOR_MAX_DIM = 2000  # pgvector: HNSW on vector
@@ -34,6 +48,11 @@ HALFVEC_MAX_DIM = 4000  # pgvector: HNSW on halfvec
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 BUILD_MEMORY = "1GB"  # the graph of ~1M x 256 fits; a build that spills to disk is many times slower
+REBUILD_FRACTION = 0.1  # a model that lost more than this share of its indexed rows gets a fresh graph
+NEXT, OLD = "_next", "_old"  # suffixes of a replacement being built and of the one it replaces
+BUILD_LOCK = -1  # advisory lock (model_id, -1) serialises index builds of one model
+LOCK_POLL_S = 0.2  # how often a waiting run retries an advisory lock
+ROWS_COMMENT = "geoloc rows="  # the index comment: the model's row count at its last build or update
 
 
 @dataclass(frozen=True)
@@ -67,41 +86,179 @@ def vector_type(dim: int) -> VectorType:
     return VectorType("vector" if dim <= VECTOR_MAX_DIM else "halfvec", dim)
 
 
-def index_name(model_id: int) -> str:
+def index_name(model_id: int, suffix: str = "") -> str:
     # the prefix tells schema comparisons (geoloc.db.migrate) to ignore these run-time indexes
-    return f"{RUNTIME_INDEX_PREFIX}{int(model_id)}"
+    return f"{RUNTIME_INDEX_PREFIX}{int(model_id)}{suffix}"
 
 
 def index_exists(conn: Connection, model_id: int) -> bool:
+    """Does the model have a usable (valid) HNSW index?"""
+    return index_state(conn, model_id)[0]
+
+
+def index_state(conn: Connection, model_id: int) -> tuple[bool, int | None]:
+    """(valid index present, row count recorded at its last build or update)."""
     with psycopg_connection(conn).cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (index_name(model_id),))
-        return bool(cur.fetchone()[0])
+        return _state(cur, model_id)
 
 
-def drop_index(conn: Connection, model_id: int) -> None:
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index_name(model_id))))
+def lost_rows(conn: Connection, model_id: int, rows: int) -> bool:
+    """With ROWS embeddings now, has the model lost more than REBUILD_FRACTION of the rows its index
+    recorded (bulk deletes)?"""
+    return _lost(index_state(conn, model_id)[1], rows)
 
 
-def build_index(conn: Connection, model_id: int, dim: int, m: int = HNSW_M,
-                ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY) -> bool:
-    """(Re)build the model's partial HNSW index inside the caller's transaction.
+def _lost(recorded: int | None, rows: int) -> bool:
+    return recorded is not None and rows < (1 - REBUILD_FRACTION) * recorded
 
-    Returns False (and drops any old index) when the dimension is too large for HNSW. Rebuilding from
-    scratch after a bulk load is faster than inserting into a live graph, and leaves no dead tuples.
-    """
+
+def _state(cur: Cursor, model_id: int) -> tuple[bool, int | None]:
+    cur.execute(sqlfiles.read("search/index_state.sql"), {"name": index_name(model_id)})
+    row = cur.fetchone()
+    if row is None:
+        return False, None
+    valid, comment = row
+    recorded = comment[len(ROWS_COMMENT):] if comment and comment.startswith(ROWS_COMMENT) else ""
+    return bool(valid), int(recorded) if recorded.isdigit() else None
+
+
+@dataclass
+class IndexOutcome:
+    name: str | None  # None when the dimension is too large for HNSW
+    present: bool  # a valid index exists now
+    built: bool  # ... built by this call
+    seconds: float
+
+
+def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, **build_options) -> IndexOutcome:
+    """Make the model's index valid and current: build it when it is missing or invalid, when REBUILD,
+    or when the model lost more than REBUILD_FRACTION of the rows it had at the last build; else just
+    record the current row count. Leftovers of killed builds and indexes of deleted models are
+    dropped. Waits for another build of the same model to finish first."""
+    started = time.perf_counter()
     vt = vector_type(dim)
-    drop_index(conn, model_id)
-    if not vt.indexable:
-        return False
+    with _autocommit(target) as cur:
+        _drop_orphans(cur)
+        _lock(cur, model_id)
+        try:
+            _drop_leftovers(cur, model_id)
+            if not vt.indexable:
+                _drop(cur, index_name(model_id))
+                return IndexOutcome(None, False, False, time.perf_counter() - started)
+            cur.execute(sqlfiles.read("search/model_rows.sql"), {"model_id": int(model_id)})
+            rows = cur.fetchone()[0]
+            valid, recorded = _state(cur, model_id)
+            lost = _lost(recorded, rows)
+            built = False
+            if not rows:  # nothing to index: an index of dead rows only would just cost VACUUM
+                _drop(cur, index_name(model_id))
+            elif rebuild or not valid or lost:
+                _build(cur, model_id, vt, rows, **build_options)
+                built = True
+            elif recorded != rows:
+                _comment(cur, index_name(model_id), rows)
+        finally:
+            _unlock(cur, model_id)
+    return IndexOutcome(index_name(model_id), bool(rows), built, time.perf_counter() - started)
+
+
+def build_index(target, model_id: int, dim: int, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
+                memory: str = BUILD_MEMORY) -> bool:
+    """Build the model's partial HNSW index from scratch and swap it in for the old one (if any).
+
+    TARGET is an engine, a connection (its engine is used) or a database URL: the build runs on its
+    own connection outside any transaction. Returns False (and drops any old index) when the
+    dimension is too large for HNSW.
+    """
+    out = ensure_index(target, model_id, dim, rebuild=True, m=m, ef_construction=ef_construction, memory=memory)
+    return out.name is not None
+
+
+def _build(cur: Cursor, model_id: int, vt: VectorType, rows: int, m: int = HNSW_M,
+           ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY) -> None:
+    """CREATE INDEX CONCURRENTLY under the _next name, then swap it in (the caller holds the lock)."""
+    name, new, old = index_name(model_id), index_name(model_id, NEXT), index_name(model_id, OLD)
     stmt = sql.SQL(
-        "CREATE INDEX {name} ON embeddings USING hnsw ((embedding::{vtype}) {ops}) "
+        "CREATE INDEX CONCURRENTLY {name} ON embeddings USING hnsw ((embedding::{vtype}) {ops}) "
         "WITH (m = {m}, ef_construction = {ef}) WHERE model_id = {model_id}"
-    ).format(name=sql.Identifier(index_name(model_id)), vtype=vt.sql(), ops=sql.SQL(vt.ops),
+    ).format(name=sql.Identifier(new), vtype=vt.sql(), ops=sql.SQL(vt.ops),
              m=sql.Literal(int(m)), ef=sql.Literal(int(ef_construction)), model_id=sql.Literal(int(model_id)))
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute("SET LOCAL max_parallel_maintenance_workers = 0")  # pgvector < 0.8.2 overflow
-        cur.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(memory)))
+    cur.execute("SET max_parallel_maintenance_workers = 0")  # pgvector < 0.8.2 overflow
+    cur.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(memory)))
+    try:
         cur.execute(stmt)
-        cur.execute("ANALYZE embeddings")
-    return True
+    except BaseException:
+        with suppress(Exception):  # tidy up now when we can; the next build drops it otherwise
+            _drop(cur, new)
+        raise
+    cur.execute("RESET max_parallel_maintenance_workers")
+    cur.execute("RESET maintenance_work_mem")
+    _comment(cur, new, rows)
+    with cur.connection.transaction():  # both names change at once: there is always one valid index
+        cur.execute(sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(old)))
+        cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(name)))
+    _drop(cur, old)
+    cur.execute("ANALYZE embeddings")
+
+
+def _comment(cur: Cursor, name: str, rows: int) -> None:
+    cur.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.Identifier(name),
+                                                            sql.Literal(f"{ROWS_COMMENT}{int(rows)}")))
+
+
+def _drop(cur: Cursor, name: str) -> None:
+    cur.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _drop_leftovers(cur: Cursor, model_id: int) -> None:
+    """What a killed build of this model left behind (the caller holds the model's build lock)."""
+    for suffix in (NEXT, OLD):
+        _drop(cur, index_name(model_id, suffix))
+
+
+def _drop_orphans(cur: Cursor) -> None:
+    """Indexes of models that no longer exist (deleting a model deletes its rows, not its index)."""
+    cur.execute(sqlfiles.read("search/orphan_indexes.sql"), {"prefix": RUNTIME_INDEX_PREFIX})
+    for name, model_id in cur.fetchall():
+        if _try_lock(cur, model_id):  # else a build of it is still running: next time
+            try:
+                _drop(cur, name)
+            finally:
+                _unlock(cur, model_id)
+
+
+def _lock(cur: Cursor, model_id: int) -> None:
+    """Take the model's build lock, polling: a statement blocked in pg_advisory_lock holds a snapshot,
+    and the CREATE INDEX CONCURRENTLY of the run holding the lock would wait for it (a deadlock)."""
+    while not _try_lock(cur, model_id):
+        time.sleep(LOCK_POLL_S)
+
+
+def _try_lock(cur: Cursor, model_id: int) -> bool:
+    cur.execute("SELECT pg_try_advisory_lock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
+    return bool(cur.fetchone()[0])
+
+
+def _unlock(cur: Cursor, model_id: int) -> None:
+    cur.execute("SELECT pg_advisory_unlock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
+
+
+@contextmanager
+def _autocommit(target) -> Iterator[Cursor]:
+    """A cursor on a dedicated connection in autocommit mode (CONCURRENTLY cannot run in a
+    transaction). The connection is closed afterwards rather than pooled, so no session setting or
+    advisory lock outlives it. If this process dies, the server notices within a second
+    (client_connection_check_interval) and cancels a build still running."""
+    engine = target if isinstance(target, Engine) else target.engine if isinstance(target, Connection) \
+        else get_engine(target)
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        conn.rollback()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            if conn.info.server_version >= 140000:
+                cur.execute("SET client_connection_check_interval = '1s'")
+            yield cur
+    finally:
+        raw.invalidate()

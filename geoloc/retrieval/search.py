@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
@@ -113,19 +112,13 @@ def make_region(near: str | tuple[float, float] | None = None, within_m: float |
 
 
 def check_query_image(path: Path) -> Path:
-    """Fail early and clearly on a missing, non-image or corrupt query photo (Pillow decodes it fully)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: image file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image (unrecognised file format)") from None
-    except (OSError, SyntaxError, ValueError):
-        raise InputError(f"{path}: corrupt or truncated image") from None
+    """Fail early, naming the photo, on anything that is not a readable image within geoloc.imagefile's
+    limits (missing, a folder, a FIFO or link, too many bytes or pixels, not an image, truncated)."""
+    from ..imagefile import open_image
+    from ..model.readable import check_image_header
+
+    path = check_image_header(Path(path))  # header only: a decompression bomb is refused undecoded
+    open_image(path).close()  # every pixel decodes
     return path
 
 
