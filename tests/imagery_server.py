@@ -17,12 +17,12 @@ import threading
 import time
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from PIL import Image
 
-from geoloc.imagery.names import month_label, parse_image_name
 
 VIEWER_DIR = Path(__file__).resolve().parent / "viewer"
 
@@ -32,9 +32,10 @@ def shared_index(images_root: Path) -> dict[int, dict[tuple[int, int], tuple[Pat
     """location -> {(heading, time index): (file, 'Month YYYY')} over the whole shared tree."""
     index: dict[int, dict[tuple[int, int], tuple[Path, str]]] = {}
     for f in images_root.rglob("*.jpg"):
-        name = parse_image_name(f.name)
-        if name:
-            index.setdefault(name.location_id, {})[(name.heading, name.time_index)] = (f, month_label(name.capture_month))
+        # <location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg, split here, not by the code under test
+        parts = f.name.split("_")
+        if len(parts) == 5 and all(p.isdigit() for p in parts[:3]):
+            index.setdefault(int(parts[0]), {})[(int(parts[1]), int(parts[2]))] = (f, parts[3])
     return index
 
 
@@ -165,10 +166,8 @@ class ViewerStub(_Server):
 
 
 def _yyyy_mm(label: str) -> str:
-    from geoloc.imagery.names import parse_month
-
-    month = parse_month(label)
-    return f"{month.year}-{month.month:02d}"
+    """'September 2021' -> '2021-09', by the standard library (not by the parser under test)."""
+    return datetime.strptime(label, "%B %Y").strftime("%Y-%m")
 
 
 def static_api_setup(pano_of: dict[int, str], images_root: Path, dates: int = 3):

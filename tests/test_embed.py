@@ -83,7 +83,7 @@ def test_embed_stores_every_image_once_resumes_and_builds_the_index(cli, engine,
 
 def test_stored_vectors_belong_to_their_images(engine, small):
     """The pipeline's batches, chunks and writer thread keep ids and vectors aligned."""
-    from geoloc.model.data import load_images
+    from model_images import load_images
     from geoloc.model.registry import load_embedder
     from geoloc.retrieval.embed import embed_images
 

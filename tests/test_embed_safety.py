@@ -210,7 +210,7 @@ def test_unreadable_files_are_skipped_and_listed_and_the_good_ones_stored_with_t
     # every stored vector is the one of its own file: nothing shifted around the skipped files
     got = np.array([r.embedding for r in rows])
     if model == TINY_MODEL:
-        from geoloc.model.data import load_images
+        from model_images import load_images
         from geoloc.model.registry import load_embedder
 
         keras_model, _ = load_embedder(None, TINY_MODEL)

@@ -13,12 +13,13 @@ import tensorflow as tf
 
 from geoloc.errors import ConfigError, InputError
 from geoloc.model.backbones import CaffePreprocess, make_backbone
-from geoloc.model.data import Augment, augment_batch, load_images
+from geoloc.model.data import Augment, augment_batch
 from geoloc.model.gem import GeM, L2Normalize
 from geoloc.model.loss import mine_pairs, multi_similarity_loss, multi_similarity_terms, pair_masks
 from geoloc.model.net import build_model, load_start_weights
 from geoloc.model.sampler import PKSampler
 from geoloc.model.validate import recall_at_k
+from model_images import load_images
 
 CHOICES = "mobilenetv3small, mobilenetv3large, efficientnetb0, resnet50"
 
@@ -34,7 +35,9 @@ def test_gem_matches_direct_numpy_formula(p):
 
 
 def test_gem_p_is_trainable_only_on_request():
-    assert GeM(trainable_p=True)(np.ones((1, 2, 2, 1), np.float32)) is not None
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float32).reshape(1, 2, 2, 1)
+    # (mean of the cubes)^(1/3) = ((1 + 8 + 27 + 64) / 4)^(1/3) = 25^(1/3), learned p starting at 3
+    np.testing.assert_allclose(GeM(trainable_p=True)(x).numpy(), [[25.0 ** (1 / 3)]], rtol=1e-5)
     fixed, learned = GeM(), GeM(trainable_p=True)
     fixed.build((None, 2, 2, 1))
     learned.build((None, 2, 2, 1))

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import click
 
+from ..demo import DEFAULT_MODEL, DEFAULT_TRAIN_MINUTES
+
 COMMANDS = ["demo"]
 
 
 @click.command()
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="The Stockholm data folder [default: ../shared/data/stockholm or GEOLOC_SHARED_DATA].")
-@click.option("--train-minutes", type=float, default=30.0, show_default=True,
+@click.option("--train-minutes", type=float, default=DEFAULT_TRAIN_MINUTES, show_default=True,
               help="Time budget of the from-scratch training on the CPU.")
-@click.option("--model", "model_name", default="stockholm-mobilenetv3small", show_default=True,
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Name the trained model is registered under.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for report.md/report.html [default: DATA_DIR/reports/demo].")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from ..retrieval.claims import CHUNK
+from ..retrieval.embed import DEFAULT_BATCH
+from ..splits import SPLITS
 
 COMMANDS = ["embed"]
 SHOW_SKIPPED = 10  # skipped files listed by name
@@ -12,9 +14,9 @@ SHOW_SKIPPED = 10  # skipped files listed by name
 
 @click.command()
 @click.option("--model", "model", required=True, help="Registered model name (or thumbnail-16, the baseline).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only the images of this split.")
+@click.option("--split", type=click.Choice(SPLITS), help="Only the images of this split.")
 @click.option("--version", help="Only the images of this scraping version (e.g. v1).")
-@click.option("--batch", type=int, default=64, show_default=True, help="Images per inference batch.")
+@click.option("--batch", type=int, default=DEFAULT_BATCH, show_default=True, help="Images per inference batch.")
 @click.option("--chunk", type=int, default=CHUNK, show_default=True,
               help="Image ids per unit of work: claimed by one run, stored in one transaction.")
 @click.option("--reindex", is_flag=True, help="Build a fresh HNSW index even when the current one is fine.")

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import click
 
+from ..collect.buffers import ORIGIN
+from ..collect.grid import DEFAULT_SPACING
+from ..collect.metadata import DEFAULT_CONCURRENCY, DEFAULT_RATE
+from ..collect.streetview_client import DEFAULT_BACKOFF, DEFAULT_BASE_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from .ingest import ingest
 
 SPLIT_HELP = ("Split of a buffer as BUFFER_M=SPLIT (train, val, test or none); repeatable, applied on top "
@@ -34,7 +38,7 @@ def locations(csv_files: tuple[Path, ...], split_opts: tuple[str, ...]) -> None:
 
 @ingest.command()
 @click.option("--area", required=True, help="Name of the area (see geoloc ingest area).")
-@click.option("--spacing", type=float, default=10.0, show_default=True, help="Grid spacing in metres (EPSG:3006).")
+@click.option("--spacing", type=float, default=DEFAULT_SPACING, show_default=True, help="Grid spacing in metres (EPSG:3006).")
 def grid(area: str, spacing: float) -> None:
     """Lay a regular grid of candidate points over an area (spacing in true metres).
 
@@ -54,12 +58,12 @@ def grid(area: str, spacing: float) -> None:
 @click.option("--area", required=True, help="Name of the area whose grid points are checked.")
 @click.option("--spacing", type=float, default=None, help="Only the grid of this spacing (default: every grid of the area).")
 @click.option("--limit", type=int, default=None, help="Check at most this many points in this run (request cap).")
-@click.option("--rate", type=float, default=50.0, show_default=True, help="Requests per second, retries included (0: no limit).")
-@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once (threads).")
-@click.option("--base-url", default=None, help="API base URL (default: $GEOLOC_STREETVIEW_BASE_URL or https://maps.googleapis.com).")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for one answer.")
-@click.option("--retries", type=int, default=5, show_default=True, help="Retries of a point on 429/5xx/timeouts/garbage.")
-@click.option("--backoff", type=float, default=0.5, show_default=True, help="Seconds before the first retry; doubles each time.")
+@click.option("--rate", type=float, default=DEFAULT_RATE, show_default=True, help="Requests per second, retries included (0: no limit).")
+@click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True, help="Requests in flight at once (threads).")
+@click.option("--base-url", default=None, help=f"API base URL (default: $GEOLOC_STREETVIEW_BASE_URL or {DEFAULT_BASE_URL}).")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Seconds to wait for one answer.")
+@click.option("--retries", type=int, default=DEFAULT_RETRIES, show_default=True, help="Retries of a point on 429/5xx/timeouts/garbage.")
+@click.option("--backoff", type=float, default=DEFAULT_BACKOFF, show_default=True, help="Seconds before the first retry; doubles each time.")
 def metadata(area: str, spacing: float | None, limit: int | None, rate: float, concurrency: int,
              base_url: str | None, timeout: float, retries: int, backoff: float) -> None:
     """Ask the Street View metadata API about every unchecked grid point of an area.
@@ -87,7 +91,7 @@ def metadata(area: str, spacing: float | None, limit: int | None, rate: float, c
 
 
 @ingest.command()
-@click.option("--origin", default="59.32493573672165,18.069355309000265", show_default=True,
+@click.option("--origin", default=",".join(map(str, ORIGIN)), show_default=True,
               help="LAT,LNG the candidates are ordered by distance from (default: Gamla Stan).")
 @click.option("--meters", type=float, multiple=True, help="Buffer distances in selection order (repeat or list them).")
 @click.argument("more_meters", metavar="[METERS]...", nargs=-1, type=float)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from ..db.schema import SPLITS
+from ..imagery import capture as C
+from ..imagery.backends.browser import BrowserSettings
+from ..imagery.backends.static_api import StaticApiSettings
+from ..imagery.crop import DEFAULT_SIZE
+from ..imagery.importer import DEFAULT_MIN_IMAGES
+from ..splits import SPLITS
 from ..errors import InputError
 from .ingest import ingest  # noqa: F401
 
@@ -18,7 +23,7 @@ def _echo_failures(failures) -> None:
 
 @ingest.command()
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
-@click.option("--min-images", type=int, default=2, show_default=True,
+@click.option("--min-images", type=int, default=DEFAULT_MIN_IMAGES, show_default=True,
               help="Skip (location, heading) groups with fewer images than this, as the original did.")
 @click.option("--strict", is_flag=True, help="Any bad file fails the whole import (nothing is stored).")
 @click.option("--split", type=click.Choice(SPLITS),
@@ -67,7 +72,7 @@ def images(folder: Path | None, min_images: int, strict: bool, split: str | None
               help="Folder for the cropped JPEGs (same names, .jpg).")
 @click.option("--box", default=None, metavar="L,T,R,B",
               help="Crop box in screenshot pixels [default: the original's 591,0,1261,670 for 1512x810].")
-@click.option("--size", default=224, show_default=True, type=int, help="Output width and height in pixels.")
+@click.option("--size", default=DEFAULT_SIZE, show_default=True, type=int, help="Output width and height in pixels.")
 def crop(inputs: tuple[Path, ...], out: Path, box: str | None, size: int) -> None:
     """Crop and resize raw viewer screenshots into model inputs (RGB JPEG).
 
@@ -95,26 +100,26 @@ def _ids(text: str | None) -> list[int] | None:
 @ingest.command()
 @click.option("--backend", required=True, type=click.Choice(["static-api", "browser"]),
               help="static-api: Street View Static API (key in GEOLOC_GOOGLE_API_KEY); browser: headless Chromium on a viewer page.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Queue the locations of this split.")
+@click.option("--split", type=click.Choice(SPLITS), help="Queue the locations of this split.")
 @click.option("--locations", "location_ids", metavar="ID,ID,...", help="Queue these location ids.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker threads (each with its own connection).")
-@click.option("--rate", default=2.0, show_default=True, type=float,
+@click.option("--workers", default=C.DEFAULT_WORKERS, show_default=True, type=int, help="Worker threads (each with its own connection).")
+@click.option("--rate", default=C.DEFAULT_RATE, show_default=True, type=float,
               help="Requests per second of all workers together; follow your imagery provider's terms.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the images [default: $GEOLOC_DATA_DIR/captures].")
-@click.option("--version", "version", default="v1", show_default=True, help="Version label of the captured images.")
-@click.option("--max-attempts", default=3, show_default=True, type=int,
+@click.option("--version", "version", default=C.DEFAULT_VERSION, show_default=True, help="Version label of the captured images.")
+@click.option("--max-attempts", default=C.DEFAULT_MAX_ATTEMPTS, show_default=True, type=int,
               help="Attempts per location before it is marked failed (an attempt whose worker was killed counts).")
-@click.option("--backoff", default=30.0, show_default=True, type=float, help="Seconds before the first retry (doubles each time).")
+@click.option("--backoff", default=C.DEFAULT_BACKOFF_S, show_default=True, type=float, help="Seconds before the first retry (doubles each time).")
 @click.option("--retry-failed", is_flag=True, help="Give locations marked failed a fresh set of attempts.")
 @click.option("--panos", type=click.Path(path_type=Path, dir_okay=False),
               help="static-api: CSV location_id,pano_id,YYYY-MM of historical panoramas.")
-@click.option("--start-heading", default=0.0, show_default=True, type=float, help="static-api: heading of view 0 in degrees.")
+@click.option("--start-heading", default=StaticApiSettings.start_heading, show_default=True, type=float, help="static-api: heading of view 0 in degrees.")
 @click.option("--viewer-url", help="browser: page URL template with {base} {lat} {lng} {pano} {id} [env GEOLOC_VIEWER_URL].")
 @click.option("--date-selector", help="browser: CSS selector of the date buttons [env GEOLOC_VIEWER_DATE_SELECTOR].")
 @click.option("--canvas-selector", help="browser: CSS selector of the panorama canvas [env GEOLOC_VIEWER_CANVAS_SELECTOR].")
 @click.option("--rotate-selector", help="browser: CSS selector of the rotate control [env GEOLOC_VIEWER_ROTATE_SELECTOR].")
-@click.option("--settle", default=1.0, show_default=True, type=float, help="browser: seconds to wait after each click.")
+@click.option("--settle", default=BrowserSettings.settle_s, show_default=True, type=float, help="browser: seconds to wait after each click.")
 def capture(backend: str, split: str | None, location_ids: str | None, workers: int, rate: float, out: Path | None,
             version: str, max_attempts: int, backoff: float, retry_failed: bool, panos: Path | None,
             start_heading: float, viewer_url: str | None, date_selector: str | None, canvas_selector: str | None,

@@ -12,8 +12,9 @@ from shapely.validation import explain_validity
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin
+from ..db.engine import transaction
 from ..errors import AlreadyExists, InputError
+from ..wgs84 import is_bbox
 
 
 MAX_IDX = 2**31 - 1  # grid_points.idx is an int4
@@ -90,7 +91,7 @@ def read_polygon(path: Path) -> MultiPolygon:
         if not p.is_valid:
             raise InputError(f"{path}: polygon {i} is invalid ({explain_validity(p)})")
     lon_min, lat_min, lon_max, lat_max = shapely.bounds(MultiPolygon(polygons))
-    if not (-180 <= lon_min <= lon_max <= 180 and -90 <= lat_min <= lat_max <= 90):
+    if not is_bbox(lon_min, lat_min, lon_max, lat_max):
         raise InputError(f"{path}: coordinates are not WGS84 longitude/latitude")
     merged = shapely.union_all(polygons)
     return merged if isinstance(merged, MultiPolygon) else MultiPolygon([merged])
@@ -108,9 +109,12 @@ def ingest_area(path: Path, name: str, replace: bool = False, delete_answers: bo
     if delete_answers and not replace:
         raise InputError("--delete-answers only applies with --replace")
     geom = read_polygon(path)
-    if conn is None:
-        with begin() as c:
-            return ingest_area(path, name, replace, delete_answers, c)
+    with transaction(conn) as c:
+        return _ingest_area(c, path, geom, name, replace, delete_answers)
+
+
+def _ingest_area(conn: Connection, path: Path, geom: MultiPolygon, name: str, replace: bool,
+                 delete_answers: bool) -> AreaResult:
     existing = conn.execute(sqlfiles.text("area/lock.sql"), {"name": name}).scalar()
     if existing is not None and not replace:
         raise AlreadyExists(f"area '{name}' already exists",

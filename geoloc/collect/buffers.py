@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin
-from ..db.schema import SPLITS
+from ..db.engine import transaction
 from ..errors import AlreadyExists, InputError
+from ..splits import SPLITS
+from ..wgs84 import is_latlng
 from .locations import DEFAULT_SPLITS
 
 ORIGIN = (59.32493573672165, 18.069355309000265)  # Gamla Stan, as the original
@@ -60,7 +61,7 @@ def parse_origin(text: str) -> tuple[float, float]:
         lat, lng = (float(p) for p in parts)
     except ValueError:
         raise InputError(f"--origin '{text}': expected LAT,LNG, e.g. 59.3249,18.0694") from None
-    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+    if not is_latlng(lat, lng):
         raise InputError(f"--origin '{text}': not a WGS84 latitude,longitude")
     return lat, lng
 
@@ -92,9 +93,12 @@ def ingest_buffers(origin: tuple[float, float] = ORIGIN, meters=DEFAULT_METERS,
     for m, s in splits.items():
         if s is not None and s not in SPLITS:
             raise InputError(f"split for buffer {m:g} m: '{s}' is not one of {', '.join(SPLITS)}")
-    if conn is None:
-        with begin() as c:
-            return ingest_buffers(origin, meters, splits, replace, quad_segs, c)
+    with transaction(conn) as c:
+        return _ingest_buffers(c, origin, meters, splits, replace, quad_segs)
+
+
+def _ingest_buffers(conn: Connection, origin: tuple[float, float], meters: list[float],
+                    splits: dict[float, str | None], replace: bool, quad_segs: int) -> BuffersResult:
     start = time.perf_counter()
     result = BuffersResult(origin=tuple(origin), quad_segs=quad_segs)
     conn.execute(sqlfiles.text("buffers/select_function.sql"))

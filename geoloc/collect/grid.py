@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin
+from ..db.engine import transaction
 from ..errors import InputError, NotFound
 
 MAX_CELLS = 2**31 - 1  # idx is an int4
+DEFAULT_SPACING = 10.0  # metres between grid points
 BULK_MIN = 50_000  # new points from which indexes and the foreign key are rebuilt, not updated per row
 
 
@@ -37,13 +38,15 @@ def area_id(conn: Connection, area: str) -> int:
     return found
 
 
-def ingest_grid(area: str, spacing: float = 10.0, conn: Connection | None = None) -> GridResult:
+def ingest_grid(area: str, spacing: float = DEFAULT_SPACING, conn: Connection | None = None) -> GridResult:
     """Add the grid points of AREA at SPACING metres that are not stored yet (one transaction)."""
     if not spacing > 0:
         raise InputError(f"--spacing {spacing:g}: must be a positive number of metres")
-    if conn is None:
-        with begin() as c:
-            return ingest_grid(area, spacing, c)
+    with transaction(conn) as c:
+        return _ingest_grid(c, area, spacing)
+
+
+def _ingest_grid(conn: Connection, area: str, spacing: float) -> GridResult:
     start = time.perf_counter()
     aid = area_id(conn, area)
     frame = conn.execute(sqlfiles.text("grid/frame.sql"), {"area": area, "spacing": float(spacing)}).one()

@@ -18,9 +18,11 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin, psycopg_connection
-from ..db.schema import SPLITS
+from ..db.engine import psycopg_connection, transaction
 from ..errors import InputError
+from ..months import parse_iso_month
+from ..splits import SPLITS
+from ..wgs84 import is_latlng
 
 # As the original project: 100 m -> Training, 75 m -> Test v1, 60 m -> Test v2, 50 m -> Validation v2,
 # 35 m -> Validation v1; 45 m was selected but never scraped (no split).
@@ -108,17 +110,17 @@ def _latlng(path: Path, line: int, column: str, raw: str) -> tuple[float, float]
 
 
 def _check_wgs84(path: Path, line: int, column: str, lat: float, lng: float) -> None:
-    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+    if not is_latlng(lat, lng):
         raise InputError(f"{path}, line {line}: column '{column}': {lat}, {lng} is not a WGS84 latitude/longitude")
 
 
 def _month(path: Path, line: int, raw: str) -> date | None:
     if not raw:
         return None
-    match = re.fullmatch(r"(\d{4})-(\d{1,2})", raw.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
+    month = parse_iso_month(raw)
+    if month is None:
         raise InputError(f"{path}, line {line}: column 'Date': '{raw}' is not YYYY-MM")
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    return month
 
 
 def read_buffer_csv(path: Path, split: str | None) -> list[tuple]:
@@ -189,10 +191,8 @@ def ingest_locations(paths: list[Path], splits: dict[float, str | None] | None =
         summary.per_buffer[buffer_of(path)] = summary.per_buffer.get(buffer_of(path), 0) + len(file_rows)
         rows.extend(file_rows)
     summary.rows = len(rows)
-    if conn is None:
-        with begin() as c:
-            return _store(c, rows, summary)
-    return _store(conn, rows, summary)
+    with transaction(conn) as c:
+        return _store(c, rows, summary)
 
 
 def _store(conn: Connection, rows: list[tuple], summary: LocationsImport) -> LocationsImport:

@@ -103,8 +103,8 @@ class _Claims:
 
 def ingest_metadata(area: str, limit: int | None = None, rate: float = DEFAULT_RATE,
                     concurrency: int = DEFAULT_CONCURRENCY, base_url: str | None = None,
-                    spacing: float | None = None, timeout: float = 10.0, retries: int = 5,
-                    backoff: float = 0.5, progress: bool = False) -> MetadataRun:
+                    spacing: float | None = None, timeout: float = sv.DEFAULT_TIMEOUT,
+                    retries: int = sv.DEFAULT_RETRIES, backoff: float = sv.DEFAULT_BACKOFF, progress: bool = False) -> MetadataRun:
     """Check the unchecked grid points of AREA against the metadata API (resumable)."""
     if limit is not None and limit < 0:
         raise InputError(f"--limit {limit}: must be 0 or more")

@@ -18,11 +18,15 @@ import requests
 
 from ..errors import ConfigError, RemoteError
 from ..imagery.rate import RateLimiter
+from ..months import parse_iso_month
 
 KEY_ENV = "GEOLOC_GOOGLE_API_KEY"
 BASE_URL_ENV = "GEOLOC_STREETVIEW_BASE_URL"
 DEFAULT_BASE_URL = "https://maps.googleapis.com"
 PATH = "/maps/api/streetview/metadata"
+DEFAULT_TIMEOUT = 10.0  # seconds to wait for one answer
+DEFAULT_RETRIES = 5  # retries of one point on 429/5xx/timeouts/garbage
+DEFAULT_BACKOFF = 0.5  # seconds before the first retry; doubles each time
 # Final answers are stored; OVER_QUERY_LIMIT and UNKNOWN_ERROR are worth another try (Google's advice).
 FINAL_STATUSES = ("OK", "ZERO_RESULTS", "NOT_FOUND", "INVALID_REQUEST")
 TRANSIENT_STATUSES = ("OVER_QUERY_LIMIT", "UNKNOWN_ERROR")
@@ -81,13 +85,6 @@ class TransientFailure(Exception):
     """Every try for one point failed transiently (the message is already redacted)."""
 
 
-def _month(raw) -> date | None:
-    match = re.fullmatch(r"(\d{4})-(\d{1,2})(?:-\d{1,2})?", str(raw or "").strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        return None
-    return date(int(match.group(1)), int(match.group(2)), 1)
-
-
 def parse_answer(data) -> Answer | str:
     """An Answer, or the reason why DATA is not a usable answer (to retry)."""
     if not isinstance(data, dict) or not isinstance(data.get("status"), str):
@@ -102,7 +99,7 @@ def parse_answer(data) -> Answer | str:
         pano = data.get("pano_id")
         if not isinstance(pano, str) or not pano:
             return "malformed OK answer (no pano_id)"
-        return Answer("OK", pano, lat, lng, _month(data.get("date")), data.get("copyright"))
+        return Answer("OK", pano, lat, lng, parse_iso_month(data.get("date"), allow_day=True), data.get("copyright"))
     if status in FINAL_STATUSES:
         return Answer(status)
     if status in TRANSIENT_STATUSES:
@@ -115,8 +112,8 @@ def parse_answer(data) -> Answer | str:
 class MetadataClient:
     """Thread-safe: one requests.Session per thread, one shared rate limit."""
 
-    def __init__(self, key: str, base: str, *, rate: float = 0, timeout: float = 10.0, retries: int = 5,
-                 backoff: float = 0.5, max_backoff: float = 30.0):
+    def __init__(self, key: str, base: str, *, rate: float = 0, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF, max_backoff: float = 30.0):
         self.key = key
         self.url = base.rstrip("/") + PATH
         self.limiter = RateLimiter(rate or None)

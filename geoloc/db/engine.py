@@ -56,6 +56,16 @@ def begin(url: str | None = None) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def transaction(conn: Connection | None = None) -> Iterator[Connection]:
+    """CONN when the caller already holds one (its transaction decides); otherwise a new `begin()`."""
+    if conn is not None:
+        yield conn
+        return
+    with begin() as new:
+        yield new
+
+
 def psycopg_connection(conn: Connection):
     """The psycopg 3 connection behind a SQLAlchemy one, for COPY and server-side cursors."""
     return conn.connection.driver_connection

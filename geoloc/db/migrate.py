@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -93,7 +91,3 @@ def current_revision(url: str | None = None) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("postgresql+psycopg://unused/x")).get_current_head()
-
-
-def migrations_dir() -> Path:
-    return config.REPO_ROOT / "migrations"

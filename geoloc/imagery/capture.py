@@ -40,6 +40,8 @@ from .store import ImageRecord, inspect_jpeg, insert_images, mark_queries
 DEFAULT_RATE = 2.0  # requests (API calls, page loads, clicks) per second, all workers together
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_S = 30.0
+DEFAULT_WORKERS = 1
+DEFAULT_VERSION = "v1"  # version label of captured images
 
 
 def default_out() -> Path:
@@ -202,9 +204,9 @@ def _worker(run: _Run, index: int) -> None:
 
 
 def ingest_capture(backend: str, split: str | None = None, location_ids: list[int] | None = None,
-                   workers: int = 1, rate: float | None = DEFAULT_RATE, out: Path | None = None,
+                   workers: int = DEFAULT_WORKERS, rate: float | None = DEFAULT_RATE, out: Path | None = None,
                    settings=None, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
-                   version: str = "v1", retry_failed: bool = False, progress: bool = False,
+                   version: str = DEFAULT_VERSION, retry_failed: bool = False, progress: bool = False,
                    url: str | None = None) -> CaptureSummary:
     """Queue the selected locations (split or ids; none = just resume the queue) and capture them.
 

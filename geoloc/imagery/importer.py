@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from ..db import sqlfiles
 from ..db.engine import begin, check
-from ..db.schema import SPLITS
 from ..errors import InputError
 from ..imagefile import IMAGE_SUFFIXES, check_file
+from ..splits import SPLITS
 from .names import FOLDER_PATTERN, NAME_PATTERN, ImageName, folder_info, parse_image_name
 from .store import (ImageRecord, inspect_or_reason, insert_images, mark_queries, record_problem, value_problem,
                     without_name)

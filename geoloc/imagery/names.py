@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import PurePath
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
-UNDATED = "Undated"  # month label written when a capture's month is unknown
+from ..months import UNDATED, month_label, parse_month
+from ..splits import SPLITS
+
 NAME_PATTERN = "<location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg"
 
 _NAME = re.compile(
@@ -27,7 +27,7 @@ _NAME = re.compile(
 _FOLDER = re.compile(r"^Cropped_(?P<split>Training|Validation|Test)_(?P<version>v\d+)_buffer_?(?P<buffer>\d+)$",
                      re.IGNORECASE)
 FOLDER_PATTERN = "Cropped_<Split>_<version>_buffer_<m>"
-FOLDER_SPLITS = {"training": "train", "validation": "val", "test": "test"}
+FOLDER_SPLITS = dict(zip(("training", "validation", "test"), SPLITS))  # folder word -> split
 
 
 @dataclass(frozen=True)
@@ -45,23 +45,6 @@ class FolderInfo:
     version: str
     buffer_m: int
     name: str  # the folder it was read from
-
-
-def parse_month(label: str) -> date | None:
-    """'September 2021' -> 2021-09-01 (first day of the month); None for 'Undated' or nonsense."""
-    parts = label.strip().split()
-    if len(parts) != 2 or not parts[1].isdigit():
-        return None
-    names = {m.lower(): i for i, m in enumerate(MONTHS, start=1)}
-    month = names.get(parts[0].lower())
-    try:
-        return date(int(parts[1]), month, 1) if month else None
-    except ValueError:  # year 0000
-        return None
-
-
-def month_label(month: date | None) -> str:
-    return f"{MONTHS[month.month - 1]} {month.year}" if month else UNDATED
 
 
 def parse_image_name(name: str) -> ImageName | None:

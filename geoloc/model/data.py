@@ -143,12 +143,6 @@ def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, ba
         skipped.append((key, path, _decode_error(path)))
 
 
-def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
-    """float32 (N, size, size, 3) 0..255 RGB; InputError("<path>: not a decodable image ...") on bad files."""
-    batches = list(iter_image_batches(paths, size, 64))
-    return np.concatenate(batches) if batches else np.zeros((0, size, size, 3), np.float32)
-
-
 def decode_cache(paths: Sequence[Path], side: int, progress: str | None = None) -> np.ndarray:
     """uint8 (N, side, side, 3): every image decoded once and resized (if needed) for an in-RAM cache."""
     from tqdm import tqdm

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ..db import sqlfiles
-from ..db.engine import begin
+from ..db.engine import transaction
 from ..errors import AlreadyExists, InputError, NotFound
 
 LIST_HINT = "see 'geoloc models list'"
@@ -107,10 +107,8 @@ def update_model(conn: Connection, name: str, *, hyperparams: dict | None = None
 
 def get_model(conn: Connection | None, name: str) -> Row:
     """The registry row of NAME; NotFound (hint: see 'geoloc models list') otherwise."""
-    if conn is None:
-        with begin() as c:
-            return get_model(c, name)
-    row = conn.execute(sqlfiles.text("model/get.sql"), {"name": name}).first()
+    with transaction(conn) as c:
+        row = c.execute(sqlfiles.text("model/get.sql"), {"name": name}).first()
     if row is None:
         raise NotFound(f"model '{name}' not found", hint=LIST_HINT)
     return row
@@ -118,10 +116,8 @@ def get_model(conn: Connection | None, name: str) -> Row:
 
 def list_models(conn: Connection | None = None) -> list[Row]:
     """All registered models, newest first (what `geoloc models list` prints)."""
-    if conn is None:
-        with begin() as c:
-            return list_models(c)
-    return conn.execute(sqlfiles.text("model/list.sql")).all()
+    with transaction(conn) as c:
+        return c.execute(sqlfiles.text("model/list.sql")).all()
 
 
 def show_model(conn: Connection | None, name: str) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ..thumbnail import SIZE as THUMBNAIL_SIZE, thumbnails_of_arrays
 from .data import resize_for_model
 
 KS = (1, 5, 10)
@@ -43,15 +44,6 @@ def embed_cached(model, cache: np.ndarray, size: int, batch: int = 128) -> np.nd
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def thumbnail_embeddings(cache: np.ndarray, side: int = 16) -> np.ndarray:
-    """The non-learned baseline: side x side RGB thumbnails, own mean subtracted, L2-normalised."""
-    chunks = [tf.image.resize(tf.cast(cache[i:i + 256], tf.float32), (side, side), method="area").numpy()
-              for i in range(0, len(cache), 256)]
-    flat = np.concatenate(chunks).reshape(len(cache), -1) if chunks else np.zeros((0, side * side * 3), np.float32)
-    flat -= flat.mean(axis=1, keepdims=True)
-    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
-
-
 class Validator:
     """Holds the decoded validation images once per run and scores a model on them."""
 
@@ -70,5 +62,6 @@ class Validator:
     def __call__(self, model) -> dict[str, float]:
         return self._score(embed_cached(model, self.cache, self.size))
 
-    def thumbnail_baseline(self, side: int = 16) -> dict[str, float]:
-        return self._score(thumbnail_embeddings(self.cache, side))
+    def thumbnail_baseline(self, side: int = THUMBNAIL_SIZE) -> dict[str, float]:
+        """The non-learned baseline on the same images: geoloc.thumbnail's vectors (as `evaluate` embeds them)."""
+        return self._score(thumbnails_of_arrays(self.cache, side))

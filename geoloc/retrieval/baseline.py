@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
 from ..db.engine import psycopg_connection
 from ..errors import InputError
 from ..model.readable import open_checked, reason_of
+from ..thumbnail import SIZE, thumbnail_of
 
 THUMBNAIL_BACKBONE = "thumbnail"
-THUMBNAIL_SIZE = 16
+THUMBNAIL_SIZE = SIZE
 THUMBNAIL_MODEL = f"thumbnail-{THUMBNAIL_SIZE}"
 THUMBNAIL_DIM = THUMBNAIL_SIZE * THUMBNAIL_SIZE * 3
 BASELINES = {"thumbnail": THUMBNAIL_MODEL}
@@ -35,19 +35,12 @@ def thumbnail_vector(path: Path | BinaryIO, size: int = THUMBNAIL_SIZE) -> np.nd
 
     The file and its header are checked first (geoloc.model.readable: a regular file within the size
     and pixel limits of geoloc.imagefile, in a format every model reads), then JPEG draft mode decodes
-    at 1/8 scale (block averages) and a box filter makes the thumbnail: an area average, no aliasing. The per-image mean is removed (brightness), then the
-    vector is normalised (contrast). A flat image becomes the constant unit vector, orthogonal to
-    every mean-subtracted one, instead of an undefined 0/0.
+    at 1/8 scale (block averages), then geoloc.thumbnail makes the vector: box-filtered thumbnail (an
+    area average, no aliasing), per-image mean removed (brightness), normalised (contrast).
     """
     with open_checked(path) as im:
         im.draft("RGB", (size, size))
-        pixels = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX), np.float32)
-    v = pixels.reshape(-1)
-    v = v - v.mean()
-    norm = float(np.linalg.norm(v))
-    if norm < 1e-6:
-        return np.full(v.shape, 1.0 / np.sqrt(v.size), np.float32)
-    return (v / norm).astype(np.float32)
+        return thumbnail_of(im, size)
 
 
 def _thumbnail_or_reason(path: Path, size: int) -> np.ndarray | str:

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from ..errors import InputError
+from ..months import iso_month
 
 TILE = 2.2  # inches per image
 
@@ -60,7 +61,7 @@ def plot_results(results: Sequence, out: Path) -> Path:
             for spine in ax.spines.values():
                 spine.set_edgecolor("green" if hit else "lightgrey")
                 spine.set_linewidth(3 if hit else 1)
-            month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
+            month = iso_month(n.capture_month)
             ax.set_title(f"#{n.rank} loc {n.location_id} h{n.heading}\n{month}  d={n.distance:.3f}", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from .. import htmlsafe
 from ..errors import InputError
+from ..months import iso_month
 
 THUMB = 96
 DEFAULT_CENTER = (59.3293, 18.0686)
@@ -91,7 +92,7 @@ def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
             folium.Circle((region.lat, region.lng), radius=region.within_m, color="grey", fill=False,
                           tooltip=_tooltip(f"search region: {region.within_m:g} m")).add_to(group)
         for n in res.neighbours:
-            month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
+            month = iso_month(n.capture_month)
             popup = (f"#{n.rank} location {n.location_id}, heading {n.heading}, {month}<br>"
                      f"<span style='word-break:break-all'>{htmlsafe.text(n.file)}</span><br>"
                      f"distance {n.distance:.4f}{_thumbnail_html(n.file)}")

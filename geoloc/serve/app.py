@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..errors import DatabaseUnavailable, GeolocError, InputError, NotFound
+from ..splits import SPLITS
 from ..retrieval.search import DEFAULT_K, MAX_K, NEAR_EXAMPLE
 from .service import DEFAULT_THUMB, Service
 from .upload import BODY_LIMIT, FILE_FIELD, BodyLimit, UploadError, read_upload
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
-Split = Literal["train", "val", "test"]
+Split = Literal[SPLITS]
 
 
 def static_files() -> dict[str, Path]:

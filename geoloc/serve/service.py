@@ -25,12 +25,12 @@ from ..errors import DatabaseUnavailable, InputError, NotFound
 from ..imagefile import check_file, open_image
 from ..retrieval import search as S
 from ..retrieval.consensus import consensus
+from ..splits import SPLITS
 from .embedder import QueryEmbedder, load_query_embedder
 from .upload import check_photo
 
 THUMB_SIZES = (96, 160, 320)
 DEFAULT_THUMB = 160
-SPLITS = ("train", "val", "test")
 
 
 def database_url() -> str:

@@ -1,25 +1,27 @@
-"""Collection: locations unique per (source, buffer, order), and the collection views for QGIS (issue 3).
+"""Collection: locations unique per (source, buffer, order), and the collection views for QGIS.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22
 """
-from alembic import op
-import sqlalchemy as sa
+from pathlib import Path
 
-from geoloc.db import sqlfiles
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-# (view name, file under sql/) in creation order; dropped in reverse
+# The SQL as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+FROZEN = Path(__file__).resolve().parent / "sql"
+
+# (view name, frozen file) in creation order; dropped in reverse
 VIEWS = (
-    ("v_grid_points", "views/collection_grid_points.sql"),
-    ("v_panoramas", "views/collection_panoramas.sql"),
-    ("v_locations", "views/collection_locations.sql"),
-    ("v_split_coverage", "views/collection_split_coverage.sql"),
+    ("v_grid_points", "0002_collection_grid_points.sql"),
+    ("v_panoramas", "0002_collection_panoramas.sql"),
+    ("v_locations", "0002_collection_locations.sql"),
+    ("v_split_coverage", "0002_collection_split_coverage.sql"),
 )
 
 
@@ -29,7 +31,7 @@ def upgrade() -> None:
     op.create_unique_constraint(op.f('uq_locations_source_buffer_m_order_no'), 'locations',
                                 ['source', 'buffer_m', 'order_no'])
     for _, name in VIEWS:
-        op.execute(sqlfiles.read(name))
+        op.execute((FROZEN / name).read_text())
 
 
 def downgrade() -> None:

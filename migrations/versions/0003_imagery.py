@@ -1,21 +1,24 @@
-"""Imagery: images.root (the folder image paths are relative to) and the imagery views for QGIS (issue 4).
+"""Imagery: images.root (the folder image paths are relative to) and the imagery views for QGIS.
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-22
 """
+from pathlib import Path
+
 from alembic import op
 import sqlalchemy as sa
-
-from geoloc.db import sqlfiles
 
 revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
 
+# The SQL as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+FROZEN = Path(__file__).resolve().parent / "sql"
+
 VIEWS = ("v_images", "v_image_locations", "v_capture_jobs")
-VIEW_FILES = ("views/imagery_images.sql", "views/imagery_locations.sql", "views/imagery_capture_jobs.sql")
+VIEW_FILES = ("0003_imagery_images.sql", "0003_imagery_locations.sql", "0003_imagery_capture_jobs.sql")
 
 
 def upgrade() -> None:
@@ -23,7 +26,7 @@ def upgrade() -> None:
     op.add_column('images', sa.Column('root', sa.Text(), server_default='', nullable=False))
     op.alter_column('images', 'root', server_default=None)
     for name in VIEW_FILES:
-        op.execute(sqlfiles.read(name))
+        op.execute((FROZEN / name).read_text())
 
 
 def downgrade() -> None:

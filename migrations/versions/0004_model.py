@@ -1,4 +1,4 @@
-"""Model registry additions (issue 5).
+"""Model registry additions.
 
 Revision ID: 0004
 Revises: 0003

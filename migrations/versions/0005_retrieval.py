@@ -1,4 +1,4 @@
-"""Retrieval: the evaluation view for QGIS (issue 6).
+"""Retrieval: the evaluation view for QGIS.
 
 Per-model HNSW indexes are not part of the schema: `geoloc embed` builds them at run time (named
 embeddings_hnsw_<model id>, which schema comparisons ignore), because each needs its model's dimension.
@@ -7,23 +7,25 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-22
 """
-from alembic import op
-import sqlalchemy as sa
+from pathlib import Path
 
-from geoloc.db import sqlfiles
+from alembic import op
 
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
 
+# The SQL as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+FROZEN = Path(__file__).resolve().parent / "sql"
+
 VIEWS = ("v_eval_predictions",)
-VIEW_FILES = ("views/retrieval_eval_predictions.sql",)
+VIEW_FILES = ("0005_retrieval_eval_predictions.sql",)
 
 
 def upgrade() -> None:
     for name in VIEW_FILES:
-        op.execute(sqlfiles.read(name))
+        op.execute((FROZEN / name).read_text())
 
 
 def downgrade() -> None:

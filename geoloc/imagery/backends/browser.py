@@ -26,7 +26,7 @@ from PIL import Image as PILImage
 from ...childenv import child_env
 from ...errors import ConfigError, InputError
 from ..crop import DEFAULT_BOX, DEFAULT_SIZE, crop_screenshot, jpeg_bytes
-from ..names import parse_month
+from ...months import parse_month
 from ..rate import RateLimiter
 from . import HEADINGS, CapturedImage, CaptureFailed, LocationInfo
 

@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 
 from ...collect.streetview_client import BASE_URL_ENV, DEFAULT_BASE_URL, KEY_ENV, api_key, redact
 from ...errors import InputError, RemoteError
+from ...months import parse_iso_month
 from ..crop import DEFAULT_SIZE, RESAMPLE, jpeg_bytes
 from ..rate import RateLimiter
 from . import HEADINGS, CapturedImage, CaptureFailed, LocationInfo
@@ -57,11 +58,9 @@ def read_panos_csv(path: Path) -> dict[int, list[tuple[str, date | None]]]:
             raise InputError(f"{path}, line {n}: expected location_id,pano_id[,YYYY-MM]")
         month = None
         if len(row) == 3 and row[2].strip():
-            try:
-                y, m = row[2].strip().split("-")
-                month = date(int(y), int(m), 1)
-            except ValueError:
-                raise InputError(f"{path}, line {n}: month '{row[2].strip()}' is not YYYY-MM") from None
+            month = parse_iso_month(row[2])
+            if month is None:
+                raise InputError(f"{path}, line {n}: month '{row[2].strip()}' is not YYYY-MM")
         result.setdefault(int(row[0]), []).append((row[1].strip(), month))
     return result
 
