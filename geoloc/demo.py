@@ -99,28 +99,29 @@ def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES,
     return result
 
 
-def _count(sql: str, **params) -> int:
+def _scalar(name: str, **params):
+    """The one value sql/NAME returns (None when it returns no row)."""
     with begin() as conn:
-        return conn.execute(sa.text(sql), params).scalar() or 0
+        return conn.execute(sqlfiles.text(name), params).scalar()
 
 
 def _area_and_grid(data: Path, reimport: bool) -> str:
     """Load the area (with --reimport: give it the file's polygon again, keeping its grid points and
     paid metadata answers) and its 10 m grid (only the missing points are added)."""
     from .collect.area import ingest_area
-    from .collect.grid import ingest_grid
+    from .collect.grid import DEFAULT_SPACING, ingest_grid
 
-    have_area = _count("SELECT count(*) FROM areas WHERE name = :n", n=AREA)
+    area_id = _scalar("area/exists.sql", name=AREA)
+    have_area = area_id is not None
     notes = []
     if not have_area or reimport:
         res = ingest_area(data / "Stockholm.geojson", AREA, replace=bool(have_area))
         if res.replaced:
             notes.append(f"area replaced: {res.replacement_lines()[0]}")
-    points = _count("SELECT count(*) FROM grid_points g JOIN areas a ON a.id = g.area_id "
-                    "WHERE a.name = :n AND g.spacing_m = 10", n=AREA)
+    points = _scalar("grid/count.sql", area_id=area_id, spacing=DEFAULT_SPACING) if have_area else 0
     if points and not reimport:
         return f"area and {points:,} grid points already stored"
-    grid = ingest_grid(AREA, 10.0)
+    grid = ingest_grid(AREA, DEFAULT_SPACING)
     return "; ".join([*notes, f"{grid.total:,} grid points ({grid.added:,} new) in {grid.seconds:.1f} s"])
 
 
@@ -141,7 +142,7 @@ def _locations_and_buffers(data: Path) -> list[str]:
 def _images(data: Path, reimport: bool) -> str:
     from .imagery.importer import ingest_images
 
-    have = _count("SELECT count(*) FROM images")
+    have = _scalar("demo/image_count.sql")
     if have and not reimport:
         return f"{have:,} images already imported"
     summary = ingest_images(data / "images", progress=True)
@@ -238,6 +239,7 @@ def public_url(url: str | None = None) -> str:
 
 def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
     """Neighbours picture and map for a few test queries, using their stored embeddings."""
+    from .model.registry import get_model
     from .retrieval.consensus import consensus
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
@@ -245,7 +247,7 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
 
     results = []
     with begin() as conn:
-        m = conn.execute(sa.text("SELECT id, dim FROM models WHERE name = :n"), {"n": model}).one()
+        m = get_model(conn, model)
         with vector_cursor(conn) as cur:
             cur.execute(sqlfiles.read("demo/example_queries.sql"),
                         {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})

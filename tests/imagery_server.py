@@ -87,8 +87,10 @@ class StreetViewStub(_Server):
     """panos: pano id -> {heading index 0..3: image file}."""
 
     def __init__(self, panos: dict[str, dict[int, Path]], key: str, delay_s: float = 0.0,
-                 fail_once: set[str] = frozenset(), gate: int = 0, hang: set[str] = frozenset()):
+                 fail_once: set[str] = frozenset(), gate: int = 0, hang: set[str] = frozenset(),
+                 raw: dict[str, bytes] | None = None):
         super().__init__()
+        self.raw = dict(raw or {})  # pano id -> the exact bytes to answer with (any heading)
         self.panos, self.key, self.delay_s = panos, key, delay_s
         self.hang, self.stopping = set(hang), threading.Event()
         self.fail_once = set(fail_once)
@@ -119,6 +121,8 @@ class StreetViewStub(_Server):
             if pano in self.fail_once:
                 self.fail_once.discard(pano)
                 return 500, "text/plain", b"backend error"
+        if pano in self.raw:
+            return 200, "image/jpeg", self.raw[pano]
         views = self.panos.get(pano)
         if views is None:
             return 404, "text/plain", b"ZERO_RESULTS"

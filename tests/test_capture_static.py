@@ -162,3 +162,27 @@ def test_bad_capture_arguments(cli, db_url, tmp_path, test_locations):
         from geoloc.imagery.backends.browser import BrowserSettings
         from geoloc.imagery.backends import LocationInfo
         BrowserSettings(base_url=None, url_template="{base}/viewer").url_for(LocationInfo(1, 59.3, 18.0, "p", None, None))
+
+
+def test_provider_images_get_the_limits_of_user_files(cli, engine, shared_data, tmp_path, test_locations, api_env):
+    """A decompression bomb or garbage from the imagery provider fails that location with imagefile's
+    message (nothing stored for it); the good location is captured."""
+    from bad_images import png_bomb
+
+    bomb = png_bomb(tmp_path / "bomb.png", 20_000, 20_000).read_bytes()
+    good = {1858: test_locations[1858]}
+    panos, _, _ = static_api_setup(good, shared_data / "images", dates=1)
+    raw = {test_locations[1856]: bomb, test_locations[1860]: b"not an image at all"}
+    with StreetViewStub(panos, KEY, raw=raw) as stub:
+        api_env(stub.url)
+        res = cli("ingest", "capture", "--backend", "static-api", "--locations", "1856,1858,1860",
+                  "--out", tmp_path / "out", "--rate", "1000", "--max-attempts", "1")
+    assert res.exit_code == 1
+    errors = sorted(line for line in res.stderr.splitlines() if line.startswith("location "))
+    assert len(errors) == 2, res.stderr
+    assert errors[0] == (f"location 1856: pano {test_locations[1856]} heading 0: image is 20000 x 20000 pixels, "
+                         "more than the limit of 40,000,000 (a decompression bomb or a huge image)")
+    assert errors[1].startswith(f"location 1860: pano {test_locations[1860]} heading 0: not a readable image (")
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT location_id, count(*) FROM images GROUP BY 1")).all())
+    assert stored == {1858: 4}

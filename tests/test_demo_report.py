@@ -128,3 +128,33 @@ def test_html_report_shows_every_value_as_text(written, browser):
     assert browser.js("return document.querySelector('#geoloc-legend b').textContent") == \
         f"geoloc demo: model {HOSTILE_MODEL}, test v1 queries"
     assert browser.js("return document.querySelectorAll('#geoloc-legend li').length") >= 1
+
+
+def test_demo_examples_show_the_true_nearest_neighbours_of_each_query(subset_db, tmp_path, monkeypatch):
+    """`geoloc.demo._examples`: each Test v1 query's k nearest other images, found by brute force here
+    from the stored vectors, are the ones on the map (rank, location and distance)."""
+    import json
+
+    import numpy as np
+
+    from geoloc.demo import _examples
+
+    monkeypatch.setenv("GEOLOC_DATABASE_URL", subset_db.url)
+    with sa.create_engine(subset_db.url).connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT i.id, i.location_id, i.is_query, i.heading, e.embedding::text AS v FROM images i "
+            "JOIN embeddings e ON e.image_id = i.id JOIN models m ON m.id = e.model_id "
+            "WHERE m.name = :m AND i.split = 'test' AND i.version = 'v1' ORDER BY i.id"), {"m": THUMBNAIL_MODEL}).all()
+    vectors = np.array([json.loads(r.v) for r in rows])
+    queries = sorted((r for r in rows if r.is_query and r.heading == 0), key=lambda r: (r.location_id, r.id))[:2]
+    assert len(queries) == 2
+    picture, page = _examples(tmp_path, THUMBNAIL_MODEL, n=2, k=3)
+    assert picture.stat().st_size > 10_000
+    html = page.read_text()
+    ids = [r.id for r in rows]
+    for q in queries:
+        qv = vectors[ids.index(q.id)]
+        dist = 1 - vectors @ qv / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(qv))
+        order = [i for i in np.argsort(dist, kind="stable") if ids[i] != q.id][:3]
+        for rank, i in enumerate(order, start=1):
+            assert f"#{rank} loc {rows[i].location_id} d={dist[i]:.3f}" in html, (q.id, rank)

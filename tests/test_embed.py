@@ -148,3 +148,58 @@ def test_thumbnail_baseline_vector(tmp_path, shared_data):
     Image.new("RGB", (50, 40), (128, 128, 128)).save(flat)
     w = thumbnail_vector(flat)
     assert np.allclose(w, 1 / np.sqrt(THUMBNAIL_DIM)) and abs(float(w @ v)) < 1e-4
+
+
+def _index_search(model_id: int, dim: int, query: np.ndarray, k: int = 3) -> tuple[list[int], str]:
+    """(image ids, query plan) of the library's knn search with sequential scans off, so the rows can
+    only come from the model's HNSW index (the plan says which index served them)."""
+    from psycopg import sql
+
+    from geoloc.retrieval.search import Region, knn, knn_statement, set_search_options
+    from geoloc.retrieval.vectors import vector_cursor
+
+    params = {"query": np.asarray(query, np.float32), "model_id": model_id, "k": k, "split": None,
+              "version": None, **Region().params()}
+    with begin() as conn:
+        set_search_options(conn, 100)
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        with vector_cursor(conn) as cur:
+            cur.execute(sql.SQL("EXPLAIN ") + knn_statement(dim), params)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        ids = [n.image_id for n in knn(conn, model_id, dim, query, k)]
+    return ids, plan
+
+
+def test_a_halfvec_model_is_searched_through_its_halfvec_index(engine, imported):
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM images ORDER BY id LIMIT 40")).scalars().all()
+    vectors = np.random.default_rng(1).normal(size=(len(ids), 2500)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model_id = _synthetic_model(2500)
+    with begin() as conn:
+        store_embeddings(conn, "synthetic-2500", model_id, 2500, ids, vectors)
+    assert hnsw.build_index(engine, model_id, 2500) is True
+    for row in (0, 17, 39):  # a stored vector finds its own image first (distance 0)
+        found, plan = _index_search(model_id, 2500, vectors[row])
+        assert found[0] == ids[row], (row, found)
+    assert f"Index Scan using {hnsw.index_name(model_id)}" in plan, plan
+
+
+def test_rows_added_after_the_index_was_built_are_found_by_an_index_search(engine, imported):
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM images ORDER BY id LIMIT 60")).scalars().all()
+    vectors = np.random.default_rng(2).normal(size=(len(ids), 48)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model_id = _synthetic_model(48)
+    with begin() as conn:
+        store_embeddings(conn, "synthetic-48", model_id, 48, ids[:40], vectors[:40])
+    assert hnsw.build_index(engine, model_id, 48) is True
+    with begin() as conn:  # later rows: inserted into the live index, no rebuild
+        store_embeddings(conn, "synthetic-48", model_id, 48, ids[40:], vectors[40:])
+    for row in (40, 51, 59):
+        found, plan = _index_search(model_id, 48, vectors[row])
+        assert found[0] == ids[row], (row, found)
+        # the brute-force neighbours over all 60 stored rows, computed here
+        expected = [ids[i] for i in np.argsort(-(vectors @ vectors[row]), kind="stable")[:3]]
+        assert found == expected, (row, found, expected)
+    assert f"Index Scan using {hnsw.index_name(model_id)}" in plan, plan

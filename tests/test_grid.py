@@ -57,7 +57,7 @@ def test_stockholm_10m_grid_matches_independent_count_and_rerun_adds_nothing(cli
     assert stored[1] == n and stored[2] == stored[3] == 10.0
     assert len(idx & expected_idx) >= 0.99 * expected  # same cells, same stable indexes
     assert res.stdout.startswith(f"grid of area 'stockholm' at 10 m: {n} points added, {n} in total (")
-    assert seconds < 60
+    assert seconds < 300  # a generous guard (shared CPUs); the printed figure is the measurement
 
     again = ingest_grid("stockholm", 10)
     assert (again.added, again.total) == (0, n)

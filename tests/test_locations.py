@@ -8,7 +8,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from geoloc.collect.locations import DEFAULT_SPLITS, ingest_locations
+from geoloc.collect.locations import ingest_locations
 from geoloc.errors import InputError
 
 COUNTS = {100.0: 1832, 75.0: 353, 60.0: 934, 50.0: 1362, 45.0: 525, 35.0: 1556}
@@ -38,7 +38,8 @@ def test_import_all_six_csvs(cli, engine, shared_data):
         order = conn.execute(sa.text(
             "SELECT min(order_no), max(order_no) FROM locations WHERE buffer_m = 75")).one()
     assert per == COUNTS
-    assert splits == DEFAULT_SPLITS
+    # as the original project: 100 m Training, 75/60 m Test, 50/35 m Validation, 45 m never scraped
+    assert splits == {100: "train", 75: "test", 60: "test", 50: "val", 45: None, 35: "val"}
     assert tuple(ids) == (0, 6561, True)
     assert tuple(order) == (0, 352)
     # row 1835 = the 4th row of the 75 m file (ids 1832.. in file order)

@@ -8,12 +8,14 @@ import click
 
 from ..collect.buffers import ORIGIN
 from ..collect.grid import DEFAULT_SPACING
+from ..collect.locations import DEFAULT_SPLITS
 from ..collect.metadata import DEFAULT_CONCURRENCY, DEFAULT_RATE
 from ..collect.streetview_client import DEFAULT_BACKOFF, DEFAULT_BASE_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from ..splits import SPLITS
 from .ingest import ingest
 
-SPLIT_HELP = ("Split of a buffer as BUFFER_M=SPLIT (train, val, test or none); repeatable, applied on top "
-              "of the default 100=train 75=test 60=test 50=val 45=none 35=val.")
+SPLIT_HELP = (f"Split of a buffer as BUFFER_M=SPLIT ({', '.join(SPLITS)} or none); repeatable, applied on top "
+              "of the default " + " ".join(f"{m:g}={s or 'none'}" for m, s in DEFAULT_SPLITS.items()) + ".")
 
 
 @ingest.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..imagery import capture as C
+from ..imagery.backends import BACKENDS
 from ..imagery.backends.browser import BrowserSettings
 from ..imagery.backends.static_api import StaticApiSettings
 from ..imagery.crop import DEFAULT_SIZE
@@ -98,7 +99,7 @@ def _ids(text: str | None) -> list[int] | None:
 
 
 @ingest.command()
-@click.option("--backend", required=True, type=click.Choice(["static-api", "browser"]),
+@click.option("--backend", required=True, type=click.Choice(BACKENDS),
               help="static-api: Street View Static API (key in GEOLOC_GOOGLE_API_KEY); browser: headless Chromium on a viewer page.")
 @click.option("--split", type=click.Choice(SPLITS), help="Queue the locations of this split.")
 @click.option("--locations", "location_ids", metavar="ID,ID,...", help="Queue these location ids.")

@@ -13,7 +13,6 @@ minimal environment of geoloc.childenv, never the API key or the database URL.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
 import tempfile
@@ -21,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from PIL import Image as PILImage
 
 from ...childenv import child_env
 from ...errors import ConfigError, InputError
+from ...imagefile import open_image
 from ..crop import DEFAULT_BOX, DEFAULT_SIZE, crop_screenshot, jpeg_bytes
 from ...months import parse_month
 from ..rate import RateLimiter
@@ -154,13 +153,11 @@ class BrowserBackend:
             return element.screenshot_as_png
 
     def _screenshot(self) -> bytes:
-        png = self._canvas_png()
-        with PILImage.open(io.BytesIO(png)) as shot:
-            shot.load()
-            try:
-                cropped = crop_screenshot(shot, self.settings.box, self.settings.size, name="canvas screenshot")
-            except InputError as exc:
-                raise CaptureFailed(str(exc)) from None
+        try:  # Chromium's bytes get the same limits as a user's file
+            shot = open_image(self._canvas_png(), name="canvas screenshot")
+            cropped = crop_screenshot(shot, self.settings.box, self.settings.size, name="canvas screenshot")
+        except InputError as exc:
+            raise CaptureFailed(str(exc)) from None
         return jpeg_bytes(cropped)
 
     def capture(self, location: LocationInfo) -> list[CapturedImage]:

@@ -9,17 +9,16 @@ and the key's handling (variable, redaction, urllib3's log filter) is the metada
 from __future__ import annotations
 
 import csv
-import io
 import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import requests
-from PIL import Image as PILImage
 
 from ...collect.streetview_client import BASE_URL_ENV, DEFAULT_BASE_URL, KEY_ENV, api_key, redact
 from ...errors import InputError, RemoteError
+from ...imagefile import open_image
 from ...months import parse_iso_month
 from ..crop import DEFAULT_SIZE, RESAMPLE, jpeg_bytes
 from ..rate import RateLimiter
@@ -115,12 +114,11 @@ class StaticApiBackend:
             for h in range(HEADINGS):
                 heading = (self.settings.start_heading + 90 * h) % 360
                 data = self._fetch(pano, heading)
-                try:
-                    with PILImage.open(io.BytesIO(data)) as im:
-                        im.load()
-                        small = im.convert("RGB").resize((self.settings.size, self.settings.size), RESAMPLE)
-                except OSError as exc:
-                    raise CaptureFailed(f"pano {pano} heading {heading:g}: not a readable image ({exc})") from None
+                try:  # the provider's bytes get the same limits as a user's file
+                    im = open_image(data, name=f"pano {pano} heading {heading:g}")
+                except InputError as exc:
+                    raise CaptureFailed(str(exc)) from None
+                small = im.resize((self.settings.size, self.settings.size), RESAMPLE)
                 images.append(CapturedImage(h, time_index, month, jpeg_bytes(small)))
         return images
 
