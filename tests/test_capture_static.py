@@ -169,7 +169,7 @@ def test_provider_images_get_the_limits_of_user_files(cli, engine, shared_data, 
     message (nothing stored for it); the good location is captured."""
     from bad_images import png_bomb
 
-    bomb = png_bomb(tmp_path / "bomb.png", 20_000, 20_000).read_bytes()
+    bomb = png_bomb(tmp_path / "bomb.png", 8_000, 8_000).read_bytes()
     good = {1858: test_locations[1858]}
     panos, _, _ = static_api_setup(good, shared_data / "images", dates=1)
     raw = {test_locations[1856]: bomb, test_locations[1860]: b"not an image at all"}
@@ -180,7 +180,7 @@ def test_provider_images_get_the_limits_of_user_files(cli, engine, shared_data, 
     assert res.exit_code == 1
     errors = sorted(line for line in res.stderr.splitlines() if line.startswith("location "))
     assert len(errors) == 2, res.stderr
-    assert errors[0] == (f"location 1856: pano {test_locations[1856]} heading 0: image is 20000 x 20000 pixels, "
+    assert errors[0] == (f"location 1856: pano {test_locations[1856]} heading 0: image is 8000 x 8000 pixels, "
                          "more than the limit of 40,000,000 (a decompression bomb or a huge image)")
     assert errors[1].startswith(f"location 1860: pano {test_locations[1860]} heading 0: not a readable image (")
     with engine.connect() as conn:

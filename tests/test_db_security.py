@@ -314,3 +314,35 @@ def test_data_dir_of_an_older_trusting_geoloc_is_refused(cli, monkeypatch):
     assert f"Hint: stop it, move {data_dir / 'pg'} aside and run 'geoloc db up'" in res.stderr
     assert sorted(p.name for p in pgdata.iterdir()) == ["PG_VERSION"]
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_db_down_stops_the_embedded_server_and_db_up_brings_it_back_with_the_data(tmp_path):
+    """The embedded path end to end, as a user runs it: up, store a row, down (the port is closed and
+    status fails), up again (the row is still there), down twice (the second says so)."""
+    data_dir, port = _fresh_dir(), _free_port()
+    env = _env(data_dir, port)
+    cluster = Cluster(data_dir / "pg", port)
+    try:
+        first = _geoloc("db", "up", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "created cluster" in first.stdout and "migrated to " + head_revision() in first.stdout
+        with psycopg.connect(cluster.admin_url("geoloc"), autocommit=True) as conn:
+            conn.execute("INSERT INTO areas (name, geom, area_m2) VALUES ('kept', "
+                         "ST_Multi(ST_MakeEnvelope(18.0, 59.3, 18.1, 59.4, 4326)), 1.0)")
+        res = _geoloc("db", "down", env=env)
+        assert (res.returncode, res.stdout) == (0, "stopped PostgreSQL\n"), res.stderr
+        with socket.socket() as s:  # nothing listens on the port any more
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+        res = _geoloc("db", "status", env=env)
+        assert res.returncode == 1 and res.stderr.startswith("Error: "), res.stdout + res.stderr
+        again = _geoloc("db", "up", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "created cluster" not in again.stdout and "started PostgreSQL" in again.stdout
+        with psycopg.connect(cluster.admin_url("geoloc")) as conn:
+            assert conn.execute("SELECT name FROM areas").fetchall() == [("kept",)]
+        assert _geoloc("db", "down", env=env).stdout == "stopped PostgreSQL\n"
+        assert _geoloc("db", "down", env=env).stdout == "PostgreSQL was not running\n"
+    finally:
+        cluster.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

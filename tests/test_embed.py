@@ -151,8 +151,9 @@ def test_thumbnail_baseline_vector(tmp_path, shared_data):
 
 
 def _index_search(model_id: int, dim: int, query: np.ndarray, k: int = 3) -> tuple[list[int], str]:
-    """(image ids, query plan) of the library's knn search with sequential scans off, so the rows can
-    only come from the model's HNSW index (the plan says which index served them)."""
+    """(image ids, the scans of its plan) of the library's knn search with sequential scans and sorts
+    off, so a few rows are read through the model's HNSW index as a large table's would be (the plan
+    says which index served them)."""
     from psycopg import sql
 
     from geoloc.retrieval.search import Region, knn, knn_statement, set_search_options
@@ -163,9 +164,10 @@ def _index_search(model_id: int, dim: int, query: np.ndarray, k: int = 3) -> tup
     with begin() as conn:
         set_search_options(conn, 100)
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        conn.exec_driver_sql("SET LOCAL enable_sort = off")
         with vector_cursor(conn) as cur:
             cur.execute(sql.SQL("EXPLAIN ") + knn_statement(dim), params)
-            plan = "\n".join(r[0] for r in cur.fetchall())
+            plan = "\n".join(r[0].strip() for r in cur.fetchall() if " Scan " in r[0])
         ids = [n.image_id for n in knn(conn, model_id, dim, query, k)]
     return ids, plan
 

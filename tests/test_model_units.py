@@ -193,7 +193,7 @@ def test_load_images_real_files_and_exact_errors(shared_data, tmp_path):
     text.write_text("hello")
     with pytest.raises(InputError) as err:
         load_images([files[0], text], 64)
-    assert str(err.value) == f"{text}: not a decodable image (unknown format)"
+    assert str(err.value) == f"{text}: not an image (unrecognised file format)"  # geoloc.imagefile's words
 
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(files[1].read_bytes()[:200])
@@ -203,7 +203,13 @@ def test_load_images_real_files_and_exact_errors(shared_data, tmp_path):
 
     with pytest.raises(InputError) as err:
         load_images([tmp_path / "missing.jpg"], 64)
-    assert str(err.value) == f"{tmp_path / 'missing.jpg'}: image file not found"
+    assert str(err.value) == f"{tmp_path / 'missing.jpg'}: file not found"
+
+    link = tmp_path / "link.jpg"  # the rules of every other command: a symlink is refused, not followed
+    link.symlink_to(files[0])
+    with pytest.raises(InputError) as err:
+        load_images([link], 64)
+    assert str(err.value) == f"{link}: is a symbolic link, not an image file"
 
 
 def test_augmentation_is_seeded_mild_and_keeps_headings():

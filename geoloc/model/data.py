@@ -19,7 +19,6 @@ from ..errors import InputError
 from .readable import check_image_header, first_line, reason_of
 
 CACHE_SCALE = 1.4  # cached side = 1.4 x input size (160 -> 224, the shared images' own size): room for crops
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 
 def cache_side(size: int) -> int:
@@ -46,17 +45,10 @@ def resize_for_model(images: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def check_image_files(paths: Sequence[Path]) -> None:
-    """Fail early, naming the file, when one is missing or is no image format we decode."""
+    """Fail early, naming the file, on anything geoloc.imagefile refuses or no decoder here reads
+    (geoloc.model.readable: file and header only, no pixel decoded)."""
     for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(12)
-        except FileNotFoundError:
-            raise InputError(f"{path}: image file not found") from None
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read image file ({exc.strerror})") from None
-        if not (head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
-            raise InputError(f"{path}: not a decodable image (unknown format)")
+        check_image_header(path)
 
 
 def _find_undecodable(paths: Sequence[Path], exc: Exception) -> InputError:
