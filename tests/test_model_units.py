@@ -195,8 +195,14 @@ def test_load_images_real_files_and_exact_errors(shared_data, tmp_path):
         load_images([files[0], text], 64)
     assert str(err.value) == f"{text}: not an image (unrecognised file format)"  # geoloc.imagefile's words
 
-    truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(files[1].read_bytes()[:200])
+    cut_header = tmp_path / "cut_header.jpg"  # refused from its header, before any decoder runs
+    cut_header.write_bytes(files[1].read_bytes()[:200])
+    with pytest.raises(InputError) as err:
+        load_images([files[0], cut_header], 64)
+    assert str(err.value) == f"{cut_header}: not a readable image (Truncated File Read)"
+
+    truncated = tmp_path / "truncated.jpg"  # a sound header, cut pixel data: TensorFlow's decoder refuses it
+    truncated.write_bytes(files[1].read_bytes()[:2000])
     with pytest.raises(InputError) as err:
         load_images([files[0], truncated], 64)
     assert str(err.value).startswith(f"{truncated}: not a decodable image (")
