@@ -73,3 +73,117 @@ def test_train_with_cells_stores_one_head_row_per_cell_and_the_partition(trained
     assert [h[0] for h in heads] == cells and {h[1] for h in heads} == {32}
     assert len(cells) == sum(row.data_counts["cells_per_level"]) and len(row.data_counts["cells_per_level"]) == 2
     assert len(row.history) == 2 and all(h["loss"] > 0 for h in row.history)
+
+
+def _query_image(db) -> str:
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT root || '/' || path FROM images WHERE split = 'val' ORDER BY id LIMIT 1")
+                            ).scalar_one()
+
+
+def _expected_probabilities(db, model_id: int, query: np.ndarray) -> dict[int, float]:
+    """Hierarchical cell probabilities recomputed in numpy from the stored heads (softmax per level,
+    product along the parent chain, renormalised over the finest level)."""
+    with db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT c.id, c.level, c.parent_id, h.weight::text, h.bias FROM model_cells h JOIN cells c ON c.id = h.cell_id"
+            " WHERE h.model_id = :m"), {"m": model_id}).all()
+    prob, parent = {}, {}
+    for level in sorted({r.level for r in rows}):
+        lv = [r for r in rows if r.level == level]
+        logits = np.array([np.dot(json.loads(r.weight), query) + r.bias for r in lv])
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        prob.update({r.id: float(x) for r, x in zip(lv, p)})
+        parent.update({r.id: r.parent_id for r in lv})
+    finest = max(r.level for r in rows)
+    score = {}
+    for r in rows:
+        if r.level == finest:
+            s, c = 1.0, r.id
+            while c is not None:
+                s, c = s * prob[c], parent[c]
+            score[r.id] = s
+    total = sum(score.values())
+    return {c: s / total for c, s in score.items()}
+
+
+@pytest.mark.slow
+def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cells(trained, db, cli):
+    image = _query_image(db)
+    res = cli("search", image, "--model", "m", "-k", 5, "--top-cells", 2, "--json")
+    assert res.exit_code == 0, res.output
+    (out,) = json.loads(res.stdout)
+    cells = out["cells"]
+    assert len(cells) >= 2 and [c["rank"] for c in cells] == list(range(1, len(cells) + 1))
+    probs = [c["probability"] for c in cells]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1 and sum(probs) <= 1 + 1e-9
+    # the SQL's probabilities equal the heads applied in numpy to the query's embedding
+    from geoloc.retrieval.embed import load_embedder
+
+    with db.connect() as conn:
+        emb = load_embedder(conn, "m")
+    query = emb.embed([image])[0]
+    expected = _expected_probabilities(db, registry.get_model(None, "m").id, query)
+    best = sorted(expected, key=lambda c: -expected[c])[:len(cells)]
+    assert [c["cell_id"] for c in cells] == best
+    assert probs == pytest.approx([expected[c] for c in best], rel=1e-3, abs=1e-6)
+    # every neighbour lies inside one of the two top cells' polygons
+    assert out["neighbours"] and out["hybrid"]["source"] == "consensus of cell neighbours"
+    with db.connect() as conn:
+        inside = conn.execute(sa.text(
+            "SELECT count(*) FROM images i JOIN locations l ON l.id = i.location_id WHERE i.id = ANY(:ids)"
+            " AND EXISTS (SELECT 1 FROM cells c WHERE c.id = ANY(:cells) AND ST_Contains(c.geom, l.geom))"),
+            {"ids": [n["image_id"] for n in out["neighbours"]], "cells": best[:2]}).scalar_one()
+    assert inside == len(out["neighbours"])
+    text = cli("search", image, "--model", "m").stdout
+    assert "geo-cells (hierarchical probability; neighbours from the top 3):" in text and "hybrid prediction:" in text
+    plain = json.loads(cli("search", image, "--model", "m", "--no-cells", "--json").stdout)[0]
+    assert "cells" not in plain and plain["neighbours"]
+
+
+@pytest.mark.slow
+def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
+    from geoloc.cells.search import knn_cells_statement
+    from geoloc.db import sqlfiles
+    from geoloc.db.engine import begin
+    from geoloc.retrieval.search import set_search_options
+    from geoloc.retrieval.vectors import vector_cursor
+
+    text = sqlfiles.read("search/knn_cells.sql")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    assert code.rstrip().endswith(";") and code.count(";") == 1  # one statement
+    model_id = registry.get_model(None, "m").id
+    with begin() as conn:
+        set_search_options(conn)
+        with vector_cursor(conn) as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(32).as_bytes(cur),
+                        {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
+                         "top_cells": 2, "show_cells": 5, "split": None, "version": None, "database_only": False,
+                         "lat": None, "lng": None, "within_m": None, "area": None})
+            plan = "\n".join(r[0] for r in cur.fetchall())
+    assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
+
+
+@pytest.mark.slow
+def test_evaluate_cells_stores_cells_and_hybrid_runs(trained, db, cli):
+    res = cli("evaluate", "--model", "m", "--split", "val", "--cells", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [m["method"] for m in out["methods"]] == ["cells", "retrieval", "hybrid", "baseline"]
+    assert len({m["queries"] for m in out["methods"]}) == 1 and out["queries"] > 0
+    by = {m["method"]: m for m in out["methods"]}
+    assert by["cells"]["recall"] is None and set(by["hybrid"]["recall"]) == {"1", "5"}
+    with db.connect() as conn:
+        for method in ("cells", "hybrid"):
+            errors = conn.execute(sa.text(
+                "SELECT p.top1_error_m, ST_Distance(ST_Transform(p.query_geom, 3006), ST_Transform(p.top1_geom, 3006))"
+                " FROM eval_predictions p JOIN eval_runs r ON r.id = p.run_id WHERE r.id = :r AND r.method = :m"),
+                {"r": by[method]["run_id"], "m": method}).all()
+            assert len(errors) == out["queries"]
+            assert all(abs(a - b) < 0.05 for a, b in errors)
+            share = sum(1 for _, b in errors if b <= 250) / len(errors)
+            assert by[method]["within_m"]["250"] == pytest.approx(share)
+    text = cli("evaluate", "--model", "m", "--split", "val", "--cells").stdout
+    assert "within 2.5 km" in text and "median error (m)" in text and "Recall@1" in text
