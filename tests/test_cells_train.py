@@ -160,7 +160,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
             cur.execute("SET LOCAL enable_seqscan = off")
             cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(32).as_bytes(cur),
                         {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
-                         "top_cells": 2, "show_cells": 5, "split": None, "version": None, "database_only": False,
+                         "top_cells": 2, "show_cells": 5, "cell_level": None, "split": None, "version": None, "database_only": False,
                          "lat": None, "lng": None, "within_m": None, "area": None})
             plan = "\n".join(r[0] for r in cur.fetchall())
     assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
@@ -187,3 +187,24 @@ def test_evaluate_cells_stores_cells_and_hybrid_runs(trained, db, cli):
             assert by[method]["within_m"]["250"] == pytest.approx(share)
     text = cli("evaluate", "--model", "m", "--split", "val", "--cells").stdout
     assert "within 2.5 km" in text and "median error (m)" in text and "Recall@1" in text
+
+
+@pytest.mark.slow
+def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db, monkeypatch, tmp_path):
+    from geoloc.model.train import Interrupted, TrainConfig, train
+
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    cfg = TrainConfig(input_size=64, dim=32, epochs=2, steps_per_epoch=4, places=4, per_place=4, lr=1e-3,
+                      warmup_steps=1, seed=3, cells="p", cell_weight=0.5)
+
+    def ctrl_c(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        train("r", cfg, on_step=ctrl_c, progress=False)
+    row = train("r", resume=True, progress=False)
+    full = registry.get_model(None, "m")
+    assert row.status == "ready" and row.metrics["steps"] == full.metrics["steps"] == 8
+    assert row.metrics["cell_heads"] == full.metrics["cell_heads"] == sum(full.data_counts["cells_per_level"])
+    assert [h["loss"] for h in row.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)

@@ -55,12 +55,14 @@ class CellsReport:
     split: str
     version: str | None
     top_cells: int
+    cell_level: int | None  # level whose cells restrict the hybrid (None: the finest)
     queries: int
     database: int
     rows: list[MethodRow]
 
     def to_json(self) -> dict:
-        return {"split": self.split, "version": self.version, "top_cells": self.top_cells, "queries": self.queries,
+        return {"split": self.split, "version": self.version, "top_cells": self.top_cells,
+                "cell_level": self.cell_level, "queries": self.queries,
                 "database": self.database,
                 "methods": [{"method": r.method, "model": r.model, "run_id": r.run_id, "queries": r.queries,
                              **r.summary()} for r in self.rows]}
@@ -79,8 +81,8 @@ def _metres(tr, lat1, lng1, lat2, lng2) -> float:
 
 
 def evaluate_cells(model: str, split: str = "test", version: str | None = None,
-                   top_cells: int = DEFAULT_TOP_CELLS, k: int = R.DEFAULT_K, store: bool = True,
-                   progress: bool = False, url: str | None = None) -> CellsReport:
+                   top_cells: int = DEFAULT_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = None,
+                   store: bool = True, progress: bool = False, url: str | None = None) -> CellsReport:
     """The four methods side by side on SPLIT/VERSION; the cells and hybrid runs are stored."""
     from ..model.registry import get_model
 
@@ -99,7 +101,7 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                               [o.top1_error_m for o in m.outcomes],
                               {n: m.recall[n] for n in (1, 5) if n in m.recall}, run_id=m.run_id))
     with begin(url) as conn:
-        cells_out, hybrid_out = _cells_and_hybrid(conn, row, split, version, top_cells, k, tr)
+        cells_out, hybrid_out = _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr)
         cells_row = MethodRow("cells", row.name, len(cells_out), [o["error_m"] for o in cells_out],
                               extra={"cell_accuracy": {str(n): float(np.mean([o["true_rank"] is not None
                                                                                 and o["true_rank"] <= n
@@ -112,18 +114,18 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                                                                            for o in hybrid_out)})
         for r, outs in ((cells_row, cells_out), (hybrid_row, hybrid_out)):
             if store:
-                r.run_id = _store(conn, row.id, r, outs, split, version, top_cells, k)
+                r.run_id = _store(conn, row.id, r, outs, split, version, top_cells, k, cell_level)
     rows = [cells_row, rows[0], hybrid_row, *rows[1:]]
     first = base.methods[0]
-    return CellsReport(split, version, top_cells, first.queries, first.database, rows)
+    return CellsReport(split, version, top_cells, cell_level, first.queries, first.database, rows)
 
 
-def _cells_and_hybrid(conn, row, split, version, top_cells, k, tr):
+def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
     from ..retrieval.vectors import vector_cursor
 
     with vector_cursor(conn) as cur:
         cur.execute(sqlfiles.read("cells/eval_queries.sql"), {"model_id": row.id, "split": split,
-                                                              "version": version,
+                                                              "version": version, "level": None,
                                                               "partition_id": row.hyperparams["cells_partition_id"]})
         queries = cur.fetchall()
     set_search_options(conn, max(R.DEFAULT_K, k))
@@ -131,7 +133,9 @@ def _cells_and_hybrid(conn, row, split, version, top_cells, k, tr):
     for qid, lat, lng, true_cell, vec in queries:
         vec = vec.to_numpy() if hasattr(vec, "to_numpy") else np.asarray(vec, np.float32)
         cells, neighbours = knn_cells(conn, row.id, row.dim, vec, k, top_cells, SHOW_CELLS,
-                                      split=split, version=version, database_only=True)
+                                      split=split, version=version, database_only=True, cell_level=cell_level)
+        if cell_level is not None:  # cells-only always predicts with the finest level
+            cells, _ = knn_cells(conn, row.id, row.dim, vec, 1, 0, SHOW_CELLS, split=split, version=version)
         best = cells[0]
         true_rank = next((c.rank for c in cells if c.cell_id == true_cell), None)
         cells_out.append({"query_image_id": qid, "lat": best.lat, "lng": best.lng, "location_id": None,
@@ -151,8 +155,9 @@ def _cells_and_hybrid(conn, row, split, version, top_cells, k, tr):
     return cells_out, hybrid_out
 
 
-def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, top_cells: int, k: int) -> int:
-    metrics = {"queries": r.queries, **r.summary(), "top_cells": top_cells, "k": k,
+def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, top_cells: int, k: int,
+           cell_level: int | None) -> int:
+    metrics = {"queries": r.queries, **r.summary(), "top_cells": top_cells, "cell_level": cell_level, "k": k,
                "correct_within_m": R.CORRECT_M, "search": "hnsw (sql/search/knn_cells.sql)"}
     with psycopg_connection(conn).cursor() as cur:
         cur.execute(sqlfiles.read("evaluate/insert_run.sql"), {

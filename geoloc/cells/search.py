@@ -67,12 +67,12 @@ def model_has_cells(conn, model_id: int) -> bool:
 
 def knn_cells(conn, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
               top_cells: int = DEFAULT_TOP_CELLS, show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(),
-              split: str | None = None, version: str | None = None,
-              database_only: bool = False) -> tuple[list[CellProbability], list[Neighbour]]:
+              split: str | None = None, version: str | None = None, database_only: bool = False,
+              cell_level: int | None = None) -> tuple[list[CellProbability], list[Neighbour]]:
     """Run sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
     params = {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
               "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
-              "database_only": bool(database_only), **region.params()}
+              "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
     with vector_cursor(conn) as cur:
         cur.execute(knn_cells_statement(dim), params)
         rows = cur.fetchall()
@@ -92,7 +92,8 @@ def hybrid_prediction(cells: list[CellProbability], neighbours: list[Neighbour])
 
 
 def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_cells: int = DEFAULT_TOP_CELLS,
-                  show_cells: int = DEFAULT_SHOW_CELLS, near=None, within_m: float | None = None,
+                  show_cells: int = DEFAULT_SHOW_CELLS, cell_level: int | None = None, near=None,
+                  within_m: float | None = None,
                   area: str | None = None, split: str | None = None, version: str | None = None,
                   ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None) -> list[HybridResult]:
     """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells."""
@@ -119,7 +120,7 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
         set_search_options(conn, max(ef_search, k))
         for path, v in zip(paths, vectors):
             cells, neighbours = knn_cells(conn, emb.model_id, emb.dim, v, k, top_cells, show_cells, region,
-                                          split, version)
+                                          split, version, cell_level=cell_level)
             results.append(HybridResult(path, neighbours, neighbours[0] if neighbours else None,
                                         consensus(neighbours), region, cells, top_cells,
                                         hybrid_prediction(cells, neighbours)))

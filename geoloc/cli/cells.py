@@ -13,7 +13,10 @@ COMMANDS = ["cells"]
 
 @click.group()
 def cells() -> None:
-    """Geo-cells: adaptive H3 partitionings stored in PostGIS (QGIS: view v_cells)."""
+    """Geo-cells: adaptive H3 partitionings stored in PostGIS (QGIS: view v_cells).
+
+    Example: geoloc cells build city && geoloc train --name mnv3s-cells --cells city
+    """
 
 
 @cells.command("build")

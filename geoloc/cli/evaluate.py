@@ -22,9 +22,11 @@ COMMANDS = ["evaluate"]
               help="Geo-cells table: cells-only vs retrieval-only vs hybrid vs thumbnails (model with cell heads).")
 @click.option("--top-cells", type=int, default=3, show_default=True,
               help="With --cells: the hybrid searches the N most probable finest cells.")
+@click.option("--cell-level", type=int, help="With --cells: the partition level whose cells restrict [the finest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
-             consensus_k: int, cells: bool, top_cells: int, as_json: bool) -> None:
+             consensus_k: int, cells: bool, top_cells: int, cell_level: int | None,
+             as_json: bool) -> None:
     """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
     Per location and heading the newest image is the query, all other images of the split (and
@@ -36,13 +38,15 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     if cells:  # the geo-cells comparison (geoloc.cells.evaluate)
         from ..cells.evaluate import evaluate_cells, report_rows as cell_rows
 
-        rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, progress=not as_json)
+        rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
+                             progress=not as_json)
         if as_json:
             click.echo(json.dumps(rep.to_json(), indent=2))
             return
         scope = f"split {rep.split}" + (f" {rep.version}" if rep.version else "")
         click.echo(f"{scope}: {rep.queries} queries, {rep.database} database images; hybrid = neighbours "
-                   f"inside the top {rep.top_cells} cells; errors of the top-1 prediction")
+                   f"inside the top {rep.top_cells} cells of level "
+                   f"{'finest' if rep.cell_level is None else rep.cell_level}; errors of the top-1 prediction")
         _table(cell_rows(rep), len(rep.rows))
         click.echo("stored as eval run(s) " + ", ".join(str(r.run_id) for r in rep.rows if r.run_id is not None))
         return

@@ -40,13 +40,14 @@ def _print_result(res) -> None:
               help="Hybrid search with the model's geo-cell heads [on when the model has them].")
 @click.option("--top-cells", type=int, default=3, show_default=True,
               help="With cells: neighbours only from the N most probable finest cells (0: anywhere).")
+@click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
 @click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write an HTML map of the prediction and the neighbours.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
            area: str | None, split: str | None, version: str | None, use_cells: bool | None, top_cells: int,
-           as_json: bool, plot: Path | None, map_file: Path | None) -> None:
+           cell_level: int | None, as_json: bool, plot: Path | None, map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
     One SQL query per photo (sql/search/knn.sql) returns the neighbours with their locations; the
@@ -66,8 +67,8 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     from ..cells import search as cells_search
 
     if use_cells or (use_cells is None and cells_search.has_cells(model)):
-        results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, near=near,
-                                             within_m=within_m, area=area, split=split, version=version)
+        results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
+                                             near=near, within_m=within_m, area=area, split=split, version=version)
     else:
         results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
                              version=version)

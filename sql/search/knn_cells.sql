@@ -3,13 +3,13 @@
 --
 -- 1. cell logits: the model's linear cell heads (model_cells: logit = weight . query + bias; pgvector's
 --    <#> is the negative inner product), a softmax per level;
--- 2. hierarchical combination (GeoEstimation): a finest-level cell scores the product of its own
---    probability and those of its coarser ancestors (parent_id chain), renormalised over the finest
---    cells; the show_cells best are returned, ranked;
+-- 2. hierarchical combination (GeoEstimation): a cell scores the product of its own probability and
+--    those of its coarser ancestors (parent_id chain), renormalised over the cells of cell_level
+--    (NULL: the finest level); the show_cells best cells of that level are returned, ranked;
 -- 3. the k nearest images under the model's HNSW index (as in knn.sql), restricted to images whose
 --    location lies in the polygon of one of the top_cells best cells (top_cells = 0: no restriction).
 --
--- Bound parameters: query (vector), model_id, k, top_cells, show_cells, split, version, database_only
+-- Bound parameters: query (vector), model_id, k, top_cells, show_cells, cell_level, split, version, database_only
 -- (true: leave out query images, is_query, as the evaluation protocol does), and the region filters
 -- of knn.sql (lat, lng, within_m, area). {vtype} is the model's vector type, composed in. Run it after
 -- geoloc.retrieval.search.set_search_options (iterative HNSW scan, custom plans).
@@ -41,7 +41,7 @@ top AS MATERIALIZED (
     SELECT id, score / sum(score) OVER () AS probability,
            row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM chain
-    WHERE level = (SELECT max(level) FROM probs)
+    WHERE level = coalesce(%(cell_level)s::integer, (SELECT max(level) FROM probs))
     ORDER BY score DESC, id
     LIMIT greatest(%(top_cells)s::integer, %(show_cells)s::integer)
 ),
