@@ -208,3 +208,29 @@ def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db
     assert row.status == "ready" and row.metrics["steps"] == full.metrics["steps"] == 8
     assert row.metrics["cell_heads"] == full.metrics["cell_heads"] == sum(full.data_counts["cells_per_level"])
     assert [h["loss"] for h in row.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)
+
+
+def test_cells_errors_are_one_line_and_store_nothing(trained, db, cli, tmp_path, monkeypatch):
+    from geoloc.model.train import save_untrained
+    from geoloc.retrieval.embed import embed_images
+
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    res = cli("train", "--name", "x", "--cells", "nope", "--input-size", 64)
+    assert res.exit_code == 1
+    assert res.stderr == "Error: cell partition 'nope' not found\nHint: build it with 'geoloc cells build NAME'\n"
+    save_untrained("plain", "mobilenetv3small", 32, 64, seed=0)
+    embed_images("plain", split="val")
+    image = _query_image(db)
+    res = cli("search", image, "--model", "plain", "--cells")
+    assert res.exit_code == 1
+    assert res.stderr == ("Error: model 'plain' has no cell heads\n"
+                          "Hint: train one with 'geoloc train --cells PARTITION', or search without --cells\n")
+    assert cli("search", image, "--model", "plain").exit_code == 0  # no heads: the plain search
+    res = cli("search", image, "--model", "m", "--top-cells", -1)
+    assert res.exit_code == 1 and res.stderr == "Error: --top-cells -1: must be between 0 (no restriction) and 1000\n"
+    res = cli("evaluate", "--model", "plain", "--split", "val", "--cells")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: model 'plain' has no cell heads\n")
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM models WHERE name = 'x'")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM eval_runs r JOIN models m ON m.id = r.model_id"
+                                    " WHERE m.name = 'plain'")).scalar_one() == 0

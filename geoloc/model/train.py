@@ -227,6 +227,12 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
                          + (f" (versions {', '.join(cfg.versions)})" if cfg.versions else ""),
                          hint="import images first: geoloc ingest images DIR")
     sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed)
+    cells = None
+    if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
+        from ..cells.heads import place_labels
+
+        cells = place_labels(conn, cfg.cells, cfg.cells_partition_id, train.location_ids, sampler.groups)
+        cfg.cells_partition_id = cells.partition_id
     side = cache_side(cfg.input_size)
     cache = decode_cache(train.files(), side, progress=f"decoding {cfg.split} images")
     validator = None
@@ -238,6 +244,8 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
         "places_filled_with_repeats": sampler.short_places,
         "train_versions": {v: train.versions.count(v) for v in sorted(set(train.versions))},
     }
+    if cells is not None:
+        counts["cells_per_level"] = cells.sizes
     if cfg.val_split:
         val = load_split(conn, cfg.val_split, None, include_queries=True)
         if not val.is_query.any() or val.is_query.all():
@@ -246,14 +254,7 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
         vcache = decode_cache(val.files(), side, progress=f"decoding {cfg.val_split} images")
         validator = Validator(vcache, val.location_ids, val.is_query, cfg.input_size)
         counts.update(validator.counts)
-    data = _Data(train, sampler, cache, validator, counts)
-    if cfg.cells:
-        from ..cells.heads import place_labels
-
-        data.cells = place_labels(conn, cfg.cells, cfg.cells_partition_id, train.location_ids, sampler.groups)
-        cfg.cells_partition_id = data.cells.partition_id
-        counts["cells_per_level"] = data.cells.sizes
-    return data
+    return _Data(train, sampler, cache, validator, counts, cells)
 
 
 def train(name: str, config: TrainConfig | None = None, *, resume: bool = False, epochs: int | None = None,
