@@ -137,7 +137,10 @@ def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cel
             {"ids": [n["image_id"] for n in out["neighbours"]], "cells": best[:2]}).scalar_one()
     assert inside == len(out["neighbours"])
     text = cli("search", image, "--model", "m").stdout
-    assert "geo-cells (hierarchical probability; neighbours from the top 3):" in text and "hybrid prediction:" in text
+    assert "geo-cells (hierarchical probability; neighbours from anywhere (--top-cells N to restrict)):" in text
+    assert "hybrid prediction:" in text and "(consensus of neighbours (no cell restriction))" in text
+    text = cli("search", image, "--model", "m", "--top-cells", 3, "--cell-level", 0).stdout
+    assert "neighbours from the top 3 cells)" in text and "level 0)" in text
     plain = json.loads(cli("search", image, "--model", "m", "--no-cells", "--json").stdout)[0]
     assert "cells" not in plain and plain["neighbours"]
 
@@ -234,3 +237,22 @@ def test_cells_errors_are_one_line_and_store_nothing(trained, db, cli, tmp_path,
         assert conn.execute(sa.text("SELECT count(*) FROM models WHERE name = 'x'")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM eval_runs r JOIN models m ON m.id = r.model_id"
                                     " WHERE m.name = 'plain'")).scalar_one() == 0
+
+
+@pytest.mark.slow
+def test_rebuilding_a_used_partition_keeps_the_old_one_for_its_models(trained, db, cli):
+    # last in this module: it renames the module's partition
+    with db.connect() as conn:
+        old = conn.execute(sa.text("SELECT id FROM cell_partitions WHERE name = 'p'")).scalar_one()
+        users = conn.execute(sa.text("SELECT count(*) FROM models WHERE hyperparams->>'cells' = 'p'")).scalar_one()
+    res = cli("cells", "build", "p", "--img-min", 20, "--img-max", 150, "--levels", 1, "--replace")
+    assert res.exit_code == 0, res.output
+    assert f"the previous 'p' was kept as 'p~{old}' (used by {users} model(s))" in res.stdout
+    with db.connect() as conn:
+        names = dict(conn.execute(sa.text("SELECT name, levels FROM cell_partitions")).all())
+    assert names == {f"p~{old}": 2, "p": 1}
+    (out,) = json.loads(cli("search", _query_image(db), "--model", "m", "--json").stdout)
+    with db.connect() as conn:
+        parts = set(conn.execute(sa.text("SELECT partition_id FROM cells WHERE id = ANY(:ids)"),
+                                 {"ids": [c["cell_id"] for c in out["cells"]]}).scalars())
+    assert parts == {old} and out["neighbours"]

@@ -23,10 +23,10 @@ from ..db.engine import begin, psycopg_connection
 from ..errors import InputError
 from ..retrieval import evaluate as R
 from ..retrieval.search import set_search_options
-from .search import DEFAULT_TOP_CELLS, knn_cells, model_has_cells
+from .defaults import EVAL_CELL_LEVEL, EVAL_TOP_CELLS, SHOW_CELLS
+from .search import knn_cells, model_has_cells
 
 WITHIN_M = (25, 100, 250, 1000, 2500)
-SHOW_CELLS = 5
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _metres(tr, lat1, lng1, lat2, lng2) -> float:
 
 
 def evaluate_cells(model: str, split: str = "test", version: str | None = None,
-                   top_cells: int = DEFAULT_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = None,
+                   top_cells: int = EVAL_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = EVAL_CELL_LEVEL,
                    store: bool = True, progress: bool = False, url: str | None = None) -> CellsReport:
     """The four methods side by side on SPLIT/VERSION; the cells and hybrid runs are stored."""
     from ..model.registry import get_model

@@ -24,9 +24,10 @@ from ..retrieval.index import vector_type
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, MAX_K, Neighbour, QueryResult, Region, check_query_image,
                                 make_region, require_area, require_embeddings, set_search_options)
 from ..retrieval.vectors import vector_cursor
+from .defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
-DEFAULT_TOP_CELLS = 3  # finest cells the neighbours may come from
-DEFAULT_SHOW_CELLS = 5
+DEFAULT_TOP_CELLS = SEARCH_TOP_CELLS  # 0: neighbours from anywhere, cell probabilities reported beside them
+DEFAULT_SHOW_CELLS = SHOW_CELLS
 MAX_CELLS = 1000
 
 
@@ -82,10 +83,11 @@ def knn_cells(conn, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT
     return cells, neighbours
 
 
-def hybrid_prediction(cells: list[CellProbability], neighbours: list[Neighbour]) -> dict | None:
+def hybrid_prediction(cells: list[CellProbability], neighbours: list[Neighbour], restricted: bool = True) -> dict | None:
     if neighbours:
         c = consensus(neighbours)
-        return {"lat": c.lat, "lng": c.lng, "location_id": c.location_id, "source": "consensus of cell neighbours"}
+        source = "consensus of cell neighbours" if restricted else "consensus of neighbours (no cell restriction)"
+        return {"lat": c.lat, "lng": c.lng, "location_id": c.location_id, "source": source}
     if cells:
         return {"lat": cells[0].lat, "lng": cells[0].lng, "location_id": None, "source": "best cell centroid"}
     return None
@@ -123,7 +125,7 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
                                           split, version, cell_level=cell_level)
             results.append(HybridResult(path, neighbours, neighbours[0] if neighbours else None,
                                         consensus(neighbours), region, cells, top_cells,
-                                        hybrid_prediction(cells, neighbours)))
+                                        hybrid_prediction(cells, neighbours, top_cells > 0)))
     return results
 
 
@@ -141,7 +143,8 @@ def has_cells(model: str, url: str | None = None) -> bool:
 
 def print_cells(res: HybridResult, echo) -> None:
     """The text report of one hybrid result: cell probabilities and the hybrid prediction."""
-    echo(f"  geo-cells (hierarchical probability; neighbours from the top {res.top_cells or 'all'}):")
+    where = f"the top {res.top_cells} cells" if res.top_cells else "anywhere (--top-cells N to restrict)"
+    echo(f"  geo-cells (hierarchical probability; neighbours from {where}):")
     for c in res.cells:
         echo(f"    {c.rank:>2}. cell {c.cell_id} {c.h3} (level {c.level})  p={c.probability:.3f}  "
              f"centroid {c.lat:.6f}, {c.lng:.6f}")

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ..cells import defaults as cell_defaults
+
 COMMANDS = ["evaluate"]
 
 
@@ -20,9 +22,10 @@ COMMANDS = ["evaluate"]
               help="Neighbours that vote for the consensus position.")
 @click.option("--cells", "cells", is_flag=True,
               help="Geo-cells table: cells-only vs retrieval-only vs hybrid vs thumbnails (model with cell heads).")
-@click.option("--top-cells", type=int, default=3, show_default=True,
-              help="With --cells: the hybrid searches the N most probable finest cells.")
-@click.option("--cell-level", type=int, help="With --cells: the partition level whose cells restrict [the finest].")
+@click.option("--top-cells", type=int, default=cell_defaults.EVAL_TOP_CELLS, show_default=True,
+              help="With --cells: the hybrid searches the N most probable cells of --cell-level.")
+@click.option("--cell-level", type=int, default=cell_defaults.EVAL_CELL_LEVEL, show_default=True,
+              help="With --cells: the partition level (0 = coarsest) whose cells restrict the hybrid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
              consensus_k: int, cells: bool, top_cells: int, cell_level: int | None,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..cells import defaults as cell_defaults
+
 COMMANDS = ["search"]
 
 
@@ -37,9 +39,9 @@ def _print_result(res) -> None:
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
 @click.option("--version", help="Only database images of this scraping version (e.g. v1).")
 @click.option("--cells/--no-cells", "use_cells", default=None,
-              help="Hybrid search with the model's geo-cell heads [on when the model has them].")
-@click.option("--top-cells", type=int, default=3, show_default=True,
-              help="With cells: neighbours only from the N most probable finest cells (0: anywhere).")
+              help="Report the geo-cell probabilities of a model with cell heads (restrict with --top-cells) [on when it has them].")
+@click.option("--top-cells", type=int, default=cell_defaults.SEARCH_TOP_CELLS, show_default=True,
+              help="With cells: neighbours only from the N most probable cells (0: anywhere).")
 @click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
