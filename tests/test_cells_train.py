@@ -213,6 +213,7 @@ def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db
     assert [h["loss"] for h in row.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_cells_errors_are_one_line_and_store_nothing(trained, db, cli, tmp_path, monkeypatch):
     from geoloc.model.train import save_untrained
     from geoloc.retrieval.embed import embed_images

@@ -39,7 +39,8 @@ def _print_result(res) -> None:
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
 @click.option("--version", help="Only database images of this scraping version (e.g. v1).")
 @click.option("--cells/--no-cells", "use_cells", default=None,
-              help="Report the geo-cell probabilities of a model with cell heads (restrict with --top-cells) [on when it has them].")
+              help="Report the geo-cell probabilities of a model with cell heads (restrict with --top-cells) "
+                   "[on when it has them].")
 @click.option("--top-cells", type=int, default=cell_defaults.SEARCH_TOP_CELLS, show_default=True,
               help="With cells: neighbours only from the N most probable cells (0: anywhere).")
 @click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
