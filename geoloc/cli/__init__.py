@@ -44,9 +44,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import db, embed, evaluate, ingest, models, search, train, demo, serve  # noqa: F401
+    from . import cells, db, embed, evaluate, ingest, models, search, train, demo, serve  # noqa: F401
 
-    for module in (db, ingest, train, models, embed, search, evaluate, demo, serve):
+    for module in (db, ingest, train, models, embed, search, evaluate, demo, serve, cells):
         for name in getattr(module, "COMMANDS", ()):
             main.add_command(getattr(module, name))
 

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ..cells import defaults as cell_defaults
+
 COMMANDS = ["evaluate"]
 
 
@@ -18,9 +20,16 @@ COMMANDS = ["evaluate"]
 @click.option("-k", "k", type=int, default=20, show_default=True, help="Neighbours retrieved per query.")
 @click.option("--consensus-k", type=int, default=5, show_default=True,
               help="Neighbours that vote for the consensus position.")
+@click.option("--cells", "cells", is_flag=True,
+              help="Geo-cells table: cells-only vs retrieval-only vs hybrid vs thumbnails (model with cell heads).")
+@click.option("--top-cells", type=int, default=cell_defaults.EVAL_TOP_CELLS, show_default=True,
+              help="With --cells: the hybrid searches the N most probable cells of --cell-level.")
+@click.option("--cell-level", type=int, default=cell_defaults.EVAL_CELL_LEVEL, show_default=True,
+              help="With --cells: the partition level (0 = coarsest) whose cells restrict the hybrid.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
-             consensus_k: int, as_json: bool) -> None:
+             consensus_k: int, cells: bool, top_cells: int, cell_level: int | None,
+             as_json: bool) -> None:
     """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
     Per location and heading the newest image is the query, all other images of the split (and
@@ -29,6 +38,21 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
 
     Example: geoloc evaluate --model mnv3-small --split test --version v1
     """
+    if cells:  # the geo-cells comparison (geoloc.cells.evaluate)
+        from ..cells.evaluate import evaluate_cells, report_rows as cell_rows
+
+        rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
+                             progress=not as_json)
+        if as_json:
+            click.echo(json.dumps(rep.to_json(), indent=2))
+            return
+        scope = f"split {rep.split}" + (f" {rep.version}" if rep.version else "")
+        click.echo(f"{scope}: {rep.queries} queries, {rep.database} database images; hybrid = neighbours "
+                   f"inside the top {rep.top_cells} cells of level "
+                   f"{'finest' if rep.cell_level is None else rep.cell_level}; errors of the top-1 prediction")
+        _table(cell_rows(rep), len(rep.rows))
+        click.echo("stored as eval run(s) " + ", ".join(str(r.run_id) for r in rep.rows if r.run_id is not None))
+        return
     from ..retrieval.evaluate import evaluate as run_evaluate, report_rows
 
     report = run_evaluate(model, baseline, split=split, version=version, k=k, consensus_k=consensus_k,
@@ -48,3 +72,10 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     runs = ", ".join(str(m.run_id) for m in report.methods if m.run_id is not None)
     if runs:
         click.echo(f"stored as eval run(s) {runs} (view v_eval_predictions)")
+
+
+def _table(rows: list[tuple[str, list[str]]], n: int) -> None:
+    width = max(len(label) for label, _ in rows)
+    cols = [max(len(row[1][i]) for row in rows) for i in range(n)]
+    for label, cells in rows:
+        click.echo(f"{label:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols)))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..cells import defaults as cell_defaults
+
 COMMANDS = ["search"]
 
 
@@ -36,13 +38,19 @@ def _print_result(res) -> None:
 @click.option("--area", help="Only database images inside this area (see 'geoloc ingest area').")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
 @click.option("--version", help="Only database images of this scraping version (e.g. v1).")
+@click.option("--cells/--no-cells", "use_cells", default=None,
+              help="Report the geo-cell probabilities of a model with cell heads (restrict with --top-cells) "
+                   "[on when it has them].")
+@click.option("--top-cells", type=int, default=cell_defaults.SEARCH_TOP_CELLS, show_default=True,
+              help="With cells: neighbours only from the N most probable cells (0: anywhere).")
+@click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
 @click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write an HTML map of the prediction and the neighbours.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
-           area: str | None, split: str | None, version: str | None, as_json: bool, plot: Path | None,
-           map_file: Path | None) -> None:
+           area: str | None, split: str | None, version: str | None, use_cells: bool | None, top_cells: int,
+           cell_level: int | None, as_json: bool, plot: Path | None, map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
     One SQL query per photo (sql/search/knn.sql) returns the neighbours with their locations; the
@@ -59,8 +67,14 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         plots.check_path(plot)
     if map_file is not None:
         webmap.check_path(map_file)
-    results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
-                         version=version)
+    from ..cells import search as cells_search
+
+    if use_cells or (use_cells is None and cells_search.has_cells(model)):
+        results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
+                                             near=near, within_m=within_m, area=area, split=split, version=version)
+    else:
+        results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
+                             version=version)
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:
@@ -70,6 +84,8 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         return
     for res in results:
         _print_result(res)
+        if hasattr(res, "cells"):
+            cells_search.print_cells(res, click.echo)
     for what, path in (("plot", plot), ("map", map_file)):
         if path is not None:
             click.echo(f"{what} written to {path}")

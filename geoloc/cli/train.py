@@ -13,7 +13,8 @@ COMMANDS = ["train"]
 # options that define a run; with --resume the stored values are used and these must not be given
 _RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "lr",
                 "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
-                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries")
+                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
+                "cells", "ms_weight", "cell_weight")
 
 
 def _config(opts: dict):
@@ -60,6 +61,9 @@ def _config(opts: dict):
 @click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")
 @click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
 @click.option("--include-queries", is_flag=True, default=None, help="Also train on the query (newest) images.")
+@click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
+@click.option("--cell-weight", type=float, help="Weight of the cells' cross-entropy in the loss [0.3].")
+@click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
               "optimizer state); a ready model is never trained again.")
 @click.option("--max-minutes", type=float, help="Stop cleanly (validated, registered) after this much time.")
@@ -103,3 +107,5 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         click.echo(f"best epoch {m.get('best_epoch')}: val Recall@1/5/10 {recall} %"
                    + (f" (16x16 thumbnails: {base} %)" if base else ""))
     click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")
+    if m.get("cell_heads"):
+        click.echo(f"cell heads: {m['cell_heads']} cells of partition '{row.hyperparams.get('cells')}' (table model_cells)")

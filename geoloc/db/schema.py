@@ -30,7 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -265,3 +265,79 @@ class EvalPrediction(Base):
     consensus_error_m: Mapped[float | None] = mapped_column(Double)
     first_correct_rank: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (UniqueConstraint("run_id", "query_image_id"),)
+
+
+class CellPartition(Base):
+    """An adaptive H3 partitioning of the training images into geo-cells, coarse to fine levels.
+
+    Level l splits every H3 cell holding more than img_max[l] training images into its children
+    (from min_res down to max_res) and drops cells under img_min (see geoloc.cells.partition).
+    """
+
+    __tablename__ = "cell_partitions"
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    levels: Mapped[int] = mapped_column(SmallInteger)
+    img_min: Mapped[int] = mapped_column(Integer)
+    img_max: Mapped[list] = mapped_column(ARRAY(Integer))  # one per level, coarse to fine
+    min_res: Mapped[int] = mapped_column(SmallInteger)
+    max_res: Mapped[int] = mapped_column(SmallInteger)
+    split: Mapped[str] = mapped_column(String(8))
+    images: Mapped[int] = mapped_column(Integer)  # training images the cells were counted from
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint("levels >= 1 AND cardinality(img_max) = levels", name="levels"),
+        CheckConstraint("min_res BETWEEN 0 AND 15 AND max_res BETWEEN min_res AND 15", name="res"),
+    )
+
+
+class Cell(Base):
+    """One class of one level of a partitioning: an H3 cell, its polygon and training-image count.
+
+    geom is the exact union of the cell's H3 descendants at the partition's max_res, so every
+    location assigned to the cell (by H3 index) lies inside it; parent_id is the cell of the next
+    coarser level that contains it.
+    """
+
+    __tablename__ = "cells"
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("cell_partitions.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    class_index: Mapped[int] = mapped_column(Integer)
+    h3: Mapped[str] = mapped_column(String(16))
+    resolution: Mapped[int] = mapped_column(SmallInteger)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cells.id", ondelete="CASCADE"))
+    images: Mapped[int] = mapped_column(Integer)
+    geom = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True), nullable=False)
+    centroid = _point()
+    __table_args__ = (
+        UniqueConstraint("partition_id", "level", "class_index"),
+        UniqueConstraint("partition_id", "level", "h3"),
+    )
+
+
+class LocationCell(Base):
+    """Which cell of each level of a partitioning a location (and so each of its images) falls in."""
+
+    __tablename__ = "location_cells"
+    partition_id: Mapped[int] = mapped_column(ForeignKey("cell_partitions.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"), primary_key=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="CASCADE"), index=True)
+
+
+class ModelCell(Base):
+    """A model's classification head for one cell: logit = weight . embedding + bias.
+
+    The head is linear on the L2-normalised embedding, so cell probabilities are computed in SQL
+    from a stored or query embedding (sql/search/knn_cells.sql). A partition used by a model
+    cannot be deleted (RESTRICT): rebuilding renames it aside instead.
+    """
+
+    __tablename__ = "model_cells"
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id", ondelete="RESTRICT"), primary_key=True)
+    weight = mapped_column(VECTOR(), nullable=False)
+    bias: Mapped[float] = mapped_column(Double)
+    __table_args__ = (Index("ix_model_cells_cell_id", "cell_id"),)

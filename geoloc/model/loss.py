@@ -69,3 +69,18 @@ def mined_fraction(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = MAR
     kept = tf.reduce_sum(tf.cast(kpos, tf.float32)) + tf.reduce_sum(tf.cast(kneg, tf.float32))
     total = tf.reduce_sum(tf.cast(pos, tf.float32)) + tf.reduce_sum(tf.cast(neg, tf.float32))
     return kept / tf.maximum(total, 1.0)
+
+
+def cell_classification_loss(logits: list[tf.Tensor], labels: tf.Tensor) -> tf.Tensor:
+    """Mean over levels of the softmax cross-entropy of each level's cell logits.
+
+    labels: (N, levels) class indices; -1 (an image outside every cell of a level) is left out.
+    """
+    losses = []
+    for level, level_logits in enumerate(logits):
+        y = labels[:, level]
+        valid = y >= 0
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(y, 0), level_logits)
+        weight = tf.cast(valid, ce.dtype)
+        losses.append(tf.reduce_sum(ce * weight) / tf.maximum(tf.reduce_sum(weight), 1.0))
+    return tf.add_n(losses) / len(losses)

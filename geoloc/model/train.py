@@ -69,6 +69,10 @@ class TrainConfig:
     ms_beta: float = 50.0
     ms_base: float = 0.5
     ms_margin: float = 0.1
+    cells: str | None = None         # a cell partition: adds one classification head per level
+    cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
+    ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
+    cell_weight: float = 0.3
 
     @property
     def batch(self) -> int:
@@ -207,6 +211,7 @@ class _Data:
     cache: np.ndarray
     validator: object | None
     counts: dict = field(default_factory=dict)
+    cells: object | None = None  # geoloc.cells.heads.CellLabels with --cells
 
 
 def _prepare_data(conn, cfg: TrainConfig) -> _Data:
@@ -222,6 +227,12 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
                          + (f" (versions {', '.join(cfg.versions)})" if cfg.versions else ""),
                          hint="import images first: geoloc ingest images DIR")
     sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed)
+    cells = None
+    if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
+        from ..cells.heads import place_labels
+
+        cells = place_labels(conn, cfg.cells, cfg.cells_partition_id, train.location_ids, sampler.groups)
+        cfg.cells_partition_id = cells.partition_id
     side = cache_side(cfg.input_size)
     cache = decode_cache(train.files(), side, progress=f"decoding {cfg.split} images")
     validator = None
@@ -233,6 +244,8 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
         "places_filled_with_repeats": sampler.short_places,
         "train_versions": {v: train.versions.count(v) for v in sorted(set(train.versions))},
     }
+    if cells is not None:
+        counts["cells_per_level"] = cells.sizes
     if cfg.val_split:
         val = load_split(conn, cfg.val_split, None, include_queries=True)
         if not val.is_query.any() or val.is_query.all():
@@ -241,7 +254,7 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
         vcache = decode_cache(val.files(), side, progress=f"decoding {cfg.val_split} images")
         validator = Validator(vcache, val.location_ids, val.is_query, cfg.input_size)
         counts.update(validator.counts)
-    return _Data(train, sampler, cache, validator, counts)
+    return _Data(train, sampler, cache, validator, counts, cells)
 
 
 def train(name: str, config: TrainConfig | None = None, *, resume: bool = False, epochs: int | None = None,
@@ -329,15 +342,21 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg.backbone, cfg.dim, cfg.input_size, "none" if continuing else cfg.weights,
                         cfg.freeze, cfg.gem_p, cfg.trainable_p, bn_momentum=cfg.bn_momentum)
+    heads, tracked = None, model  # tracked: what the optimizer trains and checkpoints hold
+    if data.cells is not None:
+        from ..cells.heads import build_heads
+
+        heads = build_heads(int(model.output_shape[-1]), data.cells.sizes)
+        tracked = keras.Model(model.input, [model.output, *heads(model.output)], name="embedder_and_cells")
     schedule = _schedule(cfg)
     if cfg.weight_decay > 0:
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    optimizer.build(model.trainable_variables)
+    optimizer.build(tracked.trainable_variables)
 
     if continuing:
-        state = load_checkpoint(run_dir, model, optimizer)
+        state = load_checkpoint(run_dir, tracked, optimizer)
     else:  # a new run, or one killed before its first checkpoint: start at step 0
         state = {"epoch": 0, "history": [], "best": None, "train_seconds": 0.0, "partial": None,
                  "baseline": data.validator.thumbnail_baseline() if data.validator else None}
@@ -349,19 +368,28 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
     else:
         _, run_dir = _claim(lock_conn, locked, name, cfg, model, data)
     if not continuing:
-        save_checkpoint(run_dir, model, optimizer, {**state, "step": 0})  # resumable at once
+        save_checkpoint(run_dir, tracked, optimizer, {**state, "step": 0})  # resumable at once
 
     loss_args = dict(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base, margin=cfg.ms_margin)
-    train_vars = model.trainable_variables
+    train_vars = tracked.trainable_variables
+    if heads is not None:
+        from .loss import cell_classification_loss
+
+        place_cells = tf.constant(data.cells.place_labels)
 
     @tf.function
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            loss = multi_similarity_loss(model(x, training=True), y, **loss_args)
+            emb = model(x, training=True)
+            loss = multi_similarity_loss(emb, y, **loss_args)
+            if heads is not None:  # y are sampler places: their cells per level
+                loss = cfg.ms_weight * loss + cfg.cell_weight * cell_classification_loss(
+                    heads(emb, training=True), tf.gather(place_cells, y))
         optimizer.apply_gradients(zip(tape.gradient(loss, train_vars), train_vars))
         return loss
 
     run = _Run(name, cfg, model, optimizer, run_dir, data, state, started, progress)
+    run.heads, run.tracked = heads, tracked
     previous = _terminate_as_interrupt()
     try:
         run.loop(train_step, deadline, on_step)
@@ -396,6 +424,7 @@ class _Run:
         self.name, self.cfg, self.model, self.optimizer = name, cfg, model, optimizer
         self.run_dir, self.data, self.state, self.started, self.progress = run_dir, data, state, started, progress
         self.val_seconds = 0.0
+        self.heads, self.tracked = None, model
 
     @property
     def step(self) -> int:
@@ -405,7 +434,7 @@ class _Run:
         return self.state["train_seconds"] + (time.monotonic() - self.started)
 
     def checkpoint(self) -> Path:
-        return save_checkpoint(self.run_dir, self.model, self.optimizer,
+        return save_checkpoint(self.run_dir, self.tracked, self.optimizer,
                                {**self.state, "step": self.step, "train_seconds": self.elapsed()})
 
     def loop(self, train_step, deadline, on_step) -> None:
@@ -481,6 +510,10 @@ class _Run:
             tmp = self.run_dir / f"next.{WEIGHTS_FILE}"
             self.model.save_weights(tmp)
             os.replace(tmp, self.run_dir / WEIGHTS_FILE)  # a kill never leaves half a file
+            if self.heads is not None:
+                from ..cells.heads import save_best
+
+                save_best(self.heads, self.run_dir)
             self.state["best"] = entry
         if complete:
             self.state["epoch"] = epoch + 1
@@ -514,6 +547,12 @@ class _Run:
         rates = [h["images_per_s"] for h in self.state["history"] if h.get("images_per_s")]
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
         with begin() as conn:
+            if self.heads is not None:  # the best epoch's heads, as rows beside the embedder
+                from ..cells.heads import HEADS_FILE, store_heads
+
+                self.heads.load_weights(weights_path.parent / HEADS_FILE)
+                metrics["cell_heads"] = store_heads(conn, registry.get_model(conn, self.name).id,
+                                                    self.data.cells, self.heads)
             return registry.update_model(
                 conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
                 train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,

@@ -1,0 +1,153 @@
+"""The hybrid search: cell probabilities and the cell-restricted k nearest images in one SQL statement.
+
+sql/search/knn_cells.sql computes the model's cell probabilities from the query embedding (the heads
+are rows of model_cells), combines the levels hierarchically and searches the k nearest images under
+the HNSW index only inside the top cells' polygons. The hybrid prediction is the consensus of those
+neighbours; when no database image lies in the top cells it falls back to the best cell's centroid
+(the cells-only prediction, the mean position of the cell's training images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from psycopg import sql
+
+from ..db import sqlfiles
+from ..db.engine import begin, psycopg_connection
+from ..errors import InputError, NotFound
+from ..retrieval.consensus import consensus
+from ..retrieval.index import vector_type
+from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, MAX_K, Neighbour, QueryResult, Region, check_query_image,
+                                make_region, require_area, require_embeddings, set_search_options)
+from ..retrieval.vectors import vector_cursor
+from .defaults import SEARCH_TOP_CELLS, SHOW_CELLS
+
+DEFAULT_TOP_CELLS = SEARCH_TOP_CELLS  # 0: neighbours from anywhere, cell probabilities reported beside them
+DEFAULT_SHOW_CELLS = SHOW_CELLS
+MAX_CELLS = 1000
+
+
+@dataclass
+class CellProbability:
+    rank: int
+    cell_id: int
+    level: int
+    h3: str
+    probability: float
+    lat: float  # centroid: mean position of the cell's training images
+    lng: float
+
+
+@dataclass
+class HybridResult(QueryResult):
+    cells: list[CellProbability] = field(default_factory=list)
+    top_cells: int = DEFAULT_TOP_CELLS
+    prediction: dict | None = None  # the hybrid prediction: lat, lng, source
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        out["cells"] = [asdict(c) for c in self.cells]
+        out["top_cells"] = self.top_cells
+        out["hybrid"] = self.prediction
+        return out
+
+
+def knn_cells_statement(dim: int) -> sql.Composed:
+    return sql.SQL(sqlfiles.read("search/knn_cells.sql")).format(vtype=vector_type(dim).sql())
+
+
+def model_has_cells(conn, model_id: int) -> bool:
+    with psycopg_connection(conn).cursor() as cur:
+        cur.execute(sqlfiles.read("cells/model_has_cells.sql"), {"model_id": model_id})
+        return bool(cur.fetchone()[0])
+
+
+def knn_cells(conn, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
+              top_cells: int = DEFAULT_TOP_CELLS, show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(),
+              split: str | None = None, version: str | None = None, database_only: bool = False,
+              cell_level: int | None = None) -> tuple[list[CellProbability], list[Neighbour]]:
+    """Run sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
+    params = {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
+              "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
+              "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
+    with vector_cursor(conn) as cur:
+        cur.execute(knn_cells_statement(dim), params)
+        rows = cur.fetchall()
+    cells = [CellProbability(r[1], r[13], r[14], r[15], float(r[16]), r[11], r[12]) for r in rows if r[0] == "cell"]
+    neighbours = [Neighbour(r[1], r[2], r[3], r[4], r[5], float(r[6]), Path(r[7]) / r[8], r[9], r[10], r[11], r[12])
+                  for r in rows if r[0] == "image"]
+    return cells, neighbours
+
+
+def hybrid_prediction(cells: list[CellProbability], neighbours: list[Neighbour], restricted: bool = True) -> dict | None:
+    if neighbours:
+        c = consensus(neighbours)
+        source = "consensus of cell neighbours" if restricted else "consensus of neighbours (no cell restriction)"
+        return {"lat": c.lat, "lng": c.lng, "location_id": c.location_id, "source": source}
+    if cells:
+        return {"lat": cells[0].lat, "lng": cells[0].lng, "location_id": None, "source": "best cell centroid"}
+    return None
+
+
+def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_cells: int = DEFAULT_TOP_CELLS,
+                  show_cells: int = DEFAULT_SHOW_CELLS, cell_level: int | None = None, near=None,
+                  within_m: float | None = None,
+                  area: str | None = None, split: str | None = None, version: str | None = None,
+                  ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None) -> list[HybridResult]:
+    """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells."""
+    from ..retrieval.embed import load_embedder
+
+    if not images:
+        raise InputError("no image given: name at least one photo to search for")
+    if not 1 <= k <= MAX_K:
+        raise InputError(f"-k {k}: must be between 1 and {MAX_K}")
+    if not 0 <= top_cells <= MAX_CELLS:
+        raise InputError(f"--top-cells {top_cells}: must be between 0 (no restriction) and {MAX_CELLS}")
+    region = make_region(near, within_m, area)
+    paths = [check_query_image(Path(p)) for p in images]
+    with begin(url) as conn:
+        emb = load_embedder(conn, model)
+        require_embeddings(conn, emb.name, emb.model_id)
+        require_area(conn, region.area)
+        if not model_has_cells(conn, emb.model_id):
+            raise NotFound(f"model '{emb.name}' has no cell heads",
+                           hint="train one with 'geoloc train --cells PARTITION', or search without --cells")
+    vectors = emb.embed(paths)
+    results = []
+    with begin(url) as conn:
+        set_search_options(conn, max(ef_search, k))
+        for path, v in zip(paths, vectors):
+            cells, neighbours = knn_cells(conn, emb.model_id, emb.dim, v, k, top_cells, show_cells, region,
+                                          split, version, cell_level=cell_level)
+            results.append(HybridResult(path, neighbours, neighbours[0] if neighbours else None,
+                                        consensus(neighbours), region, cells, top_cells,
+                                        hybrid_prediction(cells, neighbours, top_cells > 0)))
+    return results
+
+
+def has_cells(model: str, url: str | None = None) -> bool:
+    """Whether registered model MODEL has cell heads (False for unknown names and the baseline)."""
+    from ..model.registry import get_model
+
+    with begin(url) as conn:
+        try:
+            row = get_model(conn, model)
+        except NotFound:
+            return False
+        return model_has_cells(conn, row.id)
+
+
+def print_cells(res: HybridResult, echo) -> None:
+    """The text report of one hybrid result: cell probabilities and the hybrid prediction."""
+    where = f"the top {res.top_cells} cells" if res.top_cells else "anywhere (--top-cells N to restrict)"
+    echo(f"  geo-cells (hierarchical probability; neighbours from {where}):")
+    for c in res.cells:
+        echo(f"    {c.rank:>2}. cell {c.cell_id} {c.h3} (level {c.level})  p={c.probability:.3f}  "
+             f"centroid {c.lat:.6f}, {c.lng:.6f}")
+    p = res.prediction
+    if p is not None:
+        echo(f"  hybrid prediction: {p['lat']:.6f}, {p['lng']:.6f} ({p['source']})")

@@ -1,0 +1,1 @@
+UPDATE cell_partitions SET name = :name WHERE id = :partition_id;

@@ -1,0 +1,259 @@
+"""Cell heads trained jointly with the embedder on a tiny real subset, and the hybrid search on them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h3
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from geoloc.model import registry
+from tests.retrieval_data import TEMPLATE, drop_database
+from tests.test_cells_partition import TRAIN_DIR, VAL_DIR, copy_locations
+
+TINY = ["--input-size", 64, "--dim", 32, "--epochs", 2, "--steps-per-epoch", 4, "--places", 4, "--per-place", 4,
+        "--lr", 1e-3, "--warmup-steps", 1, "--seed", 3]
+
+
+@pytest.fixture(scope="module")
+def trained(pg_cluster, shared_data, tmp_path_factory):
+    """A database with 12 training and 8 validation locations, partition 'p', model 'm' with cells, embedded."""
+    from click.testing import CliRunner
+
+    from geoloc.cli import main
+    from geoloc.collect.locations import ingest_locations
+    from geoloc.imagery.importer import ingest_images
+    from geoloc.retrieval.embed import embed_images
+
+    name = f"c_{os.getpid()}"
+    pg_cluster.create_database(name, template=TEMPLATE)
+    url = pg_cluster.url(name)
+    root = tmp_path_factory.mktemp("cells_images")
+    copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
+    copy_locations(shared_data / "images" / VAL_DIR, root, 8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEOLOC_DATABASE_URL", url)
+        mp.setenv("GEOLOC_DATA_DIR", str(root / "data"))
+        buffers = shared_data / "buffers"
+        ingest_locations([buffers / "new_order_buffer_100.csv", buffers / "new_order_buffer_35.csv"])
+        assert ingest_images(root).failed == 0
+        runner = CliRunner()
+        res = runner.invoke(main, ["cells", "build", "p", "--img-min", "20", "--img-max", "200", "--levels", "2",
+                                   "--ratio", "2"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(main, ["train", "--name", "m", "--cells", "p", "--cell-weight", "0.5",
+                                   *map(str, TINY)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        embed_images("m")
+        yield url, res.stdout
+    drop_database(pg_cluster, name, url)
+
+
+@pytest.fixture
+def db(trained, monkeypatch):
+    monkeypatch.setenv("GEOLOC_DATABASE_URL", trained[0])
+    return sa.create_engine(trained[0])
+
+
+@pytest.mark.slow
+def test_train_with_cells_stores_one_head_row_per_cell_and_the_partition(trained, db):
+    assert "cell heads: " in trained[1] and "of partition 'p'" in trained[1]
+    row = registry.get_model(None, "m")
+    with db.connect() as conn:
+        part = conn.execute(sa.text("SELECT id FROM cell_partitions WHERE name = 'p'")).scalar_one()
+        cells = conn.execute(sa.text("SELECT id FROM cells WHERE partition_id = :p ORDER BY id"), {"p": part}).scalars().all()
+        heads = conn.execute(sa.text("SELECT cell_id, vector_dims(weight) FROM model_cells WHERE model_id = :m"
+                                     " ORDER BY cell_id"), {"m": row.id}).all()
+    assert row.status == "ready"
+    assert row.hyperparams["cells"] == "p" and row.hyperparams["cells_partition_id"] == part
+    assert row.hyperparams["cell_weight"] == 0.5 and row.hyperparams["ms_weight"] == 1.0
+    assert [h[0] for h in heads] == cells and {h[1] for h in heads} == {32}
+    assert len(cells) == sum(row.data_counts["cells_per_level"]) and len(row.data_counts["cells_per_level"]) == 2
+    assert len(row.history) == 2 and all(h["loss"] > 0 for h in row.history)
+
+
+def _query_image(db) -> str:
+    with db.connect() as conn:
+        return conn.execute(sa.text("SELECT root || '/' || path FROM images WHERE split = 'val' ORDER BY id LIMIT 1")
+                            ).scalar_one()
+
+
+def _expected_probabilities(db, model_id: int, query: np.ndarray) -> dict[int, float]:
+    """Hierarchical cell probabilities recomputed in numpy from the stored heads (softmax per level,
+    product along the parent chain, renormalised over the finest level)."""
+    with db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT c.id, c.level, c.parent_id, h.weight::text, h.bias FROM model_cells h JOIN cells c ON c.id = h.cell_id"
+            " WHERE h.model_id = :m"), {"m": model_id}).all()
+    prob, parent = {}, {}
+    for level in sorted({r.level for r in rows}):
+        lv = [r for r in rows if r.level == level]
+        logits = np.array([np.dot(json.loads(r.weight), query) + r.bias for r in lv])
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        prob.update({r.id: float(x) for r, x in zip(lv, p)})
+        parent.update({r.id: r.parent_id for r in lv})
+    finest = max(r.level for r in rows)
+    score = {}
+    for r in rows:
+        if r.level == finest:
+            s, c = 1.0, r.id
+            while c is not None:
+                s, c = s * prob[c], parent[c]
+            score[r.id] = s
+    total = sum(score.values())
+    return {c: s / total for c, s in score.items()}
+
+
+@pytest.mark.slow
+def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cells(trained, db, cli):
+    image = _query_image(db)
+    res = cli("search", image, "--model", "m", "-k", 5, "--top-cells", 2, "--json")
+    assert res.exit_code == 0, res.output
+    (out,) = json.loads(res.stdout)
+    cells = out["cells"]
+    assert len(cells) >= 2 and [c["rank"] for c in cells] == list(range(1, len(cells) + 1))
+    probs = [c["probability"] for c in cells]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1 and sum(probs) <= 1 + 1e-9
+    # the SQL's probabilities equal the heads applied in numpy to the query's embedding
+    from geoloc.retrieval.embed import load_embedder
+
+    with db.connect() as conn:
+        emb = load_embedder(conn, "m")
+    query = emb.embed([image])[0]
+    expected = _expected_probabilities(db, registry.get_model(None, "m").id, query)
+    best = sorted(expected, key=lambda c: -expected[c])[:len(cells)]
+    assert [c["cell_id"] for c in cells] == best
+    assert probs == pytest.approx([expected[c] for c in best], rel=1e-3, abs=1e-6)
+    # every neighbour lies inside one of the two top cells' polygons
+    assert out["neighbours"] and out["hybrid"]["source"] == "consensus of cell neighbours"
+    with db.connect() as conn:
+        inside = conn.execute(sa.text(
+            "SELECT count(*) FROM images i JOIN locations l ON l.id = i.location_id WHERE i.id = ANY(:ids)"
+            " AND EXISTS (SELECT 1 FROM cells c WHERE c.id = ANY(:cells) AND ST_Contains(c.geom, l.geom))"),
+            {"ids": [n["image_id"] for n in out["neighbours"]], "cells": best[:2]}).scalar_one()
+    assert inside == len(out["neighbours"])
+    text = cli("search", image, "--model", "m").stdout
+    assert "geo-cells (hierarchical probability; neighbours from anywhere (--top-cells N to restrict)):" in text
+    assert "hybrid prediction:" in text and "(consensus of neighbours (no cell restriction))" in text
+    text = cli("search", image, "--model", "m", "--top-cells", 3, "--cell-level", 0).stdout
+    assert "neighbours from the top 3 cells)" in text and "level 0)" in text
+    plain = json.loads(cli("search", image, "--model", "m", "--no-cells", "--json").stdout)[0]
+    assert "cells" not in plain and plain["neighbours"]
+
+
+@pytest.mark.slow
+def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
+    from geoloc.cells.search import knn_cells_statement
+    from geoloc.db import sqlfiles
+    from geoloc.db.engine import begin
+    from geoloc.retrieval.search import set_search_options
+    from geoloc.retrieval.vectors import vector_cursor
+
+    text = sqlfiles.read("search/knn_cells.sql")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    assert code.rstrip().endswith(";") and code.count(";") == 1  # one statement
+    model_id = registry.get_model(None, "m").id
+    with begin() as conn:
+        set_search_options(conn)
+        with vector_cursor(conn) as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(32).as_bytes(cur),
+                        {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
+                         "top_cells": 2, "show_cells": 5, "cell_level": None, "split": None, "version": None, "database_only": False,
+                         "lat": None, "lng": None, "within_m": None, "area": None})
+            plan = "\n".join(r[0] for r in cur.fetchall())
+    assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
+
+
+@pytest.mark.slow
+def test_evaluate_cells_stores_cells_and_hybrid_runs(trained, db, cli):
+    res = cli("evaluate", "--model", "m", "--split", "val", "--cells", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [m["method"] for m in out["methods"]] == ["cells", "retrieval", "hybrid", "baseline"]
+    assert len({m["queries"] for m in out["methods"]}) == 1 and out["queries"] > 0
+    by = {m["method"]: m for m in out["methods"]}
+    assert by["cells"]["recall"] is None and set(by["hybrid"]["recall"]) == {"1", "5"}
+    with db.connect() as conn:
+        for method in ("cells", "hybrid"):
+            errors = conn.execute(sa.text(
+                "SELECT p.top1_error_m, ST_Distance(ST_Transform(p.query_geom, 3006), ST_Transform(p.top1_geom, 3006))"
+                " FROM eval_predictions p JOIN eval_runs r ON r.id = p.run_id WHERE r.id = :r AND r.method = :m"),
+                {"r": by[method]["run_id"], "m": method}).all()
+            assert len(errors) == out["queries"]
+            assert all(abs(a - b) < 0.05 for a, b in errors)
+            share = sum(1 for _, b in errors if b <= 250) / len(errors)
+            assert by[method]["within_m"]["250"] == pytest.approx(share)
+    text = cli("evaluate", "--model", "m", "--split", "val", "--cells").stdout
+    assert "within 2.5 km" in text and "median error (m)" in text and "Recall@1" in text
+
+
+@pytest.mark.slow
+def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db, monkeypatch, tmp_path):
+    from geoloc.model.train import Interrupted, TrainConfig, train
+
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    cfg = TrainConfig(input_size=64, dim=32, epochs=2, steps_per_epoch=4, places=4, per_place=4, lr=1e-3,
+                      warmup_steps=1, seed=3, cells="p", cell_weight=0.5)
+
+    def ctrl_c(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        train("r", cfg, on_step=ctrl_c, progress=False)
+    row = train("r", resume=True, progress=False)
+    full = registry.get_model(None, "m")
+    assert row.status == "ready" and row.metrics["steps"] == full.metrics["steps"] == 8
+    assert row.metrics["cell_heads"] == full.metrics["cell_heads"] == sum(full.data_counts["cells_per_level"])
+    assert [h["loss"] for h in row.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_cells_errors_are_one_line_and_store_nothing(trained, db, cli, tmp_path, monkeypatch):
+    from geoloc.model.train import save_untrained
+    from geoloc.retrieval.embed import embed_images
+
+    monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path))
+    res = cli("train", "--name", "x", "--cells", "nope", "--input-size", 64)
+    assert res.exit_code == 1
+    assert res.stderr == "Error: cell partition 'nope' not found\nHint: build it with 'geoloc cells build NAME'\n"
+    save_untrained("plain", "mobilenetv3small", 32, 64, seed=0)
+    embed_images("plain", split="val")
+    image = _query_image(db)
+    res = cli("search", image, "--model", "plain", "--cells")
+    assert res.exit_code == 1
+    assert res.stderr == ("Error: model 'plain' has no cell heads\n"
+                          "Hint: train one with 'geoloc train --cells PARTITION', or search without --cells\n")
+    assert cli("search", image, "--model", "plain").exit_code == 0  # no heads: the plain search
+    res = cli("search", image, "--model", "m", "--top-cells", -1)
+    assert res.exit_code == 1 and res.stderr == "Error: --top-cells -1: must be between 0 (no restriction) and 1000\n"
+    res = cli("evaluate", "--model", "plain", "--split", "val", "--cells")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: model 'plain' has no cell heads\n")
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM models WHERE name = 'x'")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM eval_runs r JOIN models m ON m.id = r.model_id"
+                                    " WHERE m.name = 'plain'")).scalar_one() == 0
+
+
+@pytest.mark.slow
+def test_rebuilding_a_used_partition_keeps_the_old_one_for_its_models(trained, db, cli):
+    # last in this module: it renames the module's partition
+    with db.connect() as conn:
+        old = conn.execute(sa.text("SELECT id FROM cell_partitions WHERE name = 'p'")).scalar_one()
+        users = conn.execute(sa.text("SELECT count(*) FROM models WHERE hyperparams->>'cells' = 'p'")).scalar_one()
+    res = cli("cells", "build", "p", "--img-min", 20, "--img-max", 150, "--levels", 1, "--replace")
+    assert res.exit_code == 0, res.output
+    assert f"the previous 'p' was kept as 'p~{old}' (used by {users} model(s))" in res.stdout
+    with db.connect() as conn:
+        names = dict(conn.execute(sa.text("SELECT name, levels FROM cell_partitions")).all())
+    assert names == {f"p~{old}": 2, "p": 1}
+    (out,) = json.loads(cli("search", _query_image(db), "--model", "m", "--json").stdout)
+    with db.connect() as conn:
+        parts = set(conn.execute(sa.text("SELECT partition_id FROM cells WHERE id = ANY(:ids)"),
+                                 {"ids": [c["cell_id"] for c in out["cells"]]}).scalars())
+    assert parts == {old} and out["neighbours"]
