@@ -1,9 +1,11 @@
 """Geo-cells: adaptive H3 partitionings, each location's cell, per-model cell heads, and v_cells.
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01
 """
+from pathlib import Path
+
 from alembic import op
 import sqlalchemy as sa
 import geoalchemy2
@@ -11,10 +13,11 @@ import pgvector.sqlalchemy
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
-from geoloc.db import sqlfiles
+# The view as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+FROZEN = Path(__file__).resolve().parent / "sql"
 
 revision = '0012'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
@@ -76,7 +79,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('model_id', 'cell_id', name=op.f('pk_model_cells'))
     )
     op.create_index('ix_model_cells_cell_id', 'model_cells', ['cell_id'], unique=False)
-    op.execute(sqlfiles.read("cells/v_cells.sql"))
+    op.execute((FROZEN / "0012_cells.sql").read_text())
 
 
 def downgrade() -> None:
