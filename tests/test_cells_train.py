@@ -147,7 +147,7 @@ def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cel
 
 @pytest.mark.slow
 def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
-    from geoloc.cells.search import knn_cells_statement
+    from geoloc.retrieval.hybrid import knn_cells_statement
     from geoloc.db import sqlfiles
     from geoloc.db.engine import begin
     from geoloc.retrieval.search import set_search_options

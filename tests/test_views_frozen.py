@@ -75,4 +75,4 @@ def test_migrations_do_not_read_the_head_sql(pg_cluster, monkeypatch, tmp_path):
         db_engine.get_engine(url).dispose()
         pg_cluster.drop_database(name)
     assert views == {"v_grid_points", "v_panoramas", "v_locations", "v_split_coverage", "v_images",
-                     "v_image_locations", "v_capture_jobs", "v_eval_predictions"}
+                     "v_image_locations", "v_capture_jobs", "v_eval_predictions", "v_cells"}

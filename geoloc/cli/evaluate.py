@@ -38,8 +38,8 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
 
     Example: geoloc evaluate --model mnv3-small --split test --version v1
     """
-    if cells:  # the geo-cells comparison (geoloc.cells.evaluate)
-        from ..cells.evaluate import evaluate_cells, report_rows as cell_rows
+    if cells:  # the geo-cells comparison (geoloc.retrieval.hybrid_eval)
+        from ..retrieval.hybrid_eval import evaluate_cells, report_rows as cell_rows
 
         rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
                              progress=not as_json)

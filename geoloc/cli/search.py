@@ -67,7 +67,7 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         plots.check_path(plot)
     if map_file is not None:
         webmap.check_path(map_file)
-    from ..cells import search as cells_search
+    from ..retrieval import hybrid as cells_search
 
     if use_cells or (use_cells is None and cells_search.has_cells(model)):
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,

@@ -211,7 +211,7 @@ class _Data:
     cache: np.ndarray
     validator: object | None
     counts: dict = field(default_factory=dict)
-    cells: object | None = None  # geoloc.cells.heads.CellLabels with --cells
+    cells: object | None = None  # geoloc.model.cell_heads.CellLabels with --cells
 
 
 def _prepare_data(conn, cfg: TrainConfig) -> _Data:
@@ -229,7 +229,7 @@ def _prepare_data(conn, cfg: TrainConfig) -> _Data:
     sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed)
     cells = None
     if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
-        from ..cells.heads import place_labels
+        from .cell_heads import place_labels
 
         cells = place_labels(conn, cfg.cells, cfg.cells_partition_id, train.location_ids, sampler.groups)
         cfg.cells_partition_id = cells.partition_id
@@ -344,7 +344,7 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
                         cfg.freeze, cfg.gem_p, cfg.trainable_p, bn_momentum=cfg.bn_momentum)
     heads, tracked = None, model  # tracked: what the optimizer trains and checkpoints hold
     if data.cells is not None:
-        from ..cells.heads import build_heads
+        from .cell_heads import build_heads
 
         heads = build_heads(int(model.output_shape[-1]), data.cells.sizes)
         tracked = keras.Model(model.input, [model.output, *heads(model.output)], name="embedder_and_cells")
@@ -511,7 +511,7 @@ class _Run:
             self.model.save_weights(tmp)
             os.replace(tmp, self.run_dir / WEIGHTS_FILE)  # a kill never leaves half a file
             if self.heads is not None:
-                from ..cells.heads import save_best
+                from .cell_heads import save_best
 
                 save_best(self.heads, self.run_dir)
             self.state["best"] = entry
@@ -548,7 +548,7 @@ class _Run:
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
         with begin() as conn:
             if self.heads is not None:  # the best epoch's heads, as rows beside the embedder
-                from ..cells.heads import HEADS_FILE, store_heads
+                from .cell_heads import HEADS_FILE, store_heads
 
                 self.heads.load_weights(weights_path.parent / HEADS_FILE)
                 metrics["cell_heads"] = store_heads(conn, registry.get_model(conn, self.name).id,

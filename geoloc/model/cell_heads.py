@@ -17,7 +17,7 @@ import numpy as np
 
 from ..db import sqlfiles
 from ..errors import InputError, NotFound
-from .partition import get_partition
+from ..cells.partition import get_partition
 
 HEADS_FILE = "best.cells.weights.h5"
 

@@ -24,7 +24,7 @@ from ..retrieval.index import vector_type
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, MAX_K, Neighbour, QueryResult, Region, check_query_image,
                                 make_region, require_area, require_embeddings, set_search_options)
 from ..retrieval.vectors import vector_cursor
-from .defaults import SEARCH_TOP_CELLS, SHOW_CELLS
+from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
 DEFAULT_TOP_CELLS = SEARCH_TOP_CELLS  # 0: neighbours from anywhere, cell probabilities reported beside them
 DEFAULT_SHOW_CELLS = SHOW_CELLS

@@ -23,8 +23,8 @@ from ..db.engine import begin, psycopg_connection
 from ..errors import InputError
 from ..retrieval import evaluate as R
 from ..retrieval.search import set_search_options
-from .defaults import EVAL_CELL_LEVEL, EVAL_TOP_CELLS, SHOW_CELLS
-from .search import knn_cells, model_has_cells
+from ..cells.defaults import EVAL_CELL_LEVEL, EVAL_TOP_CELLS, SHOW_CELLS
+from .hybrid import knn_cells, model_has_cells
 
 WITHIN_M = (25, 100, 250, 1000, 2500)
 
