@@ -7,6 +7,8 @@ import json
 import click
 
 from ..cells import defaults as cell_defaults
+from ..retrieval.evaluate import DEFAULT_CONSENSUS_K, DEFAULT_K, DEFAULT_SPLIT
+from ..splits import SPLITS
 
 COMMANDS = ["evaluate"]
 
@@ -15,10 +17,10 @@ COMMANDS = ["evaluate"]
 @click.option("--model", help="Registered model to evaluate (its embeddings of the split must exist).")
 @click.option("--baseline", type=click.Choice(["thumbnail"]),
               help="Evaluate only this non-learned baseline (with --model it is always shown beside it).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default=DEFAULT_SPLIT, show_default=True)
 @click.option("--version", help="Scraping version of the split (e.g. v1); all versions when omitted.")
-@click.option("-k", "k", type=int, default=20, show_default=True, help="Neighbours retrieved per query.")
-@click.option("--consensus-k", type=int, default=5, show_default=True,
+@click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True, help="Neighbours retrieved per query.")
+@click.option("--consensus-k", type=int, default=DEFAULT_CONSENSUS_K, show_default=True,
               help="Neighbours that vote for the consensus position.")
 @click.option("--cells", "cells", is_flag=True,
               help="Geo-cells table: cells-only vs retrieval-only vs hybrid vs thumbnails (model with cell heads).")

@@ -33,9 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..splits import SPLITS
+
 SRID = 4326
-METRIC_SRID = 3006  # SWEREF99 TM
-SPLITS = ("train", "val", "test")
+SPLIT_CHECK = "split IN (" + ",".join(f"'{s}'" for s in SPLITS) + ")"  # split IN ('train','val','test')
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -140,7 +141,7 @@ class Location(Base):
     split: Mapped[str | None] = mapped_column(String(8), index=True)
     source: Mapped[str] = mapped_column(Text, server_default="selection")
     __table_args__ = (
-        CheckConstraint("split IN ('train','val','test')", name="split"),
+        CheckConstraint(SPLIT_CHECK, name="split"),
         # CSV-imported and selected locations may share (buffer, order): unique per source
         UniqueConstraint("source", "buffer_m", "order_no"),
     )
@@ -171,7 +172,7 @@ class Image(Base):
     __table_args__ = (
         CheckConstraint("heading >= 0", name="heading"),
         CheckConstraint("time_index >= 0", name="time_index"),
-        CheckConstraint("split IN ('train','val','test')", name="split"),
+        CheckConstraint(SPLIT_CHECK, name="split"),
         Index("ix_images_split_version", "split", "version"),
         Index("ix_images_location_heading", "location_id", "heading"),
     )

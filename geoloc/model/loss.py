@@ -61,16 +61,6 @@ def multi_similarity_loss(embeddings: tf.Tensor, labels: tf.Tensor, alpha: float
     return tf.reduce_mean(multi_similarity_terms(embeddings, labels, alpha, beta, base, margin, mine))
 
 
-def mined_fraction(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = MARGIN) -> tf.Tensor:
-    """Share of all positive+negative pairs the miner keeps (a training diagnostic)."""
-    sim = tf.matmul(embeddings, embeddings, transpose_b=True)
-    pos, neg = pair_masks(labels)
-    kpos, kneg = mine_pairs(sim, pos, neg, margin)
-    kept = tf.reduce_sum(tf.cast(kpos, tf.float32)) + tf.reduce_sum(tf.cast(kneg, tf.float32))
-    total = tf.reduce_sum(tf.cast(pos, tf.float32)) + tf.reduce_sum(tf.cast(neg, tf.float32))
-    return kept / tf.maximum(total, 1.0)
-
-
 def cell_classification_loss(logits: list[tf.Tensor], labels: tf.Tensor) -> tf.Tensor:
     """Mean over levels of the softmax cross-entropy of each level's cell logits.
 

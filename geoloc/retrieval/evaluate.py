@@ -21,6 +21,7 @@ from psycopg import sql
 from ..db import sqlfiles
 from ..db.engine import begin, psycopg_connection
 from ..errors import InputError, NotFound
+from ..splits import SPLITS
 from .baseline import THUMBNAIL_MODEL, baseline_model_name
 from .consensus import consensus
 from .index import vector_type
@@ -29,7 +30,7 @@ CORRECT_M = 25.0
 RECALL_AT = (1, 5, 10, 20)
 DEFAULT_K = 20
 DEFAULT_CONSENSUS_K = 5  # as many neighbours as `geoloc search` shows by default
-SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT = "test"
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def _json_safe(value):
     return value
 
 
-def evaluate(model: str | None = None, baseline: str | None = None, split: str = "test",
+def evaluate(model: str | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
              store: bool = True, progress: bool = False, url: str | None = None) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
