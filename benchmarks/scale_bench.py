@@ -264,6 +264,8 @@ def main() -> None:
     ap.add_argument("--load-only", action="store_true", help="load and build the index(es), then stop")
     ap.add_argument("--no-faiss", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--sweep", help="radii in metres, e.g. 100,250,500,1000,2000: time both plans of each "
+                                    "(exact GiST and HNSW forced by the threshold) to place SMALL_REGION")
     args = ap.parse_args()
     kinds = args.kind or [hnsw.DEFAULT_INDEX_KIND]
     radii = args.radius or [250.0, 1000.0]
@@ -302,10 +304,30 @@ def main() -> None:
                 results.append({"method": "FAISS HNSW", "filter": label, "recall": recall(f, truths[label][0]),
                                 "lat": lt, "plan": "", "note": "", "load": load_avg()})
         print_table(results, meta)
+    if args.sweep and not args.load_only:
+        sweep(url, model_id, args, lat, lng, vectors, queries, centres)
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": [
             {**r, "p50_ms": ms(r["lat"])[0], "p95_ms": ms(r["lat"])[1], "lat": None} for r in results]}, indent=1))
     log("done")
+
+
+def sweep(url, model_id, args, lat, lng, vectors, queries, centres) -> None:
+    """Both plans of the same filtered queries, forced through the threshold: where they cross."""
+    nq = min(len(queries), 100)
+    print(f"\nplan sweep ({nq} queries per row): exact = GiST + exact ranking, hnsw = iterative scan")
+    print(f"{'radius m':>9}{'locations':>11}{'exact p50':>11}{'hnsw p50':>10}{'hnsw recall':>13}  load")
+    for r in [float(x) for x in args.sweep.split(",")]:
+        regions = [S.Region(c[0], c[1], r) for c in centres[:nq]]
+        masks = [geodesic_within(lat, lng, c, r) for c in centres[:nq]]
+        truth, _ = truth_of(vectors, queries[:nq], masks, args.k)
+        row = {}
+        for plan, threshold in (("exact", 10**9), ("hnsw", 0)):
+            S.SMALL_REGION = threshold  # Region.params reads it per call
+            f, lt, _ = run_sql(url, model_id, args.dim, queries[:nq], regions, args.k, args.ef_search)
+            row[plan] = (ms(lt)[0], recall(f, truth))
+        print(f"{r:>9g}{np.mean([m.sum() for m in masks]):>11,.0f}{row['exact'][0]:>11.2f}{row['hnsw'][0]:>10.2f}"
+              f"{row['hnsw'][1]:>13.3f}  {load_avg()}", flush=True)
 
 
 def print_table(results, meta) -> None:

@@ -182,3 +182,88 @@ def test_a_halfvec_index_is_used_by_search_and_finds_the_same_neighbours(scale_d
         assert after == before == _exact(vectors, q, np.ones(len(vectors), bool), 10)
     finally:
         hnsw.build_index(url, model_id, DIM, kind="vector")
+
+
+# --------------------------------------------------------------------------- pgvector version
+
+def test_db_status_warns_about_pgvector_older_than_0_8_4(cli, db_url):
+    res = cli("db", "status", "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["pgvector"] == "0.8.0"  # the server installed here
+    [warning] = info["warnings"]
+    assert warning.startswith("pgvector 0.8.0 is older than 0.8.4")
+    for fact in ("parallel index builds can overflow (fixed in 0.8.2", "single-process",
+                 "VACUUM after deletes can corrupt an HNSW index (fixed in 0.8.3/0.8.4", "rebuilds"):
+        assert fact in warning, warning
+    text = cli("db", "status")
+    assert text.exit_code == 0 and f"Warning: {warning}" in text.stdout.splitlines()
+
+
+def test_a_fixed_pgvector_gets_no_warning():
+    from geoloc.db.admin import warnings_for
+
+    assert warnings_for("0.8.4") == [] and warnings_for("0.9.1") == []
+    assert len(warnings_for("0.8.3")) == 1 and len(warnings_for("0.7.4")) == 1
+
+
+# --------------------------------------------------------------------------------- replica
+
+@pytest.mark.slow
+def test_a_streaming_replica_answers_searches_like_the_primary_and_refuses_writes(pg_cluster, db_url):
+    import os
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    import psycopg
+
+    from geoloc import config
+    from geoloc.db.replica import create_replica
+
+    model_id, *_ = load(db_url, n=3000)
+    root = Path(tempfile.mkdtemp(prefix="geoloc-test-replica-"))
+    os.chmod(root, 0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dbname = db_url.rsplit("/", 1)[1]
+    try:
+        rep = create_replica(pg_cluster, root / "pg", port)
+        assert rep.created and (rep.cluster.pgdata / "standby.signal").exists()
+        assert config.REPLICATION_USER in config.read_secrets(pg_cluster.root)
+        hba = (pg_cluster.pgdata / "pg_hba.conf").read_text()
+        assert not [ln for ln in hba.splitlines() if ln.strip() and not ln.startswith("#") and "trust" in ln]
+        q = _vectors(1, seed=11)[0]
+        answers = []
+        for url in (db_url, rep.url(dbname)):
+            with begin(url) as conn:
+                S.set_search_options(conn)
+                answers.append([(n.image_id, n.location_id) for n in
+                                S.knn(conn, model_id, DIM, q, 10, S.Region(*CENTRE, 2000.0))])
+        assert len(answers[0]) == 10 and answers[1] == answers[0]
+        # a row written on the primary later reaches the replica
+        with get_engine(db_url).begin() as conn:
+            conn.execute(sa.text("DELETE FROM embeddings WHERE image_id = :i"), {"i": answers[0][0][0]})
+        from geoloc.db.replica import wait_for_replay
+
+        wait_for_replay(pg_cluster, rep.cluster)
+        with get_engine(rep.url(dbname)).connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM embeddings")).scalar() == 2999
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with psycopg.connect(config.libpq_url(rep.url(dbname)), autocommit=True) as conn:
+                conn.execute("DELETE FROM embeddings")
+    finally:
+        get_engine(rep.url(dbname)).dispose() if "rep" in locals() else None
+        from geoloc.db.cluster import Cluster
+
+        Cluster(root / "pg", port).stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_read_url_that_is_not_postgresql_is_refused_naming_the_option(tmp_path):
+    from geoloc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--read-url: 'mysql://u@h/db' is not a PostgreSQL URL"):
+        S.search([tmp_path / "x.jpg"], "m", read_url="mysql://u@h/db")

@@ -36,12 +36,14 @@ def _print_result(res) -> None:
 @click.option("--area", help="Only database images inside this area (see 'geoloc ingest area').")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
 @click.option("--version", help="Only database images of this scraping version (e.g. v1).")
+@click.option("--read-url", metavar="URL",
+              help="Read from this server, e.g. a replica made by 'geoloc db replica' [GEOLOC_READ_DATABASE_URL].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
 @click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write an HTML map of the prediction and the neighbours.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
-           area: str | None, split: str | None, version: str | None, as_json: bool, plot: Path | None,
+           area: str | None, split: str | None, version: str | None, read_url: str | None, as_json: bool, plot: Path | None,
            map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
@@ -60,7 +62,7 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     if map_file is not None:
         webmap.check_path(map_file)
     results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
-                         version=version)
+                         version=version, read_url=read_url)
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:

@@ -168,7 +168,7 @@ def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
 
 
 def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: str | None,
-               version: str | None, small_region: int = SMALL_REGION) -> dict:
+               version: str | None, small_region: int | None = None) -> dict:
     return {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
             "split": split, "version": version, **region.params(small_region)}
 
@@ -187,7 +187,7 @@ def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = D
 
 
 def explain(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
-            region: Region = Region(), vtype: VectorType | None = None, small_region: int = SMALL_REGION) -> str:
+            region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None) -> str:
     """Which plan knn's statement ran for this query: 'hnsw' (the model's HNSW index), 'gist+exact'
     (the region's locations through the GiST index, ranked exactly) or 'seq' (neither: no index)."""
     vtype = vtype or search_type(conn, model_id, dim)
@@ -211,9 +211,16 @@ def plan_of(lines: list[str]) -> str:
 
 def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | tuple[float, float] | None = None,
            within_m: float | None = None, area: str | None = None, split: str | None = None,
-           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None) -> list[QueryResult]:
-    """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus."""
+           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None,
+           read_url: str | None = None) -> list[QueryResult]:
+    """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus.
+
+    Every query of a search only reads: READ_URL (else URL, else GEOLOC_READ_DATABASE_URL, else the
+    configured database) may be a streaming replica (`geoloc db replica`)."""
+    from .. import config
     from .embed import load_embedder
+
+    url = config.normalise_url(read_url, "--read-url") if read_url else url or config.read_database_url()
 
     if not images:
         raise InputError("no image given: name at least one photo to search for")
