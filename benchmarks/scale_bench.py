@@ -264,6 +264,7 @@ def main() -> None:
     ap.add_argument("--load-only", action="store_true", help="load and build the index(es), then stop")
     ap.add_argument("--no-faiss", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--sweep-only", action="store_true", help="only the plan sweep (index as it is)")
     ap.add_argument("--sweep", help="radii in metres, e.g. 100,250,500,1000,2000: time both plans of each "
                                     "(exact GiST and HNSW forced by the threshold) to place SMALL_REGION")
     args = ap.parse_args()
@@ -277,8 +278,11 @@ def main() -> None:
     url, model_id, load_s = ensure_loaded(args.n, args.dim, args.seed, vectors, lat, lng, args.chunk)
     results, meta = [], {"n": args.n, "dim": args.dim, "k": args.k, "ef_search": args.ef_search,
                          "load_s": load_s, "cores": os.cpu_count(), "kinds": {}}
-    regions_by = [] if args.load_only else filters(lat, lng, centres, radii, area=True)
+    regions_by = [] if args.load_only or args.sweep_only else filters(lat, lng, centres, radii, area=True)
     truths = {label: truth_of(vectors, queries, masks, args.k) for label, _, masks in regions_by}
+    if args.sweep_only:
+        sweep(url, model_id, args, lat, lng, vectors, queries, centres)
+        return
     for kind in kinds:
         build_s = ensure_index(url, model_id, args.dim, kind, args.build_memory)
         meta["kinds"][kind] = {"build_s": build_s, **sizes(url, model_id)}

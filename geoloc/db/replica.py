@@ -109,7 +109,7 @@ def wait_for_replay(primary: Cluster, replica: Cluster, timeout_s: float = DEFAU
     import psycopg
 
     with psycopg.connect(primary.admin_url(), autocommit=True) as conn:
-        target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        target = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # includes async commits
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(replica.admin_url(), autocommit=True) as conn:
         if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:

@@ -31,8 +31,14 @@ MAX_K = 1000
 DEFAULT_EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may walk before it gives up
 # regions whose bounding box holds at most this many locations are ranked exactly (GiST plan), larger
-# ones through the HNSW iterative scan: the crossover measured in benchmarks/README.md ("Scale")
-SMALL_REGION = 5000
+# ones through the HNSW iterative scan: where the two plans' latencies cross at 100k x 256 (about
+# 1,000-1,300 locations in the circle, benchmarks/README.md "Scale")
+SMALL_REGION = 1500
+# Every join of knn.sql is an index lookup of a few rows: nested loops only. Without these the planner
+# joined a filtered HNSW scan to a materialised (hash/merge) list of the region's images, 20x slower
+# than following each graph row to its image and location by primary key (benchmarks/README.md).
+JOIN_SETTINGS = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off",
+                 "SET LOCAL enable_material = off", "SET LOCAL max_parallel_workers_per_gather = 0")
 _NEAR = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 NEAR_EXAMPLE = "59.3251,18.0711"
 
@@ -165,6 +171,8 @@ def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
         cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(ef_search))))
         cur.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(int(max_scan_tuples))))
         cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        for setting in JOIN_SETTINGS:
+            cur.execute(setting)
 
 
 def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: str | None,

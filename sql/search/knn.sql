@@ -37,6 +37,11 @@
 --   SET LOCAL plan_cache_mode = force_custom_plan;  -- plan with the actual values, so the partial
 --                                                   -- index predicate is proven and the unused
 --                                                   -- branch pruned even when prepared
+--   SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off;
+--   SET LOCAL max_parallel_workers_per_gather = 0;  -- every join here is a primary-key lookup of a
+--                                                   -- few rows: nested loops only (else the large
+--                                                   -- branch may join the graph walk to a
+--                                                   -- materialised list of the region's images)
 -- relaxed_order may hand rows back slightly out of order, so the outer query sorts the k rows again.
 WITH region_box AS MATERIALIZED (
     SELECT CASE
