@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_bench import BBOX, LowRankClusters, bench_url, geodesic_within, random_points  # noqa: E402
+from search_bench import LowRankClusters, bench_url, geodesic_within, random_points  # noqa: E402
 
 from geoloc.db.engine import begin  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
@@ -335,7 +335,6 @@ def sweep(url, model_id, args, lat, lng, vectors, queries, centres) -> None:
 
 
 def print_table(results, meta) -> None:
-    base = {r["filter"]: ms(r["lat"])[0] for r in results if r["method"].startswith("SQL knn")}
     faiss_ = {r["filter"]: ms(r["lat"])[0] for r in results if r["method"] == "FAISS HNSW"}
     numpy_ = {r["filter"]: ms(r["lat"])[0] for r in results if r["method"] == "NumPy exact"}
     print(f"\nn = {meta['n']:,}, dim {meta['dim']}, k = {meta['k']}, ef_search = {meta['ef_search']}, "
@@ -353,7 +352,6 @@ def print_table(results, meta) -> None:
         ratio = lambda d: f"{p50 / d[r['filter']]:.2f}" if r["filter"] in d else ""  # noqa: E731
         print(f"{r['method']:<22}{r['filter']:<8}{p50:>8.2f}{p95:>8.2f}{r['recall']:>8.3f}{ratio(faiss_):>8}"
               f"{ratio(numpy_):>8}  {r['plan']} {r['note']}")
-    del base
 
 
 if __name__ == "__main__":

@@ -220,7 +220,8 @@ def test_a_streaming_replica_answers_searches_like_the_primary_and_refuses_write
     import psycopg
 
     from geoloc import config
-    from geoloc.db.replica import create_replica
+    from geoloc.db.cluster import Cluster
+    from geoloc.db.replica import create_replica, wait_for_replay
 
     model_id, *_ = load(db_url, n=3000)
     root = Path(tempfile.mkdtemp(prefix="geoloc-test-replica-"))
@@ -229,8 +230,9 @@ def test_a_streaming_replica_answers_searches_like_the_primary_and_refuses_write
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dbname = db_url.rsplit("/", 1)[1]
+    standby = Cluster(root / "pg", port)
     try:
-        rep = create_replica(pg_cluster, root / "pg", port)
+        rep = create_replica(pg_cluster, standby.root, port)
         assert rep.created and (rep.cluster.pgdata / "standby.signal").exists()
         assert config.REPLICATION_USER in config.read_secrets(pg_cluster.root)
         hba = (pg_cluster.pgdata / "pg_hba.conf").read_text()
@@ -246,8 +248,6 @@ def test_a_streaming_replica_answers_searches_like_the_primary_and_refuses_write
         # a row written on the primary later reaches the replica
         with get_engine(db_url).begin() as conn:
             conn.execute(sa.text("DELETE FROM embeddings WHERE image_id = :i"), {"i": answers[0][0][0]})
-        from geoloc.db.replica import wait_for_replay
-
         wait_for_replay(pg_cluster, rep.cluster)
         with get_engine(rep.url(dbname)).connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM embeddings")).scalar() == 2999
@@ -255,10 +255,9 @@ def test_a_streaming_replica_answers_searches_like_the_primary_and_refuses_write
             with psycopg.connect(config.libpq_url(rep.url(dbname)), autocommit=True) as conn:
                 conn.execute("DELETE FROM embeddings")
     finally:
-        get_engine(rep.url(dbname)).dispose() if "rep" in locals() else None
-        from geoloc.db.cluster import Cluster
-
-        Cluster(root / "pg", port).stop()
+        if standby.initialised:
+            get_engine(standby.url(dbname)).dispose()
+            standby.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
