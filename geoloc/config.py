@@ -19,6 +19,7 @@ DEFAULT_DB = "geoloc"
 DEFAULT_USER = "geoloc"  # the application role: owns the database and everything migrations create
 ADMIN_USER = "geoloc_admin"  # bootstrap superuser of the embedded cluster: roles, databases, extensions
 READER_USER = "geoloc_reader"  # read-only role for QGIS, analysts and read-only services
+REPLICATION_USER = "geoloc_replicator"  # streams WAL to standbys (geoloc db replica); nothing else
 EMBEDDED_HOST = "127.0.0.1"
 PG_MAJOR = os.environ.get("GEOLOC_PG_MAJOR", "15")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +128,13 @@ def read_only_url() -> str | None:
     if os.environ.get("GEOLOC_DATABASE_URL") or READER_USER not in read_secrets():
         return None
     return embedded_url(role=READER_USER)
+
+
+def read_database_url() -> str | None:
+    """GEOLOC_READ_DATABASE_URL: a server (e.g. a streaming replica made by `geoloc db replica`)
+    that `geoloc search` reads from instead of the configured database; None when unset."""
+    url = os.environ.get("GEOLOC_READ_DATABASE_URL")
+    return normalise_url(url, "GEOLOC_READ_DATABASE_URL") if url else None
 
 
 def normalise_url(url: str, setting: str = "GEOLOC_DATABASE_URL") -> str:

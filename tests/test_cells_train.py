@@ -150,7 +150,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
     from geoloc.retrieval.hybrid import knn_cells_statement
     from geoloc.db import sqlfiles
     from geoloc.db.engine import begin
-    from geoloc.retrieval.search import set_search_options
+    from geoloc.retrieval.search import search_type, set_search_options
     from geoloc.retrieval.vectors import vector_cursor
 
     text = sqlfiles.read("search/knn_cells.sql")
@@ -161,7 +161,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
         set_search_options(conn)
         with vector_cursor(conn) as cur:
             cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(32).as_bytes(cur),
+            cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(search_type(conn, model_id, 32)).as_bytes(cur),
                         {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
                          "top_cells": 2, "show_cells": 5, "cell_level": None, "split": None, "version": None, "database_only": False,
                          "lat": None, "lng": None, "within_m": None, "area": None})

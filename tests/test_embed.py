@@ -62,7 +62,7 @@ def test_embed_stores_every_image_once_resumes_and_builds_the_index(cli, engine,
     assert len(rows) == images and {r.dims for r in rows} == {32}
     assert _index_def(engine, model.id) == (
         f"CREATE INDEX embeddings_hnsw_{model.id} ON public.embeddings USING hnsw "
-        f"(((embedding)::vector(32)) vector_cosine_ops) WITH (m='16', ef_construction='64') "
+        f"(((embedding)::halfvec(32)) halfvec_cosine_ops) WITH (m='16', ef_construction='64') "
         f"WHERE (model_id = {model.id})")
 
     res = cli("embed", "--model", TINY_MODEL)
@@ -122,7 +122,7 @@ def test_embed_errors_are_one_line(cli, engine, small):
 
 
 def test_large_models_are_indexed_as_halfvec_and_huge_ones_not_at_all(engine, imported):
-    assert hnsw.vector_type(2000) == hnsw.VectorType("vector", 2000)
+    assert hnsw.vector_type(2000, "vector") == hnsw.VectorType("vector", 2000)
     assert hnsw.vector_type(2001) == hnsw.VectorType("halfvec", 2001)
     assert hnsw.vector_type(4001).indexable is False
     with engine.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 
@@ -56,6 +57,8 @@ def status(as_json: bool) -> None:
     click.echo(f"server:     PostgreSQL {info['postgresql']}")
     click.echo(f"extensions: PostGIS {info['postgis']}, pgvector {info['pgvector']}")
     click.echo(f"migration:  {info['revision']} (head {info['head']})")
+    for warning in info.get("warnings", []):
+        click.echo(f"Warning: {warning}")
     click.echo("rows:")
     for table, count in info["rows"].items():
         click.echo(f"  {table:<18} {count:>10,}")
@@ -99,3 +102,24 @@ def psql(read_only: bool, psql_args: tuple[str, ...]) -> None:
     """
     cmd, env = dbadmin.psql(list(psql_args), read_only=read_only)
     os.execvpe(cmd[0], cmd, env)
+
+
+@db.command()
+@click.option("--port", type=int, help="Loopback port of the replica [GEOLOC_PG_PORT + 1].")
+@click.option("--dir", "root", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of the replica [GEOLOC_DATA_DIR/replica].")
+def replica(port: int | None, root: Path | None) -> None:
+    """Create (first time) and start a streaming replica of the embedded PostgreSQL for reads.
+
+    It is copied with pg_basebackup as a replication role whose generated password is kept in the
+    secrets file, replays the primary continuously and refuses writes. Send searches to it with
+    --read-url or GEOLOC_READ_DATABASE_URL.
+
+    Example: geoloc db replica --port 5434
+    """
+    from ..db.replica import create_replica
+
+    rep = create_replica(root=root, port=port)
+    click.echo(f"{'created' if rep.created else 'started'} replica in {rep.cluster.root} on port {rep.cluster.port}, "
+               "caught up with the primary")
+    click.echo(f"read URL: {dbadmin.replica_url(rep)}")

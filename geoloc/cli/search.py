@@ -44,13 +44,16 @@ def _print_result(res) -> None:
 @click.option("--top-cells", type=int, default=cell_defaults.SEARCH_TOP_CELLS, show_default=True,
               help="With cells: neighbours only from the N most probable cells (0: anywhere).")
 @click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
+@click.option("--read-url", metavar="URL",
+              help="Read from this server, e.g. a replica made by 'geoloc db replica' [GEOLOC_READ_DATABASE_URL].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
 @click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Write an HTML map of the prediction and the neighbours.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
            area: str | None, split: str | None, version: str | None, use_cells: bool | None, top_cells: int,
-           cell_level: int | None, as_json: bool, plot: Path | None, map_file: Path | None) -> None:
+           cell_level: int | None, read_url: str | None, as_json: bool, plot: Path | None,
+           map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
     One SQL query per photo (sql/search/knn.sql) returns the neighbours with their locations; the
@@ -67,14 +70,17 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         plots.check_path(plot)
     if map_file is not None:
         webmap.check_path(map_file)
+    from ..config import normalise_url
     from ..retrieval import hybrid as cells_search
 
     if use_cells or (use_cells is None and cells_search.has_cells(model)):
+        url = normalise_url(read_url, "--read-url") if read_url else None
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
-                                             near=near, within_m=within_m, area=area, split=split, version=version)
+                                             near=near, within_m=within_m, area=area, split=split, version=version,
+                                             url=url)
     else:
         results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
-                             version=version)
+                             version=version, read_url=read_url)
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:

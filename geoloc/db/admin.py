@@ -116,7 +116,40 @@ def status() -> dict:
         "revision": _migrate.current_revision(target.url),
         "head": _migrate.head_revision(),
         "rows": rows,
+        "warnings": warnings_for(exts.get("vector")),
     }
+
+
+PGVECTOR_SAFE = (0, 8, 4)
+PGVECTOR_WARNING = (
+    "pgvector {version} is older than 0.8.4 and has two known HNSW bugs: parallel index builds can "
+    "overflow (fixed in 0.8.2; geoloc builds every HNSW index single-process, "
+    "max_parallel_maintenance_workers = 0) and VACUUM after deletes can corrupt an HNSW index (fixed in "
+    "0.8.3/0.8.4; geoloc rebuilds a model's index after it lost more than {share:.0%} of its rows instead "
+    "of relying on VACUUM). Upgrade the server's pgvector to 0.8.4 or later")
+
+
+def version_tuple(version: str | None) -> tuple[int, ...] | None:
+    """'0.8.0' -> (0, 8, 0); None for a missing or unparsable version."""
+    parts = (version or "").split("-")[0].split(".")
+    return tuple(int(p) for p in parts) if parts and all(p.isdigit() for p in parts) else None
+
+
+def warnings_for(pgvector: str | None) -> list[str]:
+    """What `geoloc db status` warns about the server's extensions."""
+    from ..retrieval.index import REBUILD_FRACTION
+
+    v = version_tuple(pgvector)
+    if v is not None and v < PGVECTOR_SAFE:
+        return [PGVECTOR_WARNING.format(version=pgvector, share=REBUILD_FRACTION)]
+    return []
+
+
+def replica_url(replica) -> str:
+    """Client URL of a replica (geoloc.db.replica.Replica) without password: it names the replica's
+    0600 passfile, for GEOLOC_READ_DATABASE_URL or --read-url."""
+    bare = _printable(replica.url())
+    return f"{bare}?passfile={quote(str(replica.cluster.passfile), safe='/')}"
 
 
 def psql(args: list[str], read_only: bool = False) -> tuple[list[str], dict[str, str]]:

@@ -324,6 +324,24 @@ class Cluster:
                     role=sql.Identifier(role), verifier=sql.Literal(verifier.decode())))
         self.write_passfile()
 
+    def ensure_replication_role(self) -> str:
+        """The replication role (config.REPLICATION_USER) for standbys, with a generated password
+        added to the secrets file on first use; returns the password (for pg_basebackup's passfile)."""
+        from psycopg import sql
+
+        passwords = config.read_secrets(self.root)
+        role = config.REPLICATION_USER
+        if role not in passwords:
+            passwords[role] = secrets.token_urlsafe(32)
+            _write_private(self.secrets_file, json.dumps(passwords, indent=2) + "\n")
+        with self._admin() as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+            verifier = conn.pgconn.encrypt_password(passwords[role].encode(), role.encode(), b"scram-sha-256")
+            conn.execute(sql.SQL(sqlfiles.read("roles/replicator.sql")).format(
+                role=sql.Identifier(role), verifier=sql.Literal(verifier.decode())))
+        return passwords[role]
+
     def create_database(self, name: str = config.DEFAULT_DB, template: str | None = None) -> bool:
         """Create a database owned by the app role unless it exists. True when created now."""
         from psycopg import sql

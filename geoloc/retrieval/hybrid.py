@@ -20,9 +20,9 @@ from ..db import sqlfiles
 from ..db.engine import begin, psycopg_connection
 from ..errors import InputError, NotFound
 from ..retrieval.consensus import consensus
-from ..retrieval.index import vector_type
+from ..retrieval.index import VectorType
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, MAX_K, Neighbour, QueryResult, Region, check_query_image,
-                                make_region, require_area, require_embeddings, set_search_options)
+                                make_region, require_area, require_embeddings, search_type, set_search_options)
 from ..retrieval.vectors import vector_cursor
 from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
@@ -56,8 +56,10 @@ class HybridResult(QueryResult):
         return out
 
 
-def knn_cells_statement(dim: int) -> sql.Composed:
-    return sql.SQL(sqlfiles.read("search/knn_cells.sql")).format(vtype=vector_type(dim).sql())
+def knn_cells_statement(vtype: VectorType) -> sql.Composed:
+    """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type)."""
+    heads = VectorType("vector", vtype.dim)
+    return sql.SQL(sqlfiles.read("search/knn_cells.sql")).format(vtype=vtype.sql(), htype=heads.sql())
 
 
 def model_has_cells(conn, model_id: int) -> bool:
@@ -75,7 +77,7 @@ def knn_cells(conn, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT
               "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
               "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
     with vector_cursor(conn) as cur:
-        cur.execute(knn_cells_statement(dim), params)
+        cur.execute(knn_cells_statement(search_type(conn, model_id, dim)), params)
         rows = cur.fetchall()
     cells = [CellProbability(r[1], r[13], r[14], r[15], float(r[16]), r[11], r[12]) for r in rows if r[0] == "cell"]
     neighbours = [Neighbour(r[1], r[2], r[3], r[4], r[5], float(r[6]), Path(r[7]) / r[8], r[9], r[10], r[11], r[12])

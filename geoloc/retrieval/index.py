@@ -6,9 +6,12 @@ to its dimension, ``(embedding::vector(D))``. A query uses that index only when 
 same expression (``embedding::vector(D) <=> q``) and its WHERE implies ``model_id = N``; `vector_type`
 is the one place that writes the expression, so the index and every query agree.
 
-pgvector's HNSW takes ``vector`` up to 2,000 dimensions and ``halfvec`` up to 4,000: larger models are
-indexed as halfvec (half the memory, a negligible loss of precision for cosine on unit vectors), and
-models beyond 4,000 dimensions get no index (searched exactly). Cosine distance (``<=>``,
+pgvector's HNSW takes ``vector`` up to 2,000 dimensions and ``halfvec`` up to 4,000. Indexes are
+``halfvec`` by default (DEFAULT_INDEX_KIND: 16-bit floats in the graph, 40 % less index memory,
+recall@10 within 0.001 of ``vector`` in benchmarks/scale_bench.py; the table keeps float32), and
+models beyond 4,000 dimensions get no index (searched exactly). An index of another type than the
+default is rebuilt by the next `ensure_index` (every `geoloc embed`); searches read the type of the
+index that exists (`indexed_type`), so they use it meanwhile. Cosine distance (``<=>``,
 ``*_cosine_ops``) on the L2-normalised embeddings ranks exactly like inner product and Euclidean.
 
 Replacing an index never leaves a model without one: the new graph is built beside the old under
@@ -45,6 +48,9 @@ from ..db.migrate import RUNTIME_INDEX_PREFIX
 
 VECTOR_MAX_DIM = 2000  # pgvector: HNSW on vector
 HALFVEC_MAX_DIM = 4000  # pgvector: HNSW on halfvec
+INDEX_KINDS = ("vector", "halfvec")
+# halfvec: 40 % smaller graph, recall@10 within 0.001 of vector at 100k x 256 (docs/scaling.md)
+DEFAULT_INDEX_KIND = "halfvec"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 BUILD_MEMORY = "1GB"  # the graph of ~1M x 256 fits; a build that spills to disk is many times slower
@@ -78,12 +84,31 @@ class VectorType:
         return f"{self.name}({int(self.dim)})"
 
 
-def vector_type(dim: int) -> VectorType:
-    """vector(D) up to 2,000 dimensions, halfvec(D) above (HNSW limits)."""
+def vector_type(dim: int, kind: str | None = None) -> VectorType:
+    """KIND(D), KIND defaulting to DEFAULT_INDEX_KIND; halfvec(D) whatever KIND above 2,000
+    dimensions (HNSW limits)."""
     dim = int(dim)
+    kind = kind or DEFAULT_INDEX_KIND
     if dim <= 0:
         raise ValueError(f"dimension {dim} must be positive")
-    return VectorType("vector" if dim <= VECTOR_MAX_DIM else "halfvec", dim)
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index type '{kind}' must be one of {', '.join(INDEX_KINDS)}")
+    return VectorType(kind if dim <= VECTOR_MAX_DIM else "halfvec", dim)
+
+
+def indexed_type(conn: Connection, model_id: int, dim: int) -> VectorType | None:
+    """The type the model's valid index casts to (None: no index), read from its definition: a
+    query must order by that very expression to use it."""
+    with psycopg_connection(conn).cursor() as cur:
+        return _indexed_type(cur, model_id, dim)
+
+
+def _indexed_type(cur: Cursor, model_id: int, dim: int) -> VectorType | None:
+    cur.execute(sqlfiles.read("search/index_type.sql"), {"name": index_name(model_id)})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return VectorType("halfvec" if "::halfvec(" in row[0] else "vector", int(dim))
 
 
 def index_name(model_id: int, suffix: str = "") -> str:
@@ -130,13 +155,15 @@ class IndexOutcome:
     seconds: float
 
 
-def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, **build_options) -> IndexOutcome:
+def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, kind: str | None = None,
+                 **build_options) -> IndexOutcome:
     """Make the model's index valid and current: build it when it is missing or invalid, when REBUILD,
-    or when the model lost more than REBUILD_FRACTION of the rows it had at the last build; else just
-    record the current row count. Leftovers of killed builds and indexes of deleted models are
-    dropped. Waits for another build of the same model to finish first."""
+    when it is of another type than KIND (default DEFAULT_INDEX_KIND), or when the model lost more
+    than REBUILD_FRACTION of the rows it had at the last build; else just record the current row
+    count. Leftovers of killed builds and indexes of deleted models are dropped. Waits for another
+    build of the same model to finish first."""
     started = time.perf_counter()
-    vt = vector_type(dim)
+    vt = vector_type(dim, kind)
     with _autocommit(target) as cur:
         _drop_orphans(cur)
         _lock(cur, model_id)
@@ -152,7 +179,7 @@ def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, **build
             built = False
             if not rows:  # nothing to index: an index of dead rows only would just cost VACUUM
                 _drop(cur, index_name(model_id))
-            elif rebuild or not valid or lost:
+            elif rebuild or not valid or lost or _indexed_type(cur, model_id, dim) != vt:
                 _build(cur, model_id, vt, rows, **build_options)
                 built = True
             elif recorded != rows:
@@ -163,14 +190,15 @@ def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, **build
 
 
 def build_index(target, model_id: int, dim: int, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
-                memory: str = BUILD_MEMORY) -> bool:
+                memory: str = BUILD_MEMORY, kind: str | None = None) -> bool:
     """Build the model's partial HNSW index from scratch and swap it in for the old one (if any).
 
     TARGET is an engine, a connection (its engine is used) or a database URL: the build runs on its
     own connection outside any transaction. Returns False (and drops any old index) when the
-    dimension is too large for HNSW.
+    dimension is too large for HNSW. KIND: 'vector' or 'halfvec' (default DEFAULT_INDEX_KIND).
     """
-    out = ensure_index(target, model_id, dim, rebuild=True, m=m, ef_construction=ef_construction, memory=memory)
+    out = ensure_index(target, model_id, dim, rebuild=True, kind=kind, m=m, ef_construction=ef_construction,
+                       memory=memory)
     return out.name is not None
 
 

@@ -3,33 +3,92 @@
 -- Bound parameters: query (the embedding, a vector), model_id, k, and the optional filters
 --   split, version      only database images of that split / scraping version (NULL: all)
 --   lat, lng, within_m  only images whose location lies within within_m metres of (lat, lng):
---                       a slightly larger box in degrees (&&, served by the GiST index and
---                       estimated from the column's statistics), then the true distance on the
---                       spheroid (geography). Written as ST_Distance(...) <= within_m rather than
---                       ST_DWithin: the latter's geography support function estimates a tiny
---                       selectivity without a geography index, so the planner would always sort
---                       the region exactly (100 ms for 4,000 of 100,000 rows) instead of walking
---                       the HNSW graph (6 ms); the results are the same.
+--                       a slightly larger box in degrees (&&, served by the GiST index on
+--                       locations and estimated from the column's statistics), then the true
+--                       distance on the spheroid (geography). Written as ST_Distance(...) <= within_m
+--                       rather than ST_DWithin: the latter's geography support function estimates a
+--                       tiny selectivity without a geography index, which misleads the planner.
 --   area                only images whose location lies in the polygon of areas.name = area
--- {vtype} is composed into the text by geoloc.retrieval.index.vector_type, e.g. vector(256): a type
--- modifier cannot be a bind parameter. The ORDER BY expression must read exactly as the model's
--- partial index embeddings_hnsw_<model_id>, i.e. (embedding::vector(256)) WHERE model_id = <id>,
--- or the planner cannot use that index.
+--   small_region        the most locations a region's bounding box may hold to be ranked exactly
+--                       (geoloc.retrieval.search.SMALL_REGION; measured in benchmarks/README.md)
+--
+-- Two plans, chosen per query at run time by the region's size (region_size counts the locations in
+-- the region's bounding box through the GiST index, stopping at small_region + 1):
+--   small  a region with at most small_region locations: those locations through the GiST index,
+--          their images and this model's embeddings by primary key, ranked EXACTLY by the
+--          uncast column (embedding <=> query, which no HNSW index serves, so the planner never
+--          walks the graph for it). Exact, and cheap because the region is small.
+--   large  no region, or a large one: ORDER BY the model's HNSW index expression; pgvector 0.8's
+--          iterative scan keeps walking the graph until k rows have passed the filters. A large
+--          region holds enough of the graph's neighbours that the walk stays short.
+-- Each branch is gated by a one-time filter on region_size, so exactly one of them runs (EXPLAIN
+-- ANALYZE shows the other as "never executed"); without a region the small branch is pruned when
+-- the statement is planned and region_size is never computed.
+--
+-- {vtype} is composed into the text by geoloc.retrieval.index (the type the model's index casts
+-- to, e.g. vector(256) or halfvec(256)): a type modifier cannot be a bind parameter. The large
+-- branch's ORDER BY must read exactly as the model's partial index embeddings_hnsw_<model_id>,
+-- i.e. (embedding::vector(256)) WHERE model_id = <id>, or the planner cannot use that index.
 --
 -- Run it inside a transaction after (geoloc.retrieval.search does):
 --   SET LOCAL hnsw.iterative_scan = relaxed_order;  -- pgvector 0.8: keep walking the graph until k
 --                                                   -- rows have passed the filters
 --   SET LOCAL hnsw.ef_search = 100;                 -- candidate list size (recall vs speed)
---   SET LOCAL plan_cache_mode = force_custom_plan;  -- plan with the actual model_id, so the partial
---                                                   -- index predicate is proven even when prepared
+--   SET LOCAL plan_cache_mode = force_custom_plan;  -- plan with the actual values, so the partial
+--                                                   -- index predicate is proven and the unused
+--                                                   -- branch pruned even when prepared
+--   SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off;
+--   SET LOCAL max_parallel_workers_per_gather = 0;  -- every join here is a primary-key lookup of a
+--                                                   -- few rows: nested loops only (else the large
+--                                                   -- branch may join the graph walk to a
+--                                                   -- materialised list of the region's images)
 -- relaxed_order may hand rows back slightly out of order, so the outer query sorts the k rows again.
-WITH nearest AS MATERIALIZED (
+WITH region_box AS MATERIALIZED (
+    SELECT CASE
+             WHEN %(within_m)s::float8 IS NOT NULL THEN
+               ST_Expand(ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326),
+                         %(within_m)s::float8 / (111000 * cos(radians(%(lat)s::float8))),
+                         %(within_m)s::float8 / 110000)
+             ELSE (SELECT ST_Envelope(ST_Collect(a.geom)) FROM areas AS a WHERE a.name = %(area)s::text)
+           END AS box
+),
+region_size AS MATERIALIZED (
+    SELECT count(*) AS locations
+    FROM (SELECT 1
+          FROM region_box AS r
+          JOIN locations AS l ON l.geom && r.box
+          LIMIT %(small_region)s::integer + 1) AS inside
+),
+small AS MATERIALIZED (
+    SELECT e.image_id,
+           e.embedding <=> %(query)s::vector AS distance
+    FROM locations AS l
+    JOIN images AS i ON i.location_id = l.id
+    JOIN embeddings AS e ON e.model_id = %(model_id)s::integer AND e.image_id = i.id
+    WHERE (%(within_m)s::float8 IS NOT NULL OR %(area)s::text IS NOT NULL)
+      AND (SELECT locations FROM region_size) <= %(small_region)s::integer
+      AND (%(split)s::text IS NULL OR i.split = %(split)s::text)
+      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
+      AND l.geom && (SELECT box FROM region_box)
+      AND (%(within_m)s::float8 IS NULL
+           OR ST_Distance(l.geom::geography,
+                          ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography)
+              <= %(within_m)s::float8)
+      AND (%(area)s::text IS NULL
+           OR EXISTS (SELECT 1 FROM areas AS a
+                      WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
+    ORDER BY distance
+    LIMIT %(k)s
+),
+large AS MATERIALIZED (
     SELECT e.image_id,
            e.embedding::{vtype} <=> %(query)s::{vtype} AS distance
     FROM embeddings AS e
     JOIN images AS i ON i.id = e.image_id
     JOIN locations AS l ON l.id = i.location_id
     WHERE e.model_id = %(model_id)s::integer
+      AND NOT ((%(within_m)s::float8 IS NOT NULL OR %(area)s::text IS NOT NULL)
+               AND (SELECT locations FROM region_size) <= %(small_region)s::integer)
       AND (%(split)s::text IS NULL OR i.split = %(split)s::text)
       AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
       AND (%(within_m)s::float8 IS NULL
@@ -44,6 +103,11 @@ WITH nearest AS MATERIALIZED (
                       WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
     ORDER BY distance
     LIMIT %(k)s
+),
+nearest AS (
+    SELECT image_id, distance FROM small
+    UNION ALL
+    SELECT image_id, distance FROM large
 )
 SELECT row_number() OVER (ORDER BY n.distance, n.image_id) AS rank,
        n.image_id,

@@ -11,13 +11,14 @@
 --
 -- Bound parameters: query (vector), model_id, k, top_cells, show_cells, cell_level, split, version, database_only
 -- (true: leave out query images, is_query, as the evaluation protocol does), and the region filters
--- of knn.sql (lat, lng, within_m, area). {vtype} is the model's vector type, composed in. Run it after
+-- of knn.sql (lat, lng, within_m, area). {vtype} is the type of the model's HNSW index (what the ANN
+-- search casts to), {htype} plain vector(D) for the heads' arithmetic; both composed in. Run it after
 -- geoloc.retrieval.search.set_search_options (iterative HNSW scan, custom plans).
 -- Rows: kind 'cell' (rank, centroid as lat/lng, cell_id, level, h3, probability) then kind 'image'
 -- (rank, the neighbour's columns as in knn.sql, and cell_id: the top cell it lies in).
 WITH RECURSIVE logits AS MATERIALIZED (
     SELECT c.id, c.level, c.parent_id,
-           h.bias - (h.weight::{vtype} <#> %(query)s::{vtype}) AS logit
+           h.bias - (h.weight::{htype} <#> %(query)s::{htype}) AS logit
     FROM model_cells AS h
     JOIN cells AS c ON c.id = h.cell_id
     WHERE h.model_id = %(model_id)s::integer
