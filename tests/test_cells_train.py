@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import h3
 import numpy as np
 import pytest
 import sqlalchemy as sa

@@ -21,8 +21,8 @@ from ..db.engine import begin, psycopg_connection
 from ..errors import InputError, NotFound
 from ..retrieval.consensus import consensus
 from ..retrieval.index import VectorType
-from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, MAX_K, Neighbour, QueryResult, Region, check_query_image,
-                                make_region, require_area, require_embeddings, search_type, set_search_options)
+from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, Neighbour, QueryResult, Region, prepare_search,
+                                search_type, set_search_options)
 from ..retrieval.vectors import vector_cursor
 from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
@@ -101,23 +101,15 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
                   area: str | None = None, split: str | None = None, version: str | None = None,
                   ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None) -> list[HybridResult]:
     """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells."""
-    from ..retrieval.embed import load_embedder
-
-    if not images:
-        raise InputError("no image given: name at least one photo to search for")
-    if not 1 <= k <= MAX_K:
-        raise InputError(f"-k {k}: must be between 1 and {MAX_K}")
     if not 0 <= top_cells <= MAX_CELLS:
         raise InputError(f"--top-cells {top_cells}: must be between 0 (no restriction) and {MAX_CELLS}")
-    region = make_region(near, within_m, area)
-    paths = [check_query_image(Path(p)) for p in images]
-    with begin(url) as conn:
-        emb = load_embedder(conn, model)
-        require_embeddings(conn, emb.name, emb.model_id)
-        require_area(conn, region.area)
+
+    def has_heads(conn, emb) -> None:
         if not model_has_cells(conn, emb.model_id):
             raise NotFound(f"model '{emb.name}' has no cell heads",
                            hint="train one with 'geoloc train --cells PARTITION', or search without --cells")
+
+    emb, region, paths = prepare_search(images, model, k, near, within_m, area, url, check=has_heads)
     vectors = emb.embed(paths)
     results = []
     with begin(url) as conn:

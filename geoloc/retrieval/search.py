@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from psycopg import sql
@@ -217,18 +217,12 @@ def plan_of(lines: list[str]) -> str:
     return "seq"
 
 
-def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | tuple[float, float] | None = None,
-           within_m: float | None = None, area: str | None = None, split: str | None = None,
-           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None,
-           read_url: str | None = None) -> list[QueryResult]:
-    """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus.
-
-    Every query of a search only reads: READ_URL (else URL, else GEOLOC_READ_DATABASE_URL, else the
-    configured database) may be a streaming replica (`geoloc db replica`)."""
-    from .. import config
+def prepare_search(images: Sequence[Path], model: str, k: int, near, within_m: float | None, area: str | None,
+                   url: str | None, check: Callable | None = None):
+    """(embedder, region, photo paths) after every check a search makes before embedding anything:
+    photos given and readable, k in range, the region, the model with embeddings, the area; CHECK(conn,
+    embedder) adds a caller's own test inside the same transaction."""
     from .embed import load_embedder
-
-    url = config.normalise_url(read_url, "--read-url") if read_url else url or config.read_database_url()
 
     if not images:
         raise InputError("no image given: name at least one photo to search for")
@@ -240,6 +234,23 @@ def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | t
         emb = load_embedder(conn, model)
         require_embeddings(conn, emb.name, emb.model_id)
         require_area(conn, region.area)
+        if check is not None:
+            check(conn, emb)
+    return emb, region, paths
+
+
+def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | tuple[float, float] | None = None,
+           within_m: float | None = None, area: str | None = None, split: str | None = None,
+           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None,
+           read_url: str | None = None) -> list[QueryResult]:
+    """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus.
+
+    Every query of a search only reads: READ_URL (else URL, else GEOLOC_READ_DATABASE_URL, else the
+    configured database) may be a streaming replica (`geoloc db replica`)."""
+    from .. import config
+
+    url = config.normalise_url(read_url, "--read-url") if read_url else url or config.read_database_url()
+    emb, region, paths = prepare_search(images, model, k, near, within_m, area, url)
     vectors = emb.embed(paths)
     results = []
     with begin(url) as conn:
