@@ -22,7 +22,7 @@ from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
 from ..db import sqlfiles
