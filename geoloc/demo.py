@@ -99,10 +99,10 @@ def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES,
     return result
 
 
-def _scalar(name: str, **params):
-    """The one value sql/NAME returns (None when it returns no row)."""
+def _scalar(sql_file: str, /, **params):
+    """The one value sql/SQL_FILE returns (None when it returns no row)."""
     with begin() as conn:
-        return conn.execute(sqlfiles.text(name), params).scalar()
+        return conn.execute(sqlfiles.text(sql_file), params).scalar()
 
 
 def _area_and_grid(data: Path, reimport: bool) -> str:
