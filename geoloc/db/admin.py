@@ -125,8 +125,8 @@ PGVECTOR_WARNING = (
     "pgvector {version} is older than 0.8.4 and has two known HNSW bugs: parallel index builds can "
     "overflow (fixed in 0.8.2; geoloc builds every HNSW index single-process, "
     "max_parallel_maintenance_workers = 0) and VACUUM after deletes can corrupt an HNSW index (fixed in "
-    "0.8.3/0.8.4; geoloc rebuilds a model's index after it lost more than {share:.0%} of its rows instead "
-    "of relying on VACUUM). Upgrade the server's pgvector to 0.8.4 or later")
+    "0.8.3/0.8.4; geoloc rebuilds a model's index after bulk deletes of its rows instead of relying on "
+    "VACUUM). Upgrade the server's pgvector to 0.8.4 or later")
 
 
 def version_tuple(version: str | None) -> tuple[int, ...] | None:
@@ -137,11 +137,9 @@ def version_tuple(version: str | None) -> tuple[int, ...] | None:
 
 def warnings_for(pgvector: str | None) -> list[str]:
     """What `geoloc db status` warns about the server's extensions."""
-    from ..retrieval.index import REBUILD_FRACTION
-
     v = version_tuple(pgvector)
     if v is not None and v < PGVECTOR_SAFE:
-        return [PGVECTOR_WARNING.format(version=pgvector, share=REBUILD_FRACTION)]
+        return [PGVECTOR_WARNING.format(version=pgvector)]
     return []
 
 
