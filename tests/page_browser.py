@@ -16,6 +16,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from geoloc.childenv import child_env
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -114,3 +116,14 @@ class Browser:
     def close(self) -> None:
         self.driver.quit()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module, with the loopback server for the map's assets."""
+    with AssetServer() as assets:
+        b = Browser(assets)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -33,6 +33,17 @@ class Subset:
     images: int
 
 
+def copy_locations(src: Path, dst: Path, count: int) -> None:
+    """The images of the first `count` locations of a shared folder, same folder names and shards."""
+    files = sorted(src.rglob("*.jpg"))
+    keep = sorted({int(f.name.split("_")[0]) for f in files})[:count]
+    for f in files:
+        if int(f.name.split("_")[0]) in keep:
+            target = dst / src.name / f.parent.name / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+
+
 def first_test_locations(shared_data: Path, n: int) -> dict[int, list[Path]]:
     """The image files of the n smallest location ids of Test v1."""
     files: dict[int, list[Path]] = {}

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import h3
 import pytest
 import sqlalchemy as sa
+from retrieval_data import copy_locations
 
 TRAIN_DIR, VAL_DIR = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
 LEVELS = (("--img-min", 20), ("--img-max", 200), ("--levels", 2), ("--ratio", 2))
-
-
-def copy_locations(src: Path, dst: Path, count: int) -> None:
-    """The images of the first `count` locations of a shared folder, same folder names and shards."""
-    files = sorted(src.rglob("*.jpg"))
-    keep = sorted({int(f.name.split("_")[0]) for f in files})[:count]
-    for f in files:
-        if int(f.name.split("_")[0]) in keep:
-            target = dst / src.name / f.parent.name / f.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, target)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from geoloc.model import registry
-from tests.retrieval_data import TEMPLATE, drop_database
-from tests.test_cells_partition import TRAIN_DIR, VAL_DIR, copy_locations
+from retrieval_data import TEMPLATE, copy_locations, drop_database
+from test_cells_partition import TRAIN_DIR, VAL_DIR
 
 TINY = ["--input-size", 64, "--dim", 32, "--epochs", 2, "--steps-per-epoch", 4, "--places", 4, "--per-place", 4,
         "--lr", 1e-3, "--warmup-steps", 1, "--seed", 3]

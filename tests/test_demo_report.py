@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from geoloc.retrieval.baseline import THUMBNAIL_MODEL
-from page_browser import AssetServer, Browser
+from page_browser import browser  # noqa: F401  (fixture)
 from retrieval_data import subset_fixture
 
 pytestmark = pytest.mark.slow  # embeds with a CNN and starts Chromium
@@ -60,16 +60,6 @@ def written(subset_db, tmp_path_factory):
         stages = [StageTime("database", 0.5, "ready"), StageTime("training", 12.25, HOSTILE_DETAIL)]
         md, html = write_report(tmp / "out", HOSTILE_MODEL, report, stages, area=HOSTILE_AREA)
     return md, html, report, secret, url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with AssetServer() as assets:
-        b = Browser(assets)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_markdown_has_the_content_and_no_raw_html(written):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from geoloc.imagery.importer import ingest_images
 from geoloc.model import registry
 from geoloc.model.sampler import PKSampler, load_split
 from geoloc.model.train import Interrupted, TrainConfig, save_untrained, train
+from retrieval_data import copy_locations
 
 TRAIN_DIR, VAL_DIR = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
 CHOICES = "mobilenetv3small, mobilenetv3large, efficientnetb0, resnet50"
@@ -24,22 +24,11 @@ TINY = dict(input_size=64, dim=32, epochs=2, steps_per_epoch=5, places=4, per_pl
             warmup_steps=1, seed=3)
 
 
-def _copy_locations(src: Path, dst: Path, count: int) -> None:
-    """The images of the first `count` locations of a shared folder, same folder names and shards."""
-    files = sorted(src.rglob("*.jpg"))
-    keep = sorted({int(f.name.split("_")[0]) for f in files})[:count]
-    for f in files:
-        if int(f.name.split("_")[0]) in keep:
-            target = dst / src.name / f.parent.name / f.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, target)
-
-
 @pytest.fixture(scope="module")
 def subset(shared_data, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("images")
-    _copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
-    _copy_locations(shared_data / "images" / VAL_DIR, root, 8)
+    copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
+    copy_locations(shared_data / "images" / VAL_DIR, root, 8)
     return root
 
 

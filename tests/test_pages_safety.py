@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from geoloc.retrieval.baseline import THUMBNAIL_MODEL
-from page_browser import AssetServer, Browser
+from page_browser import Browser, browser  # noqa: F401  (browser: the fixture)
 from retrieval_data import subset, subset_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow  # starts Chromium
@@ -48,16 +48,6 @@ map.eachLayer(layer => {
 });
 return texts;
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with AssetServer() as assets:
-        b = Browser(assets)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def flags_set(browser: Browser) -> dict:
