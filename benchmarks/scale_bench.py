@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_bench import LowRankClusters, bench_url, geodesic_within, random_points  # noqa: E402
+from search_bench import LowRankClusters, bench_url, copy_places, geodesic_within, random_points  # noqa: E402
 
 from geoloc.db.engine import begin  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
@@ -96,13 +96,7 @@ def ensure_loaded(n: int, dim: int, seed: int, vectors, lat, lng, chunk: int) ->
                      {"n": AREA_NAME, "w": wkt})
     t = time.perf_counter()
     with begin(url) as conn, vector_cursor(conn) as cur:
-        with cur.copy("COPY locations (id, geom, buffer_m, order_no, dist_to_origin_m, source) FROM STDIN") as cp:
-            for i in range(n):
-                cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.9f} {lat[i]:.9f})", 0.0, i + 1, 0.0, "benchmark"))
-        with cur.copy("COPY images (id, location_id, heading, time_index, root, path, sha256, bytes, width, "
-                      "height, split, version) FROM STDIN") as cp:
-            for i in range(n):
-                cp.write_row((i + 1, i + 1, 0, 0, "/benchmark", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
+        copy_places(cur, lat, lng)
         cur.execute("SELECT setval(pg_get_serial_sequence('images', 'id'), %s)", (n,))
     log(f"locations and images: {n:,} rows in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()

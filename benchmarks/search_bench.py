@@ -199,6 +199,18 @@ def bench_url(name: str) -> str:
     return url
 
 
+def copy_places(cur, lat, lng) -> None:
+    """One location per (lat, lng) and one image at each (ids 1..n), COPYed in the cursor's transaction."""
+    n = len(lat)
+    with cur.copy("COPY locations (id, geom, buffer_m, order_no, dist_to_origin_m, source) FROM STDIN") as cp:
+        for i in range(n):
+            cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.9f} {lat[i]:.9f})", 0.0, i + 1, 0.0, "benchmark"))
+    with cur.copy("COPY images (id, location_id, heading, time_index, root, path, sha256, bytes, width, "
+                  "height, split, version) FROM STDIN") as cp:
+        for i in range(n):
+            cp.write_row((i + 1, i + 1, 0, 0, "/benchmark", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
+
+
 def ensure_loaded(db: str, name: str, vectors, lat, lng, memory: str) -> tuple[str, int, dict[str, float]]:
     """(url, model id, build seconds): DB holds exactly these vectors under model NAME, HNSW-indexed.
 
@@ -217,18 +229,12 @@ def ensure_loaded(db: str, name: str, vectors, lat, lng, memory: str) -> tuple[s
     with begin(url) as conn:
         conn.execute(sa.text("TRUNCATE eval_predictions, eval_runs, embeddings, images, locations, models CASCADE"))
         model_id = conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
-                                        "VALUES (:n, 'benchmark', :d, 0, 'ready') RETURNING id"),
+                                        "VALUES (:n, 'benchmark', :d, 0, 'training') RETURNING id"),
                                 {"n": name, "d": dim}).scalar()
     t = time.perf_counter()
     with begin(url) as conn:
         with vector_cursor(conn) as cur:
-            with cur.copy("COPY locations (id, geom, buffer_m, order_no, dist_to_origin_m, source) FROM STDIN") as cp:
-                for i in range(n):
-                    cp.write_row((i + 1, f"SRID=4326;POINT({lng[i]:.9f} {lat[i]:.9f})", 0.0, i + 1, 0.0, "benchmark"))
-            with cur.copy("COPY images (id, location_id, heading, time_index, root, path, sha256, bytes, width, "
-                          "height, split, version) FROM STDIN") as cp:
-                for i in range(n):
-                    cp.write_row((i + 1, i + 1, 0, 0, "/benchmark", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
+            copy_places(cur, lat, lng)
             with cur.copy("COPY embeddings (model_id, image_id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["int4", "int8", "vector"])
                 for i in range(n):
@@ -243,7 +249,8 @@ def ensure_loaded(db: str, name: str, vectors, lat, lng, memory: str) -> tuple[s
         hnsw.build_index(conn, model_id, dim, memory=memory)
     build_s = time.perf_counter() - t
     with begin(url) as conn:
-        conn.execute(sa.text("UPDATE models SET hyperparams = CAST(:h AS jsonb) WHERE id = :i"),
+        # hyperparams and status together: a ready model is frozen (migration 0006)
+        conn.execute(sa.text("UPDATE models SET hyperparams = CAST(:h AS jsonb), status = 'ready' WHERE id = :i"),
                      {"h": json.dumps({"fingerprint": fingerprint, "build_s": build_s}), "i": model_id})
     print(f"{db}: HNSW index built in {build_s:.1f} s", file=sys.stderr)
     return url, model_id, {"SQL+HNSW": build_s}
