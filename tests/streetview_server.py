@@ -64,6 +64,8 @@ def metres_between(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 64  # socketserver's default backlog of 5 is below a worker's --concurrency 8
+
     def handle_error(self, request, client_address):  # clients that time out or get killed hang up
         pass
 
