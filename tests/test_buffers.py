@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pyproj
 import pytest
@@ -50,19 +48,15 @@ def violations(rows, meters) -> list[tuple]:
     return found
 
 
-def test_selection_over_all_csv_panoramas_respects_its_buffers_and_takes_seconds(cli, engine, panoramas_only):
-    start = time.perf_counter()
+def test_selection_over_all_csv_panoramas_respects_its_buffers(cli, engine, panoramas_only):
     res = cli("ingest", "buffers", "--meters", *METERS)
-    seconds = time.perf_counter() - start
     assert res.exit_code == 0, res.output
     rows = stored(engine)
     counts = {m: sum(r.buffer_m == m for r in rows) for m in METERS}
-    print(f"\nbuffer selection over 6,562 panoramas: {seconds:.2f} s (command), counts {counts}")
     assert res.stdout.splitlines()[0].startswith("6562 candidate panoramas, buffers as exact circles: selected in ")
     assert "  buffer 100 m -> train: kept 1770, stored (1770 new locations)" in res.stdout
     assert counts == {100: 1770, 75: 340, 60: 929, 50: 1368, 45: 544, 35: 1598}
     assert violations(rows, METERS) == []
-    assert seconds < 180  # a generous guard (shared CPUs); the printed figure is the measurement
     # ids in selection order; order numbers per buffer; distances ascending; splits as configured
     assert [r.id for r in rows] == list(range(len(rows)))
     assert [(r.buffer_m, r.order_no) for r in rows] == [

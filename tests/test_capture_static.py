@@ -103,7 +103,7 @@ def test_retry_backoff_rate_failures_and_no_second_capture(cli, engine, shared_d
         assert "captured 2 location(s), 8 images" in res.stdout and "2 attempt(s) to retry, 1 failed" in res.stdout
         # one pace for all requests, 5 per second: with one worker request k reaches the server after
         # its slot and before the next request's slot, so any two requests apart by one other are at
-        # least one interval apart, however loaded the machine (unpaced: a few ms)
+        # least one interval apart, however loaded the machine (unpaced: under 0.1 s)
         times = sorted(r["t"] for r in stub.requests)
         assert len(times) >= 9 and min(b - a for a, b in zip(times, times[2:])) >= 1 / 5 - 1e-9, times
         with engine.connect() as conn:

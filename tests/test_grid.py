@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pyproj
@@ -41,9 +40,7 @@ def stockholm(cli, db_url, shared_data):
 
 @pytest.mark.slow
 def test_stockholm_10m_grid_matches_independent_count_and_rerun_adds_nothing(cli, engine, stockholm):
-    start = time.perf_counter()
     res = cli("ingest", "grid", "--area", "stockholm", "--spacing", "10")
-    seconds = time.perf_counter() - start
     assert res.exit_code == 0, res.output
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT count(*), count(DISTINCT idx), min(spacing_m), max(spacing_m) "
@@ -51,13 +48,11 @@ def test_stockholm_10m_grid_matches_independent_count_and_rerun_adds_nothing(cli
         idx = set(conn.execute(sa.text("SELECT idx FROM grid_points")).scalars())
     expected, expected_idx = independent_grid(stockholm, 10.0)
     n = stored[0]
-    print(f"\nStockholm 10 m grid: {n} points in {seconds:.2f} s (independent: {expected})")
     assert 280_000 < n < 300_000
     assert abs(n - expected) <= 0.01 * expected
     assert stored[1] == n and stored[2] == stored[3] == 10.0
     assert len(idx & expected_idx) >= 0.99 * expected  # same cells, same stable indexes
     assert res.stdout.startswith(f"grid of area 'stockholm' at 10 m: {n} points added, {n} in total (")
-    assert seconds < 300  # a generous guard (shared CPUs); the printed figure is the measurement
 
     again = ingest_grid("stockholm", 10)
     assert (again.added, again.total) == (0, n)
