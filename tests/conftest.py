@@ -29,14 +29,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class SuiteCluster(Cluster):
+    """geoloc's cluster, plus what only the tests do: drop the databases they made."""
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        with self._admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
-def pg_cluster() -> Cluster:
+def pg_cluster() -> SuiteCluster:
     """The session's cluster, set up like `geoloc db up` does: passwords only, admin/app/reader roles."""
     # mkdtemp in /tmp (not pytest's 0700 tmp tree): as root the server runs as 'postgres' and must reach it
     root = Path(tempfile.mkdtemp(prefix="geoloc-test-pg-"))
     os.chmod(root, 0o755)
-    cluster = Cluster(root / "pg", _free_port(),
-                      extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+    cluster = SuiteCluster(root / "pg", _free_port(),
+                           extra_settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
     cluster.init()
     cluster.start()
     cluster.provision(TEMPLATE)  # roles, database owned by the app role, extensions, reader grants

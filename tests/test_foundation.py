@@ -9,9 +9,12 @@ import sys
 import click
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from geoloc.cli import main
-from geoloc.db.migrate import downgrade, head_revision, migrate, schema_diff
+from geoloc.db.engine import check
+from geoloc.db.migrate import downgrade, head_revision, include_object, migrate
 from geoloc.db.schema import Base
 
 
@@ -24,6 +27,13 @@ def test_db_status_reports_versions_and_head(cli, db_url):
     assert info["pgvector"].startswith("0.8")
     assert info["revision"] == head_revision() == info["head"]
     assert set(info["rows"]) >= {"areas", "grid_points", "images", "embeddings", "models"}
+
+
+def schema_diff(url: str) -> list:
+    """What autogenerate would change to make the database match the models (empty when they agree)."""
+    with check(url).connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"include_object": include_object, "compare_type": True})
+        return compare_metadata(ctx, Base.metadata)
 
 
 def test_migrations_round_trip_and_match_models(db_url):

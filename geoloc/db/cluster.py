@@ -32,7 +32,7 @@ from typing import Iterator
 
 from .. import config
 from ..childenv import child_env
-from ..errors import ClusterError
+from ..errors import ClusterError, DatabaseUnavailable
 from . import sqlfiles
 
 SERVER_SETTINGS = {
@@ -160,6 +160,14 @@ class Cluster:
         return ClusterError(f"port {self.port} on {config.EMBEDDED_HOST} is {why} "
                             f"(not geoloc's cluster in {self.root})",
                             hint="set GEOLOC_PG_PORT to a free port")
+
+    def not_running(self) -> DatabaseUnavailable:
+        """The error for a cluster that does not run: not created yet, or stopped."""
+        if not self.initialised:
+            return DatabaseUnavailable(f"the embedded PostgreSQL in {self.root} was not created yet",
+                                       hint="run 'geoloc db up'")
+        return DatabaseUnavailable(f"the embedded PostgreSQL in {self.pgdata} is not running",
+                                   hint="start it with 'geoloc db up'")
 
     def _running_port(self) -> int | None:
         """The port our own running server listens on (from postmaster.pid), None when it is not running."""
@@ -374,9 +382,3 @@ class Cluster:
         created = self.create_database(name, template)
         self.prepare_database(name)
         return created
-
-    def drop_database(self, name: str) -> None:
-        from psycopg import sql
-
-        with self._admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

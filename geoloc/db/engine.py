@@ -29,7 +29,7 @@ def check(url: str | None = None) -> Engine:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        _check_embedded_port(engine.url, exc.orig)
+        _check_embedded(engine.url, exc.orig)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
             f"cannot connect to {config.redact(config.libpq_url(engine.url.render_as_string(hide_password=True)))}: {reason}"
@@ -37,16 +37,22 @@ def check(url: str | None = None) -> Engine:
     return engine
 
 
-def _check_embedded_port(url: sa.URL, error) -> None:
-    """A server on the embedded cluster's port that rejects our password is someone else's: say so."""
+def _check_embedded(url: sa.URL, error) -> None:
+    """geoloc's own cluster did not answer: say so when it is not running (not created yet, or
+    stopped), or when the server on its port is someone else's (it rejects our password)."""
     from .cluster import Cluster, password_rejected
 
     target = config.database_target()
-    if target.external or not password_rejected(error):
+    if target.external:
         return
     embedded = sa.engine.make_url(target.url)
-    if (url.host, url.port) == (embedded.host, embedded.port):
-        raise Cluster.default().port_error("answered by a server that rejects geoloc's password")
+    if (url.host, url.port) != (embedded.host, embedded.port):
+        return
+    cluster = Cluster.default()
+    if password_rejected(error):
+        raise cluster.port_error("answered by a server that rejects geoloc's password")
+    if not cluster.running:
+        raise cluster.not_running()
 
 
 @contextmanager

@@ -30,17 +30,6 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
 
 
-def schema_diff(url: str | None = None) -> list:
-    """What autogenerate would change to make the database match the models (empty when they agree)."""
-    from alembic.autogenerate import compare_metadata
-
-    from .schema import Base
-
-    with check(url).connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": include_object, "compare_type": True})
-        return compare_metadata(ctx, Base.metadata)
-
-
 def alembic_config(url: str | None = None) -> Config:
     cfg = Config(str(config.REPO_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(config.REPO_ROOT / "migrations"))
