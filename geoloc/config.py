@@ -45,7 +45,10 @@ def shared_data_dir() -> Path:
 
 
 def images_root() -> Path:
-    """Folder that image paths in the database are relative to (the importer records it per run)."""
+    """The folder `geoloc ingest images` imports when it is given none: GEOLOC_IMAGES_ROOT, else the
+    shared Stockholm images. Only that default: every image row stores the absolute folder it was
+    imported from or captured into (images.root) and its path relative to that folder, so the files
+    of stored rows never depend on this setting."""
     return Path(os.environ.get("GEOLOC_IMAGES_ROOT") or shared_data_dir() / "images").expanduser()
 
 
