@@ -69,14 +69,17 @@ def test_grid_spacing_is_true_metres_and_is_reproducible(engine, stockholm):
             "FROM grid_points a JOIN grid_points b ON b.idx = a.idx + 1")).scalar()
         conn.execute(sa.text("DELETE FROM grid_points"))
         conn.commit()
-    assert first.added == first.total == len(rows) and first.total > 400
+    assert first.added == first.total == len(rows) == independent_grid(stockholm, 250.0)[0]
     assert gap == pytest.approx(250.0, abs=1e-6)
     assert ingest_grid("stockholm", 250).added == first.total
     with engine.connect() as conn:
         assert conn.execute(sa.text(
             "SELECT idx, ST_AsText(geom) AS wkt FROM grid_points ORDER BY idx")).all() == rows
     # another spacing is another grid beside it
-    assert ingest_grid("stockholm", 500).added > 0
+    second = ingest_grid("stockholm", 500)
+    assert second.added == second.total == independent_grid(stockholm, 500.0)[0]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM grid_points")).scalar() == first.total + second.total
 
 
 def test_grid_errors(cli, stockholm):
