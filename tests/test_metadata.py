@@ -214,8 +214,10 @@ def test_run_killed_midway_resumes_to_the_same_final_table(engine, db_url, share
         conn.execute(sa.text("DELETE FROM metadata_answers; DELETE FROM panoramas;"))
 
     with FakeStreetView(shared_data, KEY, **faults) as api:
-        proc = _worker(db_url, api.url, "--rate", "60", "--concurrency", "4")
-        deadline = time.monotonic() + 60
+        # --rate 30: the 300 points take 10 s at least, so the kill after 80 answers (2.7 s) comes mid-way
+        # even when this process waits seconds for a CPU; the deadline only guards against a hang
+        proc = _worker(db_url, api.url, "--rate", "30", "--concurrency", "4")
+        deadline = time.monotonic() + 240
         while len(answers(engine)) < 80 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
