@@ -27,6 +27,7 @@ def _count(engine, where: str = "true") -> int:
         return conn.execute(sa.text(f"SELECT count(*) FROM images WHERE {where}")).scalar()
 
 
+@pytest.mark.slow  # reads and decodes all 16,094 files twice
 def test_full_shared_tree_imports_completely_and_reimport_adds_nothing(cli, engine, shared_data):
     ingest_locations([shared_data / "buffers"])
     images = shared_data / "images"
