@@ -244,7 +244,7 @@ class ProtocolVectors:
     vectors: np.ndarray  # (N, D)
 
 
-def protocol_vectors(conn, model_id: int, split: str, version: str | None) -> ProtocolVectors:
+def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | None) -> ProtocolVectors:
     """sql/evaluate/protocol_vectors.sql read in one statement."""
     stmt = sqlfiles.text("evaluate/protocol_vectors.sql").columns(embedding=VECTOR())
     rows = conn.execute(stmt, _protocol_params(model_id, split, version)).all()
@@ -252,14 +252,14 @@ def protocol_vectors(conn, model_id: int, split: str, version: str | None) -> Pr
     return ProtocolVectors(col("id", np.int64), col("location_id", np.int64), col("is_query", bool),
                            col("lat", np.float64), col("lng", np.float64),
                            np.column_stack([col("x", np.float64), col("y", np.float64)]).reshape(-1, 2),
-                           np.array([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), -1))
+                           np.array([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), dim))
 
 
-def split_embeddings(conn, model_id: int, split: str) -> np.ndarray:
+def split_embeddings(conn, model_id: int, dim: int, split: str) -> np.ndarray:
     """The model's embeddings of every image of SPLIT (all versions), one row each."""
     stmt = sqlfiles.text("evaluate/split_embeddings.sql").columns(embedding=VECTOR())
     rows = conn.execute(stmt, {"model_id": model_id, "split": split}).scalars().all()
-    return np.array(rows, dtype=np.float32).reshape(len(rows), -1)
+    return np.array(rows, dtype=np.float32).reshape(len(rows), dim)
 
 
 def numpy_hits(pv: ProtocolVectors, queries: np.ndarray, database: np.ndarray, k: int) -> list[Hit]:
@@ -306,10 +306,10 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
     from ..model.registry import get_model
 
     row = get_model(conn, model_name)
-    pv = protocol_vectors(conn, row.id, split, version)
+    pv = protocol_vectors(conn, row.id, row.dim, split, version)
     whitening, fit = None, None
     if any("whiten" in steps for steps in runs):
-        train = split_embeddings(conn, row.id, fit_split)
+        train = split_embeddings(conn, row.id, row.dim, fit_split)
         if len(train) < 2:
             raise InputError(f"model '{model_name}' has {len(train)} embeddings of split {fit_split}: the "
                              f"whitening is fitted on them and needs at least 2",
