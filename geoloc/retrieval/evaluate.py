@@ -28,9 +28,9 @@ from ..db import sqlfiles
 from ..db.engine import begin
 from ..errors import InputError, NotFound
 from ..splits import SPLITS
+from . import postprocess as post
 from .baseline import THUMBNAIL_MODEL, baseline_model_name
 from .consensus import consensus
-from . import postprocess as post
 from .index import vector_type
 
 CORRECT_M = 25.0

@@ -12,7 +12,9 @@ cosine similarity is their inner product. Three classic steps, each optional:
 - database-side augmentation (`dba`): every database descriptor is likewise replaced by the weighted
   mean of itself and its nearest database neighbours, smoothing the database before querying it.
 
-Defaults are defined here once; `geoloc evaluate --post` shows and takes them from here.
+Defaults are defined here once; `geoloc evaluate --post` shows and takes them from here. They were
+checked on the validation split (Validation v1, whitening fitted on Training v1): a shrinkage from 0.03
+to 0.3 with every dimension kept did equally well there, fewer dimensions did worse.
 """
 
 from __future__ import annotations
