@@ -4,15 +4,16 @@ predictions are stored and drawable; the report shows model and baseline side by
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 from pyproj import Transformer
 
-from geoloc.db.engine import get_engine
+from geoloc.db.engine import begin, get_engine
 from geoloc.retrieval.baseline import THUMBNAIL_MODEL
-from geoloc.retrieval.evaluate import evaluate
+from geoloc.retrieval.evaluate import evaluate, evaluate_model, evaluate_post
 from retrieval_data import TINY_MODEL, subset, subset_fixture  # noqa: F401
 
 subset_db = subset_fixture()
@@ -158,3 +159,152 @@ def test_evaluation_errors(cli, subset):
     assert res.exit_code == 1 and res.stderr == "Error: --consensus-k 6: must be between 1 and -k (5)\n"
     res = cli("evaluate")
     assert res.exit_code == 1 and res.stderr == "Error: name a --model to evaluate (or --baseline thumbnail alone)\n"
+
+
+# ------------------------------------------------------------------------------- post-processing
+
+@contextmanager
+def train_copies(url: str, model: str):
+    """The split's test images copied as 'train' images with the model's embeddings (for the whitening
+    fit), removed again afterwards so the module's other tests see the subset unchanged."""
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO images (location_id, heading, time_index, root, path, sha256, bytes, width, height, "
+            "split, version) SELECT location_id, heading, time_index, root, 'train-copy/' || path, sha256, bytes, "
+            "width, height, 'train', version FROM images WHERE split = 'test'"))
+        n = conn.execute(sa.text(
+            "INSERT INTO embeddings (model_id, image_id, embedding) "
+            "SELECT e.model_id, c.id, e.embedding FROM embeddings e JOIN images i ON i.id = e.image_id "
+            "JOIN images c ON c.path = 'train-copy/' || i.path JOIN models m ON m.id = e.model_id "
+            "WHERE m.name = :m"), {"m": model}).rowcount
+    try:
+        yield n
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM images WHERE split = 'train'"))
+
+
+def test_post_processed_runs_are_side_by_side_and_stored(cli, subset):
+    engine = get_engine(subset.url)
+    with engine.connect() as conn:
+        runs_before = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM eval_runs")).scalar()
+    with train_copies(subset.url, TINY_MODEL) as fitted:
+        res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1",
+                  "--post", "whiten", "--post", "qe", "--qe-n", "2", "--whiten-dims", "8")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[1] == "post-processing: alpha=3.0, qe_n=2, dba_n=3, whiten_dims=8, whiten_shrinkage=0.1"
+    assert lines[2].split() == ["model", TINY_MODEL, "model+whiten", TINY_MODEL, "model+qe", TINY_MODEL,
+                                "model+whiten+qe", TINY_MODEL, "baseline", THUMBNAIL_MODEL]
+    recall1 = lines[3].split()
+    assert recall1[0] == "Recall@1" and len(recall1) == 6
+    assert lines[-1] == (f"stored as eval run(s) {', '.join(str(runs_before + i) for i in range(1, 6))} "
+                         "(view v_eval_predictions)")
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text(
+            "SELECT r.id, r.method, m.name, r.metrics, (SELECT count(*) FROM eval_predictions p "
+            "WHERE p.run_id = r.id) AS predictions FROM eval_runs r JOIN models m ON m.id = r.model_id "
+            "WHERE r.id > :b ORDER BY r.id"), {"b": runs_before}).all()
+    assert [(r.method, r.name) for r in runs] == [
+        ("model", TINY_MODEL), ("model+whiten", TINY_MODEL), ("model+qe", TINY_MODEL),
+        ("model+whiten+qe", TINY_MODEL), ("baseline", THUMBNAIL_MODEL)]
+    queries = runs[0].metrics["queries"]
+    for r, shown in zip(runs, recall1[1:]):
+        assert 0.0 <= r.metrics["recall"]["1"] <= r.metrics["recall"]["5"] <= r.metrics["recall"]["10"] <= 1.0
+        assert f"{r.metrics['recall']['1']:.3f}" == shown
+        assert r.metrics["queries"] == r.predictions == queries
+        assert r.metrics["database"] == runs[0].metrics["database"]
+    assert runs[0].metrics["search"] == "exact" and "post" not in runs[0].metrics
+    assert runs[1].metrics["search"] == "exact (numpy)"
+    assert runs[1].metrics["post"] == {"steps": ["whiten"], "alpha": 3.0, "qe_n": 2, "dba_n": 3, "whiten_dims": 8,
+                                       "whiten_shrinkage": 0.1,
+                                       "whitening_fit": {"split": "train", "vectors": fitted, "dims": 8}}
+    assert runs[2].metrics["post"]["steps"] == ["qe"] and "whitening_fit" not in runs[2].metrics["post"]
+    assert runs[3].metrics["post"]["steps"] == ["whiten", "qe"]
+
+
+def test_numpy_search_reproduces_the_sql_protocol(subset):
+    """With no post-processing the numpy path finds what knn_all.sql finds: same queries, same database."""
+    with begin(subset.url) as conn:
+        sql_run = evaluate_model(conn, TINY_MODEL, "test", "v1", k=20, consensus_k=5, store=False)
+        [raw] = evaluate_post(conn, TINY_MODEL, [()], "test", "v1", k=20, consensus_k=5, store=False)
+    assert (raw.queries, raw.database) == (sql_run.queries, sql_run.database)
+    assert raw.recall == sql_run.recall
+    assert raw.top1_error_m == pytest.approx(sql_run.top1_error_m, abs=1e-3)
+    assert raw.consensus_error_m == pytest.approx(sql_run.consensus_error_m, abs=1e-3)
+    assert ({o.query_image_id: (o.top1_location_id, o.first_correct_rank) for o in raw.outcomes}
+            == {o.query_image_id: (o.top1_location_id, o.first_correct_rank) for o in sql_run.outcomes})
+
+
+def test_post_processing_errors(cli, subset):
+    engine = get_engine(subset.url)
+    with engine.connect() as conn:
+        runs_before = conn.execute(sa.text("SELECT count(*) FROM eval_runs")).scalar()
+    res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--post", "whiten")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-2:] == [
+        f"Error: model '{TINY_MODEL}' has 0 embeddings of split train: the whitening is fitted on them and "
+        "needs at least 2", f"Hint: run 'geoloc embed --model {TINY_MODEL} --split train'"]
+    with engine.connect() as conn:  # the raw run of the same command is not kept either
+        assert conn.execute(sa.text("SELECT count(*) FROM eval_runs")).scalar() == runs_before
+    res = cli("evaluate", "--baseline", "thumbnail", "--post", "qe")
+    assert res.exit_code == 1 and res.stderr == "Error: --post needs a --model to post-process\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--post", "qe", "--qe-n", "0")
+    assert res.exit_code == 1 and res.stderr == "Error: --qe-n 0: must be at least 1\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--post", "all", "--whiten-shrinkage", "-1")
+    assert res.exit_code == 1 and res.stderr == "Error: --whiten-shrinkage -1.0: must be a number >= 0\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--post", "pca")
+    assert res.exit_code == 2 and "'pca' is not one of 'whiten', 'qe', 'dba', 'all'" in res.stderr
+    res = cli("evaluate", "--model", TINY_MODEL, "--cells", "--post", "qe")
+    assert res.exit_code == 1 and res.stderr == "Error: --post does not combine with --cells\n"
+
+
+# a place signal in 15 dimensions, and a nuisance shared by every image along dimension 0 that is
+# much larger than the place differences: raw cosine similarity mostly compares the nuisance
+DIM, NUISANCE, NOISE = 16, 20.0, 0.3
+
+
+def _synthetic_images(rng, first_location: int, locations: int, per_location: int) -> list[dict]:
+    place = rng.normal(size=(locations, DIM))
+    place[:, 0] = 0.0
+    rows = []
+    for i in range(locations):
+        for t in range(per_location):
+            v = place[i] + rng.normal(scale=NOISE, size=DIM)
+            v[0] += rng.normal(scale=NUISANCE)
+            rows.append({"location_id": first_location + i, "time_index": t,
+                         "v": "[" + ",".join(f"{x:.7f}" for x in v / np.linalg.norm(v)) + "]"})
+    return rows
+
+
+def test_whitening_beats_raw_when_a_nuisance_direction_dominates(db_url):
+    rng = np.random.default_rng(0)
+    test = _synthetic_images(rng, 1, 30, 4)  # per location: 1 query (time 0) + 3 database images
+    train = _synthetic_images(rng, 101, 40, 4)
+    engine = get_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO models (name, backbone, dim, input_size, status) "
+                             "VALUES ('synthetic', 'test', :d, 0, 'ready')"), {"d": DIM})
+        for split, rows in (("test", test), ("train", train)):
+            ids = sorted({r["location_id"] for r in rows})
+            conn.execute(sa.text(  # 1 km apart along a meridian of Stockholm: only the same place is within 25 m
+                "INSERT INTO locations (id, geom, buffer_m, order_no, dist_to_origin_m, split, source) "
+                "SELECT g, ST_SetSRID(ST_MakePoint(18.05, 59.2 + g * 0.009), 4326), 0, g, 0, :s, 'test' "
+                "FROM unnest(CAST(:ids AS integer[])) AS g"), {"ids": ids, "s": split})
+            for r in rows:
+                conn.execute(sa.text(
+                    "WITH i AS (INSERT INTO images (location_id, heading, time_index, root, path, sha256, bytes, "
+                    "width, height, split) VALUES (:location_id, 0, :time_index, '/synthetic', "
+                    ":location_id || '_' || :time_index || '.jpg', repeat('0', 64), 0, 0, 0, :s) RETURNING id) "
+                    "INSERT INTO embeddings (model_id, image_id, embedding) "
+                    "SELECT (SELECT id FROM models WHERE name = 'synthetic'), i.id, CAST(:v AS vector) FROM i"),
+                    {**r, "s": split})
+    with begin(db_url) as conn:
+        raw = evaluate_model(conn, "synthetic", "test", k=5, consensus_k=1)
+        [whitened] = evaluate_post(conn, "synthetic", [("whiten",)], "test", k=5, consensus_k=1)
+    assert (raw.queries, raw.database) == (whitened.queries, whitened.database) == (30, 90)
+    assert 0.0 <= raw.recall[1] < whitened.recall[1] <= 1.0
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT method, (metrics->'recall'->>'1')::float FROM eval_runs")).all())
+    assert stored == {"model": raw.recall[1], "model+whiten": whitened.recall[1]}

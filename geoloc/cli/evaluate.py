@@ -7,7 +7,9 @@ import json
 import click
 
 from ..cells import defaults as cell_defaults
-from ..retrieval.evaluate import DEFAULT_CONSENSUS_K, DEFAULT_K, DEFAULT_SPLIT
+from ..errors import InputError
+from ..retrieval import postprocess as post
+from ..retrieval.evaluate import DEFAULT_CONSENSUS_K, DEFAULT_K, DEFAULT_SPLIT, WHITEN_FIT_SPLIT
 from ..splits import SPLITS
 
 COMMANDS = ["evaluate"]
@@ -28,9 +30,24 @@ COMMANDS = ["evaluate"]
               help="With --cells: the hybrid searches the N most probable cells of --cell-level.")
 @click.option("--cell-level", type=int, default=cell_defaults.EVAL_CELL_LEVEL, show_default=True,
               help="With --cells: the partition level (0 = coarsest) whose cells restrict the hybrid.")
+@click.option("--post", "post_steps", multiple=True, type=click.Choice([*post.METHODS, "all"]),
+              help=f"Also evaluate the model post-processed (repeatable): whiten = PCA-whitening learned on the "
+                   f"{WHITEN_FIT_SPLIT} split's embeddings, qe = alpha query expansion, dba = database-side "
+                   "augmentation, all = the three; each alone and all given combined, exact search in numpy.")
+@click.option("--alpha", type=float, default=post.DEFAULT_ALPHA, show_default=True,
+              help="With --post qe/dba: neighbours weigh their similarity to this power.")
+@click.option("--qe-n", type=int, default=post.DEFAULT_QE_N, show_default=True,
+              help="With --post qe: database neighbours added to each query.")
+@click.option("--dba-n", type=int, default=post.DEFAULT_DBA_N, show_default=True,
+              help="With --post dba: neighbours averaged into each database vector.")
+@click.option("--whiten-dims", type=int, default=post.DEFAULT_WHITEN_DIMS,
+              help="With --post whiten: keep this many principal directions  [default: all]")
+@click.option("--whiten-shrinkage", type=float, default=post.DEFAULT_WHITEN_SHRINKAGE, show_default=True,
+              help="With --post whiten: added to every eigenvalue, as a share of their mean (0 = full whitening).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
-             consensus_k: int, cells: bool, top_cells: int, cell_level: int | None,
+             consensus_k: int, cells: bool, top_cells: int, cell_level: int | None, post_steps: tuple[str, ...],
+             alpha: float, qe_n: int, dba_n: int, whiten_dims: int | None, whiten_shrinkage: float,
              as_json: bool) -> None:
     """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
@@ -38,9 +55,16 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     version) are the database; correct = a retrieved image within 25 m. Exact search in SQL. The run
     and each query's prediction are stored (QGIS: view v_eval_predictions).
 
+    With --post, the model is also evaluated after learned whitening, query expansion and/or
+    database-side augmentation, on the same queries and database (each its own stored run).
+
     Example: geoloc evaluate --model mnv3-small --split test --version v1
+
+    Example: geoloc evaluate --model mnv3-small --split val --post all
     """
     if cells:  # the geo-cells comparison (geoloc.retrieval.hybrid_eval)
+        if post_steps:
+            raise InputError("--post does not combine with --cells")
         from ..retrieval.hybrid_eval import evaluate_cells, report_rows as cell_rows
 
         rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
@@ -57,8 +81,10 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
         return
     from ..retrieval.evaluate import evaluate as run_evaluate, report_rows
 
+    params = post.PostParams(alpha=alpha, qe_n=qe_n, dba_n=dba_n, whiten_dims=whiten_dims,
+                             whiten_shrinkage=whiten_shrinkage)
     report = run_evaluate(model, baseline, split=split, version=version, k=k, consensus_k=consensus_k,
-                          progress=not as_json)
+                          progress=not as_json, post_steps=post_steps, params=params)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -66,11 +92,10 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     scope = f"split {report.split}" + (f" {report.version}" if report.version else "")
     click.echo(f"{scope}: {m0.queries} queries, {m0.database} database images; {report.search} search, "
                f"k={report.k}, consensus of {report.consensus_k}, correct = within 25 m")
-    rows = report_rows(report)
-    width = max(len(label) for label, _ in rows)
-    cols = [max(len(row[1][i]) for row in rows) for i in range(len(report.methods))]
-    for label, cells in rows:
-        click.echo(f"{label:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, cols)))
+    if report.post:
+        click.echo("post-processing: " + ", ".join(f"{k}={v if v is not None else 'all'}"
+                                                    for k, v in report.post.items()))
+    _table(report_rows(report), len(report.methods))
     runs = ", ".join(str(m.run_id) for m in report.methods if m.run_id is not None)
     if runs:
         click.echo(f"stored as eval run(s) {runs} (view v_eval_predictions)")

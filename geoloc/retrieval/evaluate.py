@@ -6,6 +6,11 @@ statement (sql/evaluate/knn_all.sql) finds the k nearest database images of ever
 search, so the figures measure the embeddings, not the index. Recall@N, and the top-1 and consensus
 position errors (metres in EPSG:3006), are computed here from its rows; the run and every query's
 prediction are stored (eval_runs, eval_predictions; drawn by the view v_eval_predictions).
+
+With post-processing (geoloc.retrieval.postprocess: whitening learned on the training split, alpha
+query expansion, database-side augmentation) the same queries and database are read with their stored
+embeddings in one statement (sql/evaluate/protocol_vectors.sql) and searched exactly in numpy after
+each step, and after all steps combined; each is its own run (method 'model+whiten', ...).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
-from psycopg import sql
+import sqlalchemy as sa
+from pgvector.sqlalchemy import VECTOR
 
 from ..db import sqlfiles
-from ..db.engine import begin, psycopg_connection
+from ..db.engine import begin
 from ..errors import InputError, NotFound
 from ..splits import SPLITS
+from . import postprocess as post
 from .baseline import THUMBNAIL_MODEL, baseline_model_name
 from .consensus import consensus
 from .index import vector_type
@@ -31,6 +38,7 @@ RECALL_AT = (1, 5, 10, 20)
 DEFAULT_K = 20
 DEFAULT_CONSENSUS_K = 5  # as many neighbours as `geoloc search` shows by default
 DEFAULT_SPLIT = "test"
+WHITEN_FIT_SPLIT = "train"  # the whitening of --post whiten is learned on this split's embeddings
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,12 @@ class EvalReport:
     consensus_k: int
     search: str  # how neighbours were found
     methods: list[MethodReport]
+    post: dict | None = None  # the post-processing parameters, when post-processed runs are included
 
     def to_json(self) -> dict:
         return {"split": self.split, "version": self.version, "k": self.k, "consensus_k": self.consensus_k,
                 "search": self.search, "correct_within_m": CORRECT_M,
+                **({"post": self.post} if self.post else {}),
                 "methods": [{"model": m.model, "method": m.method, "run_id": m.run_id, **m.metrics()}
                             for m in self.methods]}
 
@@ -137,17 +147,29 @@ def _check_split(split: str, version: str | None) -> None:
         raise InputError(f"--split '{split}': must be one of {', '.join(SPLITS)}")
 
 
+def _protocol_params(model_id: int, split: str, version: str | None) -> dict:
+    return {"model_id": model_id, "split": split, "version": version}
+
+
 def protocol_hits(conn, model_id: int, dim: int, split: str, version: str | None, k: int) -> list[Hit]:
     """The rows of sql/evaluate/knn_all.sql: k exact nearest database images of every query."""
-    stmt = sql.SQL(sqlfiles.read("evaluate/knn_all.sql")).format(vtype=vector_type(dim).sql())
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute("SET LOCAL work_mem = '64MB'")
-        cur.execute(stmt, {"model_id": model_id, "split": split, "version": version, "k": k})
-        return [Hit(*r) for r in cur.fetchall()]
+    # the vector type (a closed set: vector or halfvec, and an integer) is written in before parsing
+    stmt = sa.text(sqlfiles.read("evaluate/knn_all.sql").replace("{vtype}", vector_type(dim).text()))
+    conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+    rows = conn.execute(stmt, {**_protocol_params(model_id, split, version), "k": k}).mappings()
+    return [Hit(**row) for row in rows]
 
 
 def _scope(split: str, version: str | None) -> str:
     return f"split {split}" + (f" {version}" if version else "")
+
+
+def _report(row, method: str, database: int, k: int, consensus_k: int, hits: list[Hit]) -> MethodReport:
+    outs = outcomes(hits, consensus_k)
+    return MethodReport(row.name, row.id, method, len(outs), database,
+                        recall_at([o.first_correct_rank for o in outs], [n for n in RECALL_AT if n <= k]),
+                        error_summary(o.top1_error_m for o in outs),
+                        error_summary(o.consensus_error_m for o in outs), outcomes=outs)
 
 
 def evaluate_model(conn, model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
@@ -156,46 +178,47 @@ def evaluate_model(conn, model_name: str, split: str, version: str | None = None
     from ..model.registry import get_model
 
     row = get_model(conn, model_name)
-    params = {"model_id": row.id, "split": split, "version": version}
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("evaluate/protocol_counts.sql"), params)
-        images, embedded, queries, locations = cur.fetchone()
-    if images == 0:
+    counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
+                          _protocol_params(row.id, split, version)).one()
+    if counts.images == 0:
         raise NotFound(f"{_scope(split, version)} has no images", hint="import them with 'geoloc ingest images DIR'")
-    if embedded < images:
+    if counts.embedded < counts.images:
         scope = f"--split {split}" + (f" --version {version}" if version else "")
-        raise InputError(f"model '{model_name}' lacks embeddings for {images - embedded} of {images} images "
-                         f"of {_scope(split, version)}", hint=f"run 'geoloc embed --model {model_name} {scope}'")
+        raise InputError(f"model '{model_name}' lacks embeddings for {counts.images - counts.embedded} of "
+                         f"{counts.images} images of {_scope(split, version)}",
+                         hint=f"run 'geoloc embed --model {model_name} {scope}'")
     hits = protocol_hits(conn, row.id, row.dim, split, version, k)
-    outs = outcomes(hits, consensus_k)
-    report = MethodReport(row.name, row.id, method, len(outs), images - queries,
-                          recall_at([o.first_correct_rank for o in outs], [n for n in RECALL_AT if n <= k]),
-                          error_summary(o.top1_error_m for o in outs),
-                          error_summary(o.consensus_error_m for o in outs), outcomes=outs)
+    report = _report(row, method, counts.images - counts.queries, k, consensus_k, hits)
     if store:
         report.run_id = store_run(conn, report, split, version, k, consensus_k)
     return report
 
 
-def store_run(conn, report: MethodReport, split: str, version: str | None, k: int, consensus_k: int) -> int:
+def store_run(conn, report: MethodReport, split: str, version: str | None, k: int, consensus_k: int,
+              search: str = "exact", extra: dict | None = None) -> int:
+    """Store REPORT as one eval_runs row (its figures, k and how it searched in metrics) and one
+    eval_predictions row per query; the run's id."""
     metrics = {**report.metrics(), "k": k, "consensus_k": consensus_k, "correct_within_m": CORRECT_M,
-               "search": "exact"}
+               "search": search, **(extra or {})}
+    run_id = insert_run(conn, report.model_id, report.method, split, version, metrics)
     outs = report.outcomes
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("evaluate/insert_run.sql"), {
-            "model_id": report.model_id, "method": report.method, "split": split, "version": version,
-            "metrics": json.dumps(_json_safe(metrics))})
-        run_id = cur.fetchone()[0]
-        cur.execute(sqlfiles.read("evaluate/insert_predictions.sql"), {
-            "run_id": run_id,
-            "query_image_id": [o.query_image_id for o in outs],
-            "top1_location_id": [o.top1_location_id for o in outs],
-            "top1_error_m": [o.top1_error_m for o in outs],
-            "consensus_location_id": [o.consensus_location_id for o in outs],
-            "consensus_error_m": [o.consensus_error_m for o in outs],
-            "first_correct_rank": [o.first_correct_rank for o in outs],
-        })
+    conn.execute(sqlfiles.text("evaluate/insert_predictions.sql"), {
+        "run_id": run_id,
+        "query_image_id": [o.query_image_id for o in outs],
+        "top1_location_id": [o.top1_location_id for o in outs],
+        "top1_error_m": [o.top1_error_m for o in outs],
+        "consensus_location_id": [o.consensus_location_id for o in outs],
+        "consensus_error_m": [o.consensus_error_m for o in outs],
+        "first_correct_rank": [o.first_correct_rank for o in outs],
+    })
     return run_id
+
+
+def insert_run(conn, model_id: int | None, method: str, split: str, version: str | None, metrics: dict) -> int:
+    """One eval_runs row (sql/evaluate/insert_run.sql); its id. Non-finite figures are stored as null."""
+    return conn.execute(sqlfiles.text("evaluate/insert_run.sql"), {
+        "model_id": model_id, "method": method, "split": split, "version": version,
+        "metrics": json.dumps(_json_safe(metrics))}).scalar_one()
 
 
 def _json_safe(value):
@@ -206,13 +229,121 @@ def _json_safe(value):
     return value
 
 
+# ------------------------------------------------------------------------- post-processing (numpy)
+
+@dataclass
+class ProtocolVectors:
+    """The protocol's images of one split and their embeddings (rows ordered by image id)."""
+
+    ids: np.ndarray
+    location_ids: np.ndarray
+    is_query: np.ndarray  # bool
+    lat: np.ndarray
+    lng: np.ndarray
+    xy: np.ndarray  # (N, 2) metres in EPSG:3006
+    vectors: np.ndarray  # (N, D)
+
+
+def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | None) -> ProtocolVectors:
+    """sql/evaluate/protocol_vectors.sql read in one statement."""
+    stmt = sqlfiles.text("evaluate/protocol_vectors.sql").columns(embedding=VECTOR())
+    rows = conn.execute(stmt, _protocol_params(model_id, split, version)).all()
+    col = lambda name, dtype: np.array([getattr(r, name) for r in rows], dtype=dtype)  # noqa: E731
+    return ProtocolVectors(col("id", np.int64), col("location_id", np.int64), col("is_query", bool),
+                           col("lat", np.float64), col("lng", np.float64),
+                           np.column_stack([col("x", np.float64), col("y", np.float64)]).reshape(-1, 2),
+                           np.array([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), dim))
+
+
+def split_embeddings(conn, model_id: int, dim: int, split: str) -> np.ndarray:
+    """The model's embeddings of every image of SPLIT (all versions), one row each."""
+    stmt = sqlfiles.text("evaluate/split_embeddings.sql").columns(embedding=VECTOR())
+    rows = conn.execute(stmt, {"model_id": model_id, "split": split}).scalars().all()
+    return np.array(rows, dtype=np.float32).reshape(len(rows), dim)
+
+
+def numpy_hits(pv: ProtocolVectors, queries: np.ndarray, database: np.ndarray, k: int) -> list[Hit]:
+    """The k nearest database rows of every query row by cosine distance, exactly (brute force, float64),
+    as Hits like knn_all.sql's: ties by image id, errors in EPSG:3006 metres."""
+    q_idx, d_idx = np.where(pv.is_query)[0], np.where(~pv.is_query)[0]
+    queries, database = post.normalise(queries), post.normalise(database)
+    hits = []
+    for start in range(0, len(q_idx), post.CHUNK_ROWS):
+        sims = queries[start:start + post.CHUNK_ROWS] @ database.T
+        nn = post.top_n(sims, k)
+        for row, qi in enumerate(q_idx[start:start + post.CHUNK_ROWS]):
+            for rank, j in enumerate(nn[row], start=1):
+                di = d_idx[j]
+                hits.append(Hit(int(pv.ids[qi]), int(pv.location_ids[qi]), rank, int(pv.ids[di]),
+                                int(pv.location_ids[di]), float(1.0 - sims[row, j]),
+                                float(np.hypot(*(pv.xy[qi] - pv.xy[di]))), float(pv.lat[di]), float(pv.lng[di])))
+    return hits
+
+
+def post_methods(post_steps: Iterable[str]) -> list[tuple[str, ...]]:
+    """The runs `--post` asks for: each step alone, then all of them combined (when more than one);
+    'all' names every step. Steps in geoloc.retrieval.postprocess.METHODS order."""
+    given = list(post_steps)
+    unknown = [p for p in given if p != "all" and p not in post.METHODS]
+    if unknown:
+        raise InputError(f"--post '{unknown[0]}': must be one of {', '.join(post.METHODS)}, all")
+    steps = tuple(m for m in post.METHODS if m in given or "all" in given)
+    return [(m,) for m in steps] + ([steps] if len(steps) > 1 else [])
+
+
+def method_name(steps: tuple[str, ...]) -> str:
+    """The eval_runs method of a post-processed run, e.g. 'model+whiten+qe' (the model is its model_id)."""
+    return "+".join(("model", *steps))
+
+
+def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str, version: str | None = None,
+                  k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
+                  params: post.PostParams = post.PostParams(), fit_split: str = WHITEN_FIT_SPLIT,
+                  store: bool = True) -> list[MethodReport]:
+    """The model post-processed as each of RUNS (tuples of post-processing steps) says, on the same
+    queries and database as evaluate_model, by exact search in numpy over the stored embeddings; the
+    whitening is fitted on the model's embeddings of FIT_SPLIT. Inside the caller's transaction."""
+    from ..model.registry import get_model
+
+    row = get_model(conn, model_name)
+    pv = protocol_vectors(conn, row.id, row.dim, split, version)
+    whitening, fit = None, None
+    if any("whiten" in steps for steps in runs):
+        train = split_embeddings(conn, row.id, row.dim, fit_split)
+        if len(train) < 2:
+            raise InputError(f"model '{model_name}' has {len(train)} embeddings of split {fit_split}: the "
+                             f"whitening is fitted on them and needs at least 2",
+                             hint=f"run 'geoloc embed --model {model_name} --split {fit_split}'")
+        whitening = post.fit_whitening(train, params.whiten_dims, params.whiten_shrinkage)
+        fit = {"split": fit_split, "vectors": len(train), "dims": whitening.dims}
+    queries, database = pv.vectors[pv.is_query], pv.vectors[~pv.is_query]
+    reports = []
+    for steps in runs:
+        q, d = post.postprocess(steps, queries, database, params, whitening)
+        report = _report(row, method_name(steps), len(database), k, consensus_k, numpy_hits(pv, q, d, k))
+        if store:
+            extra = {"post": {"steps": list(steps), **params.to_json(),
+                              **({"whitening_fit": fit} if "whiten" in steps else {})}}
+            report.run_id = store_run(conn, report, split, version, k, consensus_k, "exact (numpy)", extra)
+        reports.append(report)
+    return reports
+
+
+def _check_params(params: post.PostParams) -> None:
+    for name, value, rule in params.problems():
+        raise InputError(f"--{name.replace('_', '-')} {value}: {rule}")
+
+
 def evaluate(model: str | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
-             store: bool = True, progress: bool = False, url: str | None = None) -> EvalReport:
+             store: bool = True, progress: bool = False, url: str | None = None,
+             post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams()) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
 
     The baseline's thumbnails of the split are computed on first use (seconds); the model's embeddings
     must exist already (`geoloc embed`), since computing them is the model's expensive part.
+    POST_STEPS (geoloc.retrieval.postprocess.METHODS, or 'all') add the model post-processed by each
+    step and by all of them combined, each its own run (method 'model+STEP...'), next to the raw model.
     """
     from .embed import embed_images
 
@@ -223,6 +354,10 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
         raise InputError(f"-k {k}: must be between 1 and 1000")
     if not 1 <= consensus_k <= k:
         raise InputError(f"--consensus-k {consensus_k}: must be between 1 and -k ({k})")
+    runs = post_methods(post_steps)
+    if runs and model is None:
+        raise InputError("--post needs a --model to post-process")
+    _check_params(params)
     baseline_name = baseline_model_name(baseline or "thumbnail")
     if model is not None:
         with begin(url) as conn:  # an unknown model fails before any baseline work
@@ -235,9 +370,11 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
         if model is not None:
             method = "baseline" if model == THUMBNAIL_MODEL else "model"
             reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store))
+            if runs:
+                reports += evaluate_post(conn, model, runs, split, version, k, consensus_k, params, store=store)
         if model != baseline_name:
             reports.append(evaluate_model(conn, baseline_name, split, version, k, consensus_k, "baseline", store))
-    return EvalReport(split, version, k, consensus_k, "exact", reports)
+    return EvalReport(split, version, k, consensus_k, "exact", reports, params.to_json() if runs else None)
 
 
 def report_rows(report: EvalReport) -> list[tuple[str, list[str]]]:

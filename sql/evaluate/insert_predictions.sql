@@ -2,11 +2,11 @@
 -- are the locations' own geometries, so the view can draw query -> prediction lines.
 INSERT INTO eval_predictions (run_id, query_image_id, query_geom, top1_location_id, top1_geom, top1_error_m,
                               consensus_location_id, consensus_geom, consensus_error_m, first_correct_rank)
-SELECT %(run_id)s, p.query_image_id, ql.geom, p.top1_location_id, tl.geom, p.top1_error_m,
+SELECT :run_id, p.query_image_id, ql.geom, p.top1_location_id, tl.geom, p.top1_error_m,
        p.consensus_location_id, cl.geom, p.consensus_error_m, p.first_correct_rank
-FROM unnest(%(query_image_id)s::bigint[], %(top1_location_id)s::integer[], %(top1_error_m)s::float8[],
-            %(consensus_location_id)s::integer[], %(consensus_error_m)s::float8[],
-            %(first_correct_rank)s::integer[])
+FROM unnest(CAST(:query_image_id AS bigint[]), CAST(:top1_location_id AS integer[]),
+            CAST(:top1_error_m AS float8[]), CAST(:consensus_location_id AS integer[]),
+            CAST(:consensus_error_m AS float8[]), CAST(:first_correct_rank AS integer[]))
      AS p(query_image_id, top1_location_id, top1_error_m, consensus_location_id, consensus_error_m,
           first_correct_rank)
 JOIN images AS qi ON qi.id = p.query_image_id

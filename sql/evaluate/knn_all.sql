@@ -8,13 +8,14 @@
 -- subquery is a scan with a top-k heap sort and the recall figures measure the model, not the HNSW
 -- approximation. (A split has a few thousand images: about 300 x 1,600 distances for Test v1.)
 -- Ties in distance are broken by image id, as in geoloc.retrieval.evaluate's numpy check.
--- {vtype} is the model's vector type, composed in (e.g. vector(256)); the rest is bound.
+-- {vtype} is the model's vector type, written in before parsing (e.g. vector(256): a type modifier
+-- cannot be bound, and the name comes from a closed set); everything else is bound.
 WITH pool AS MATERIALIZED (
     SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding::{vtype} AS v
     FROM images AS i
-    JOIN embeddings AS e ON e.image_id = i.id AND e.model_id = %(model_id)s::integer
-    WHERE i.split = %(split)s::text
-      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
+    JOIN embeddings AS e ON e.image_id = i.id AND e.model_id = CAST(:model_id AS integer)
+    WHERE i.split = CAST(:split AS text)
+      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
 ),
 queries AS MATERIALIZED (
     SELECT DISTINCT ON (location_id, heading) id, location_id, v
@@ -34,7 +35,7 @@ hits AS (
         SELECT db.id, db.location_id, db.v <=> q.v AS distance
         FROM db
         ORDER BY distance, db.id
-        LIMIT %(k)s
+        LIMIT :k
     ) AS n
 )
 SELECT h.query_image_id,

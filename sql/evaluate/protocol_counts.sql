@@ -3,10 +3,10 @@
 WITH pool AS (
     SELECT i.id, i.location_id, i.heading, i.time_index,
            EXISTS (SELECT 1 FROM embeddings AS e
-                   WHERE e.model_id = %(model_id)s::integer AND e.image_id = i.id) AS embedded
+                   WHERE e.model_id = CAST(:model_id AS integer) AND e.image_id = i.id) AS embedded
     FROM images AS i
-    WHERE i.split = %(split)s::text
-      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
+    WHERE i.split = CAST(:split AS text)
+      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
 )
 SELECT count(*) AS images,
        count(*) FILTER (WHERE embedded) AS embedded,
