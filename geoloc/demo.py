@@ -324,9 +324,11 @@ def public_url(url: str | None = None) -> str:
 
 
 def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
-    """Neighbours picture and map for a few test queries, using their stored embeddings."""
+    """Neighbours picture and map for a few test queries, using their stored embeddings (for a model
+    with cell heads the map also draws each query's most probable cells)."""
     from .model.registry import get_model
     from .retrieval.consensus import consensus
+    from .retrieval.hybrid import HybridResult, knn_cells, model_has_cells
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
     from .retrieval.vectors import vector_cursor
@@ -339,11 +341,17 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
                         {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})
             queries = cur.fetchall()
         set_search_options(conn, 100)
+        with_cells = model_has_cells(conn, m.id)
         for image_id, root, path, vector in queries:
-            hits = [h for h in knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
-                    if h.image_id != image_id][:k]
+            if with_cells:
+                cells, found = knn_cells(conn, m.id, m.dim, vector.to_numpy(), k=k + 1, split=EVAL_SPLIT,
+                                         version=EVAL_VERSION)
+            else:
+                found = knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+            hits = [h for h in found if h.image_id != image_id][:k]
             hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
-            results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
+            shown = (Path(root) / path, hits, hits[0] if hits else None, consensus(hits))
+            results.append(HybridResult(*shown, cells=cells) if with_cells else QueryResult(*shown))
     from .retrieval.webmap import write_map
 
     title = f"geoloc demo: model {model}, {EVAL_SPLIT} {EVAL_VERSION} queries"

@@ -200,3 +200,15 @@ def test_search_map_without_cells_has_no_cell_polygons(cells_db, shared_data, cl
     res = cli("search", _photo(cells_db, shared_data), "--model", TINY_MODEL, "--no-cells", "--map", out)
     assert res.exit_code == 0, res.output
     assert not [f for f in _geojson_features(out.read_text()) if "cell_id" in f.get("properties", {})]
+
+
+def test_the_demo_map_of_a_model_with_cell_heads_draws_each_querys_top_cells(cells_db, tmp_path, monkeypatch):
+    from geoloc.demo import _examples
+
+    monkeypatch.setenv("GEOLOC_DATABASE_URL", cells_db.url)
+    _, page = _examples(tmp_path, TINY_MODEL, n=2, k=3)
+    features = [f for f in _geojson_features(page.read_text()) if "cell_id" in f.get("properties", {})]
+    assert [f["properties"]["rank"] for f in features] == [1, 2, 3, 4, 5] * 2
+    with sa.create_engine(cells_db.url).connect() as conn:
+        finest = conn.execute(sa.text("SELECT max(level) FROM cells")).scalar_one()
+    assert {f["properties"]["level"] for f in features} == {finest}
