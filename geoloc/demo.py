@@ -228,16 +228,15 @@ def _evaluate(model: str):
     return evaluate(model=model, split=EVAL_SPLIT, version=EVAL_VERSION, progress=True)
 
 
-def _evaluate_cells(model: str) -> str:
-    """`geoloc evaluate --cells` for MODEL on the evaluation split, unless its cells run is stored."""
+def _evaluate_cells(model: str, split: str = EVAL_SPLIT, version: str | None = EVAL_VERSION) -> str:
+    """`geoloc evaluate --cells` for MODEL on SPLIT/VERSION, unless its cells run is stored already."""
+    from .retrieval.evaluate import error_summary
     from .retrieval.hybrid_eval import evaluate_cells
 
-    table = cells_table(model)
+    table = cells_table(model, split, version)
     if table is not None and table["model"] == model:
         return f"cells evaluation of '{model}' already stored (run {table['runs'][0]})"
-    from .retrieval.evaluate import error_summary
-
-    rep = evaluate_cells(model, split=EVAL_SPLIT, version=EVAL_VERSION, progress=True)
+    rep = evaluate_cells(model, split=split, version=version, progress=True)
     return "; ".join(f"{r.method}: median error {error_summary(r.errors)['median']:,.0f} m" for r in rep.rows)
 
 
