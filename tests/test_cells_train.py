@@ -264,6 +264,9 @@ def test_the_demo_evaluates_cells_once_and_its_table_matches_the_evaluation(trai
     from the stored predictions, has the figures geoloc.retrieval.hybrid_eval computes in Python."""
     from geoloc.demo import _evaluate_cells, cells_table
 
+    with db.begin() as conn:  # the runs of the module's other tests
+        conn.execute(sa.text("DELETE FROM eval_runs"))
+    assert cells_table("m", "val", None) is None
     line = _evaluate_cells("m", "val", None)
     assert line.startswith("cells: median error ") and "; hybrid: median error " in line
     table = cells_table("m", "val", None)

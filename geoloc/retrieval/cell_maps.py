@@ -28,10 +28,3 @@ def cells_with_polygons(conn, cells: Sequence) -> list[dict]:
     shapes = cell_polygons(conn, [c.cell_id for c in cells])
     return [{**asdict(c), **shapes.get(c.cell_id, {"geometry": None, "images": None})} for c in cells]
 
-
-def feature_collection(cells: Sequence[dict]) -> dict:
-    """The cells of `cells_with_polygons` as a GeoJSON FeatureCollection (properties: all but geometry)."""
-    return {"type": "FeatureCollection",
-            "features": [{"type": "Feature", "geometry": c["geometry"],
-                          "properties": {k: v for k, v in c.items() if k != "geometry"}}
-                         for c in cells if c.get("geometry") is not None]}
