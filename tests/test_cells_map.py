@@ -10,6 +10,7 @@ trained, which the maps do not care about.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -148,6 +149,9 @@ def test_the_page_draws_the_cell_polygons_after_an_upload(server, cells_db, shar
     items = browser.find_elements(By.CSS_SELECTOR, "#cell-list li.cell")
     assert len(items) == 5 and items[0].text.startswith("cell ") and "p = " in items[0].text
     assert browser.find_element(By.ID, "cells").is_displayed()
+    out_dir = os.environ.get("GEOLOC_SCREENSHOT_DIR")
+    if out_dir:  # the page with the cells, for a look (as test_serve_browser does for serve.png)
+        browser.save_screenshot(str(Path(out_dir) / "serve_cells.png"))
     # a model without heads clears them
     browser.find_element(By.CSS_SELECTOR, "#model option[value='thumbnail-16']").click()
     browser.execute_script("document.getElementById('model').dispatchEvent(new Event('change'))")
