@@ -1,6 +1,11 @@
 """The main job end to end on the real Stockholm data: database, collection, images, training,
 embeddings, evaluation and a report. Every stage first checks what the database already holds, so a
 rerun only redoes what is missing (or what --retrain / --reimport ask for).
+
+With --cells the demo also builds the geo-cell partition of the training images, trains its model with
+one cell head per level (as `geoloc train --cells`) and runs `geoloc evaluate --cells`; the report
+shows the geo-cells table (cells-only vs retrieval-only vs hybrid vs thumbnails) whenever the
+database holds such an evaluation, read back from eval_runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from .errors import InputError
 
 AREA = "stockholm"
 DEFAULT_MODEL = "stockholm-mobilenetv3small"
+DEFAULT_CELLS_MODEL = "stockholm-mobilenetv3small-cells"  # the model --cells trains (with cell heads)
+CELLS_PARTITION = "stockholm"
 DEFAULT_TRAIN_MINUTES = 30.0
 EVAL_SPLIT, EVAL_VERSION = "test", "v1"
 NEEDED = ("Stockholm.geojson", "buffers", "images")
@@ -55,10 +62,15 @@ def check_data(data: Path) -> Path:
     return data
 
 
-def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES, model: str = DEFAULT_MODEL,
-         report_dir: Path | None = None, retrain: bool = False, reimport: bool = False,
+def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES, model: str | None = None,
+         report_dir: Path | None = None, retrain: bool = False, reimport: bool = False, cells: bool = False,
          echo: Callable[[str], None] = print) -> DemoResult:
-    """Run (or continue) the whole Stockholm pipeline and write the report; returns stage timings."""
+    """Run (or continue) the whole Stockholm pipeline and write the report; returns stage timings.
+
+    MODEL defaults to DEFAULT_MODEL, or DEFAULT_CELLS_MODEL with CELLS (geo-cells: partition, cell heads
+    and the cells evaluation as well).
+    """
+    model = model or (DEFAULT_CELLS_MODEL if cells else DEFAULT_MODEL)
     data = check_data(data or config.shared_data_dir())
     if train_minutes <= 0:
         raise InputError(f"--train-minutes {train_minutes:g}: must be positive")
@@ -85,14 +97,20 @@ def demo(data: Path | None = None, train_minutes: float = DEFAULT_TRAIN_MINUTES,
         notes.extend(_locations_and_buffers(data))
     with stage("images") as notes:
         notes.append(_images(data, reimport))
+    if cells:
+        with stage("geo-cell partition") as notes:
+            notes.append(_partition())
     with stage("training") as notes:
-        notes.append(_train(model, train_minutes, retrain))
+        notes.append(_train(model, train_minutes, retrain, CELLS_PARTITION if cells else None))
     with stage("embeddings and index") as notes:
         notes.append(_embed(model))
     with stage("evaluation") as notes:
         report = _evaluate(model)
         result.evaluation = report.to_json()
         notes.append(_recall_line(report))
+    if cells:
+        with stage("geo-cells evaluation") as notes:
+            notes.append(_evaluate_cells(model))
     with stage("report") as notes:
         result.report_md, result.report_html = write_report(report_dir, model, report, result.stages)
         notes.append(f"wrote {result.report_html}")
@@ -150,8 +168,21 @@ def _images(data: Path, reimport: bool) -> str:
     return f"{summary.imported:,} imported, {summary.skipped:,} skipped, {summary.failed:,} failed ({per})"
 
 
-def _train(model: str, minutes: float, retrain: bool) -> str:
-    """Train MODEL unless it is ready. --retrain builds the new model under a temporary name and swaps
+def _partition() -> str:
+    """The geo-cell partition CELLS_PARTITION of the training images (default settings), unless built."""
+    from .cells import partition as P
+
+    known = {r["name"]: r for r in P.list_partitions()}
+    if CELLS_PARTITION in known:
+        return f"partition '{CELLS_PARTITION}' already built (cells per level {known[CELLS_PARTITION]['cells']})"
+    s = P.build_partition(CELLS_PARTITION)
+    return (f"partition '{s.name}' from {s.images:,} {s.split} images: cells per level "
+            f"{[lv.cells for lv in s.levels]}")
+
+
+def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) -> str:
+    """Train MODEL unless it is ready (with CELLS: one cell head per level of that partition, as
+    `geoloc train --cells`). --retrain builds the new model under a temporary name and swaps
     it in only once it is ready, in one transaction: until then (or if that training fails) the old
     model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
     from .model import registry
@@ -166,7 +197,8 @@ def _train(model: str, minutes: float, retrain: bool) -> str:
         status = status_of(name)
         if status == "ready":
             return registry.get_model(None, name)
-        return train(name, None if status else TrainConfig(), resume=status is not None, max_minutes=minutes)
+        return train(name, None if status else TrainConfig(cells=cells), resume=status is not None,
+                     max_minutes=minutes)
 
     status = status_of(model)
     if status == "ready" and not retrain:
@@ -196,6 +228,58 @@ def _evaluate(model: str):
     return evaluate(model=model, split=EVAL_SPLIT, version=EVAL_VERSION, progress=True)
 
 
+def _evaluate_cells(model: str, split: str = EVAL_SPLIT, version: str | None = EVAL_VERSION) -> str:
+    """`geoloc evaluate --cells` for MODEL on SPLIT/VERSION, unless its cells run is stored already."""
+    from .retrieval.evaluate import error_summary
+    from .retrieval.hybrid_eval import evaluate_cells
+
+    table = cells_table(model, split, version)
+    if table is not None and table["model"] == model:
+        return f"cells evaluation of '{model}' already stored (run {table['runs'][0]})"
+    rep = evaluate_cells(model, split=split, version=version, progress=True)
+    return "; ".join(f"{r.method}: median error {error_summary(r.errors)['median']:,.0f} m" for r in rep.rows)
+
+
+def cells_table(model: str | None = None, split: str = EVAL_SPLIT, version: str | None = EVAL_VERSION,
+                url: str | None = None) -> dict | None:
+    """The geo-cells table from eval_runs (sql/cells/eval_table.sql): cells-only, retrieval-only, hybrid
+    and the thumbnail baseline of the newest cells evaluation on SPLIT/VERSION (MODEL's first); None
+    when there is none. Keys: model, runs, queries, header, body (label, one text per method)."""
+    from .retrieval.hybrid_eval import WITHIN_M
+
+    with begin(url) as conn:
+        rows = conn.execute(sqlfiles.text("cells/eval_table.sql"),
+                            {"split": split, "version": version, "model": model,
+                             "within_m": [float(m) for m in WITHIN_M]}).all()
+    if not rows:
+        return None
+
+    def title(r) -> str:
+        if r.method == "cells":
+            return f"cells-only ({r.model})"
+        if r.method == "model":
+            return f"retrieval-only ({r.model})"
+        if r.method == "hybrid":
+            level = "the finest level" if r.cell_level is None else f"level {r.cell_level}"
+            return f"hybrid, top {r.top_cells} cells of {level} ({r.model})"
+        return "16x16 thumbnails"
+
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    body = []
+    for i, m in enumerate(WITHIN_M):
+        label = f"within {m / 1000:g} km" if m >= 1000 else f"within {m} m"
+        body.append((label, [pct(r.within[i]) if r.within else "-" for r in rows]))
+    body.append(("median error", ["-" if r.median_m is None else f"{r.median_m:,.0f} m" for r in rows]))
+    body.append(("Recall@1 / @5", ["-" if r.recall_1 is None else f"{r.recall_1:.3f} / {r.recall_5:.3f}"
+                                   for r in rows]))
+    body.append(("queries", [f"{r.queries:,}" for r in rows]))
+    body.append(("eval run", [str(r.run_id) for r in rows]))
+    return {"model": rows[0].model, "runs": [r.run_id for r in rows], "queries": rows[0].queries,
+            "header": [title(r) for r in rows], "body": body}
+
+
 def _recall_line(report) -> str:
     return "; ".join(f"{m.method} {m.model}: R@1 {m.recall[1]:.3f} R@5 {m.recall[5]:.3f} R@10 {m.recall[10]:.3f}"
                      for m in report.methods)
@@ -204,7 +288,8 @@ def _recall_line(report) -> str:
 def write_report(out: Path, model: str, report, stages: list[StageTime], area: str = AREA,
                  url: str | None = None) -> tuple[Path, Path]:
     """report.md and report.html (Jinja2 templates, every value escaped for its format): recall table,
-    neighbours picture, map, stage timings, and how to connect (the database URL without its password)."""
+    the geo-cells table when the database holds a cells evaluation (cells_table), neighbours picture,
+    map, stage timings, and how to connect (the database URL without its password)."""
     from .retrieval.evaluate import report_rows
 
     out = Path(out)
@@ -213,7 +298,7 @@ def write_report(out: Path, model: str, report, stages: list[StageTime], area: s
     rows = report_rows(report)
     values = {"model": model, "area": area, "split": EVAL_SPLIT, "version": EVAL_VERSION,
               "header": rows[0][1], "body": rows[1:], "picture": picture.name, "webmap": webmap.name,
-              "stages": stages, "url": public_url(url)}
+              "stages": stages, "url": public_url(url), "cells": cells_table(model, url=url)}
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(htmlsafe.render("demo_report.md", **values))
     html_path.write_text(htmlsafe.render("demo_report.html", **values))
@@ -238,9 +323,11 @@ def public_url(url: str | None = None) -> str:
 
 
 def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
-    """Neighbours picture and map for a few test queries, using their stored embeddings."""
+    """Neighbours picture and map for a few test queries, using their stored embeddings (for a model
+    with cell heads the map also draws each query's most probable cells)."""
     from .model.registry import get_model
     from .retrieval.consensus import consensus
+    from .retrieval.hybrid import HybridResult, knn_cells, model_has_cells
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
     from .retrieval.vectors import vector_cursor
@@ -253,11 +340,17 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
                         {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})
             queries = cur.fetchall()
         set_search_options(conn, 100)
+        with_cells = model_has_cells(conn, m.id)
         for image_id, root, path, vector in queries:
-            hits = [h for h in knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
-                    if h.image_id != image_id][:k]
+            if with_cells:
+                cells, found = knn_cells(conn, m.id, m.dim, vector.to_numpy(), k=k + 1, split=EVAL_SPLIT,
+                                         version=EVAL_VERSION)
+            else:
+                found = knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+            hits = [h for h in found if h.image_id != image_id][:k]
             hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
-            results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
+            shown = (Path(root) / path, hits, hits[0] if hits else None, consensus(hits))
+            results.append(HybridResult(*shown, cells=cells) if with_cells else QueryResult(*shown))
     from .retrieval.webmap import write_map
 
     title = f"geoloc demo: model {model}, {EVAL_SPLIT} {EVAL_VERSION} queries"

@@ -256,3 +256,34 @@ def test_rebuilding_a_used_partition_keeps_the_old_one_for_its_models(trained, d
         parts = set(conn.execute(sa.text("SELECT partition_id FROM cells WHERE id = ANY(:ids)"),
                                  {"ids": [c["cell_id"] for c in out["cells"]]}).scalars())
     assert parts == {old} and out["neighbours"]
+
+
+@pytest.mark.slow
+def test_the_demo_evaluates_cells_once_and_its_table_matches_the_evaluation(trained, db):
+    """geoloc.demo's geo-cells stage runs `evaluate --cells` (once) and its report table, computed in SQL
+    from the stored predictions, has the figures geoloc.retrieval.hybrid_eval computes in Python."""
+    from geoloc.demo import _evaluate_cells, cells_table
+
+    with db.begin() as conn:  # the runs of the module's other tests
+        conn.execute(sa.text("DELETE FROM eval_runs"))
+    assert cells_table("m", "val", None) is None
+    line = _evaluate_cells("m", "val", None)
+    assert line.startswith("cells: median error ") and "; hybrid: median error " in line
+    table = cells_table("m", "val", None)
+    assert _evaluate_cells("m", "val", None) == f"cells evaluation of 'm' already stored (run {table['runs'][0]})"
+    with db.connect() as conn:
+        runs = conn.execute(sa.text("SELECT method, id FROM eval_runs ORDER BY id DESC LIMIT 4")).all()
+    assert dict(runs) == dict(zip(["cells", "model", "hybrid", "baseline"], table["runs"]))
+    assert table["header"] == ["cells-only (m)", "retrieval-only (m)", "hybrid, top 3 cells of level 0 (m)",
+                               "16x16 thumbnails"]
+    from geoloc.retrieval.hybrid_eval import evaluate_cells
+
+    out = evaluate_cells("m", split="val", store=False).to_json()
+    body = dict(table["body"])
+    for i, m in enumerate(out["methods"]):
+        for radius, label in (("25", "within 25 m"), ("250", "within 250 m"), ("2500", "within 2.5 km")):
+            assert body[label][i] == f"{100 * m['within_m'][radius]:.1f} %", (m["method"], label)
+        assert body["median error"][i] == f"{m['error_m']['median']:,.0f} m"
+        recall = m["recall"]
+        assert body["Recall@1 / @5"][i] == ("-" if recall is None else f"{recall['1']:.3f} / {recall['5']:.3f}")
+        assert body["queries"][i] == f"{out['queries']:,}"

@@ -148,3 +148,87 @@ def test_demo_examples_show_the_true_nearest_neighbours_of_each_query(subset_db,
         order = [i for i in np.argsort(dist, kind="stable") if ids[i] != q.id][:3]
         for rank, i in enumerate(order, start=1):
             assert f"#{rank} loc {rows[i].location_id} d={dist[i]:.3f}" in html, (q.id, rank)
+
+
+# Four query images; per method the top-1 error (m) and the rank of the first correct neighbour of each,
+# stored as `geoloc evaluate --cells` stores them: retrieval-only and baseline first, then cells and hybrid.
+CELL_RUNS = [
+    ("model", "model", [0, 10, 120, 3000], [1, 1, 3, None], {}),
+    ("baseline", "thumbnail", [5, 240, 240, 2400], [1, None, None, None], {}),
+    ("cells", "model", [30, 600, 2000, 4000], [None] * 4, {"top_cells": 3, "cell_level": 0}),
+    ("hybrid", "model", [20, 20, 900, 2600], [1, 2, None, 6], {"top_cells": 3, "cell_level": 0}),
+]
+CELLS_HEADER = ["", f"cells-only ({HOSTILE_MODEL})", f"retrieval-only ({HOSTILE_MODEL})",
+                f"hybrid, top 3 cells of level 0 ({HOSTILE_MODEL})", "16x16 thumbnails"]
+CELLS_BODY = [
+    ["within 25 m", "0.0 %", "50.0 %", "50.0 %", "25.0 %"],
+    ["within 100 m", "25.0 %", "50.0 %", "50.0 %", "25.0 %"],
+    ["within 250 m", "25.0 %", "75.0 %", "50.0 %", "75.0 %"],
+    ["within 1 km", "50.0 %", "75.0 %", "75.0 %", "75.0 %"],
+    ["within 2.5 km", "75.0 %", "75.0 %", "75.0 %", "100.0 %"],
+    ["median error", "1,300 m", "65 m", "460 m", "240 m"],
+    ["Recall@1 / @5", "-", "0.500 / 0.750", "0.250 / 0.500", "0.250 / 0.250"],
+    ["queries", "4", "4", "4", "4"],
+]
+
+
+def _store_cell_runs(url: str) -> list[int]:
+    """The runs of CELL_RUNS for the report's model and the thumbnail baseline (SQL inserts); their ids."""
+    import json
+
+    ids = []
+    with sa.create_engine(url).begin() as conn:
+        models = {"model": conn.execute(sa.text("SELECT id FROM models WHERE name = :n"),
+                                        {"n": HOSTILE_MODEL}).scalar_one(),
+                  "thumbnail": conn.execute(sa.text("SELECT id FROM models WHERE name = :n"),
+                                            {"n": THUMBNAIL_MODEL}).scalar_one()}
+        queries = conn.execute(sa.text(
+            "SELECT i.id, l.geom FROM images i JOIN locations l ON l.id = i.location_id"
+            " WHERE i.split = 'test' AND i.version = 'v1' AND i.is_query ORDER BY i.id LIMIT 4")).all()
+        assert len(queries) == 4
+        for method, model, errors, ranks, extra in CELL_RUNS:
+            run = conn.execute(sa.text(
+                "INSERT INTO eval_runs (model_id, method, split, version, metrics)"
+                " VALUES (:m, :method, 'test', 'v1', CAST(:metrics AS jsonb)) RETURNING id"),
+                {"m": models[model], "method": method, "metrics": json.dumps(extra)}).scalar_one()
+            for (image_id, geom), error, rank in zip(queries, errors, ranks):
+                conn.execute(sa.text(
+                    "INSERT INTO eval_predictions (run_id, query_image_id, query_geom, top1_error_m,"
+                    " first_correct_rank) VALUES (:r, :i, :g, :e, :rank)"),
+                    {"r": run, "i": image_id, "g": geom, "e": error, "rank": rank})
+            ids.append(run)
+    return ids
+
+
+def test_the_geo_cells_table_comes_from_the_stored_cells_evaluation(written, subset_db, tmp_path, browser):
+    from markdown_it import MarkdownIt
+
+    from geoloc.demo import StageTime, write_report
+
+    md, html, report, _, url = written
+    assert "Geo-cells" not in md.read_text() and "Geo-cells" not in html.read_text()  # no cells run yet
+    ids = _store_cell_runs(subset_db.url)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("GEOLOC_DATABASE_URL", url)
+            md2, html2 = write_report(tmp_path / "cells", HOSTILE_MODEL, report, [StageTime("database", 0.5, "ok")])
+    finally:
+        with sa.create_engine(subset_db.url).begin() as conn:
+            conn.execute(sa.text("DELETE FROM eval_runs WHERE id = ANY(:ids)"), {"ids": ids})
+    browser.open(html2)
+    rows = browser.js("return [...document.querySelectorAll('#cells tr')]"
+                      ".map(r => [...r.children].map(c => c.textContent))")
+    assert rows[0] == CELLS_HEADER
+    assert rows[1:-1] == CELLS_BODY
+    assert rows[-1] == ["eval run", *map(str, [ids[2], ids[0], ids[3], ids[1]])]
+    assert browser.js("return Object.fromEntries(arguments[0].map(k => [k, window[k]]))", FLAGS) == \
+        {k: None for k in FLAGS}
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(md2.read_text())
+    assert not {c.type for t in tokens for c in (t.children or [])} & {"html_inline", "html_block"}
+    cells = ["".join(c.content for c in t.children) for prev, t in zip(tokens, tokens[1:])
+             if prev.type in ("th_open", "td_open")]
+    start = cells.index(CELLS_HEADER[1]) - 1
+    width = len(CELLS_HEADER)
+    table = [cells[start + i:start + i + width] for i in range(0, width * (len(CELLS_BODY) + 1), width)]
+    assert table == [CELLS_HEADER, *CELLS_BODY]

@@ -49,7 +49,7 @@ def _print_result(res) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: query beside its neighbours.")
 @click.option("--map", "map_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write an HTML map of the prediction and the neighbours.")
+              help="Write an HTML map of the prediction, the neighbours and (with cells) the top cells.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
            area: str | None, split: str | None, version: str | None, use_cells: bool | None, top_cells: int,
            cell_level: int | None, read_url: str | None, as_json: bool, plot: Path | None,
@@ -73,8 +73,8 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     from ..config import normalise_url
     from ..retrieval import hybrid as cells_search
 
+    url = normalise_url(read_url, "--read-url") if read_url else None
     if use_cells or (use_cells is None and cells_search.has_cells(model)):
-        url = normalise_url(read_url, "--read-url") if read_url else None
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
                                              near=near, within_m=within_m, area=area, split=split, version=version,
                                              url=url)
@@ -84,7 +84,7 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:
-        webmap.write_map(results, map_file)
+        webmap.write_map(results, map_file, url=url)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
         return

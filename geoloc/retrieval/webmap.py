@@ -2,7 +2,10 @@
 
 Per query: a red circle at the consensus location, a blue one at the best match, an orange circle
 per neighbour (popup: rank, location, file path, distance and a small thumbnail embedded in the page),
-the search region when one was given, and a legend naming each query photo.
+the search region when one was given, and a legend naming each query photo. After a hybrid search
+(a model with cell heads) the most probable geo-cells are drawn too: each cell's polygon from PostGIS
+(sql/cells/cell_polygons.sql), filled in proportion to its probability, with its rank, id, level and
+probability as tooltip.
 
 File names and titles are user data: every string reaches the page through geoloc.htmlsafe
 (`text` for HTML, `js_template` for the HTML folium puts between backticks in its script), so a
@@ -72,12 +75,50 @@ def _legend(results: Sequence, title: str | None) -> str:
            f"{''.join(rows)}</ul></div>"
 
 
-def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
-    """Write an HTML map of RESULTS (from geoloc.retrieval.search.search); TITLE heads the legend."""
+CELL_COLOUR = "#6a1b9a"
+CELL_CLASS = "geoloc-cell"  # the class of every cell polygon's SVG path
+
+
+def _cell_shapes(results: Sequence, url: str | None) -> dict[int, dict]:
+    """The polygons of every cell the RESULTS list (none without a hybrid search)."""
+    ids = [c.cell_id for r in results for c in getattr(r, "cells", None) or []]
+    if not ids:
+        return {}
+    from ..db.engine import begin
+    from .cell_maps import cell_polygons
+
+    with begin(url) as conn:
+        return cell_polygons(conn, ids)
+
+
+def _add_cells(group, res, name: str, shapes: dict[int, dict]) -> None:
+    import folium
+
+    cells = getattr(res, "cells", None) or []
+    best = max((c.probability for c in cells), default=0.0)
+    for c in cells:
+        shape = shapes.get(c.cell_id)
+        if shape is None:
+            continue
+        opacity = 0.08 + 0.5 * c.probability / best if best > 0 else 0.08
+        style = {"color": CELL_COLOUR, "weight": 1.5, "fillColor": CELL_COLOUR, "fillOpacity": round(opacity, 3),
+                 "className": CELL_CLASS}
+        feature = {"type": "Feature", "geometry": shape["geometry"],
+                   "properties": {"cell_id": c.cell_id, "rank": c.rank, "level": c.level,
+                                  "probability": c.probability}}
+        folium.GeoJson(feature, style_function=lambda _f, style=style: style,
+                       tooltip=_tooltip(f"{name}: #{c.rank} cell {c.cell_id} (level {c.level}, H3 "
+                                        f"{htmlsafe.text(c.h3)}) p={c.probability:.3f}")).add_to(group)
+
+
+def write_map(results: Sequence, out: Path, title: str | None = None, url: str | None = None) -> Path:
+    """Write an HTML map of RESULTS (from geoloc.retrieval.search.search, or hybrid_search: then with the
+    top cells' polygons, read from the database at URL); TITLE heads the legend."""
     import folium
 
     out = Path(out)
     check_path(out)
+    shapes = _cell_shapes(results, url)
     points = [(n.lat, n.lng) for r in results for n in r.neighbours]
     center = (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)) if points \
         else DEFAULT_CENTER
@@ -87,6 +128,7 @@ def write_map(results: Sequence, out: Path, title: str | None = None) -> Path:
     for res in results:
         name = htmlsafe.text(res.image.name)
         group = folium.FeatureGroup(name=name)  # the layer control shows it as HTML
+        _add_cells(group, res, name, shapes)
         region = res.region
         if region.within_m is not None:
             folium.Circle((region.lat, region.lng), radius=region.within_m, color="grey", fill=False,

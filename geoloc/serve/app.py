@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import DatabaseUnavailable, GeolocError, InputError, NotFound
 from ..splits import SPLITS
+from ..retrieval.hybrid import DEFAULT_TOP_CELLS, MAX_CELLS
 from ..retrieval.search import DEFAULT_K, MAX_K, NEAR_EXAMPLE
 from .service import DEFAULT_THUMB, Service
 from .upload import BODY_LIMIT, FILE_FIELD, BodyLimit, UploadError, read_upload
@@ -82,6 +83,20 @@ SEARCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                                 "description": "The photo: JPEG, PNG or WebP"}}}}}}}
 
 
+CELLS_DOC = """
+For a model with cell heads (`geoloc train --cells`) the JSON also has:
+
+- `cells`: the most probable geo-cells, best first: `rank`, `cell_id`, `level`, `h3`, `probability`
+  (hierarchical, over the cells of the chosen level: the list sums to at most 1), `lat`/`lng` (the
+  mean position of the cell's training images), `images` (its training images) and `geometry`, the
+  cell's polygon as a GeoJSON MultiPolygon from PostGIS (the map draws it shaded by probability);
+- `top_cells`: how many best cells restricted the neighbours (0: none, the default);
+- `hybrid`: the hybrid prediction (`lat`, `lng`, `location_id`, `source`).
+"""
+TOP_CELLS_HELP = "Model with cell heads: neighbours only from the N most probable cells (0: anywhere)"
+CELL_LEVEL_HELP = "Model with cell heads: the partition level of the cells (0 = coarsest) [the finest]"
+
+
 def create_app(model: str | None = None, url: str | None = None, warm: bool = True) -> FastAPI:
     """The web application over the configured database (URL), searching with MODEL by default.
 
@@ -115,28 +130,34 @@ def create_app(model: str | None = None, url: str | None = None, warm: bool = Tr
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix), headers={"Cache-Control": "no-cache"})
 
     @app.post("/api/search", tags=["search"], openapi_extra=SEARCH_BODY,
-              summary="Where was this photo taken? (multipart upload, field 'file')")
+              summary="Where was this photo taken? (multipart upload, field 'file')",
+              description="The same JSON as one element of `geoloc search --json`: best match, consensus, "
+                          "neighbours.\n" + CELLS_DOC)
     async def search(request: Request,
                      model: str | None = Query(None, description="Registered model (default: the server's)"),
                      k: int = Query(DEFAULT_K, ge=1, le=MAX_K, description="How many nearest images"),
                      near: str | None = Query(None, description=f"LAT,LNG, e.g. {NEAR_EXAMPLE} (with within)"),
                      within: float | None = Query(None, description="Radius around near, in metres"),
                      area: str | None = Query(None, description="Only images inside this area"),
-                     split: Split | None = Query(None), version: str | None = Query(None)):
-        """The same JSON as one element of `geoloc search --json`: best match, consensus, neighbours."""
+                     split: Split | None = Query(None), version: str | None = Query(None),
+                     top_cells: int = Query(DEFAULT_TOP_CELLS, ge=0, le=MAX_CELLS, description=TOP_CELLS_HELP),
+                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP)):
         name, data = await read_upload(request)
         return await run_in_threadpool(service.search, data, name, model=model, k=k, near=near, within=within,
-                                       area=area, split=split, version=version)
+                                       area=area, split=split, version=version, top_cells=top_cells,
+                                       cell_level=cell_level)
 
     @app.get("/api/images/{image_id}/search", tags=["search"],
-             summary="Search with a database image (left out of its own neighbours)")
+             summary="Search with a database image (left out of its own neighbours)",
+             description="The search JSON plus 'query': where the image really was taken.\n" + CELLS_DOC)
     def search_image(image_id: int = PathParam(ge=1), model: str | None = None,
                      k: int = Query(DEFAULT_K, ge=1, le=MAX_K), near: str | None = None,
                      within: float | None = None, area: str | None = None, split: Split | None = None,
-                     version: str | None = None):
-        """The search JSON plus 'query': where the image really was taken."""
+                     version: str | None = None,
+                     top_cells: int = Query(DEFAULT_TOP_CELLS, ge=0, le=MAX_CELLS, description=TOP_CELLS_HELP),
+                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP)):
         return service.search_image(image_id, model=model, k=k, near=near, within=within, area=area,
-                                    split=split, version=version)
+                                    split=split, version=version, top_cells=top_cells, cell_level=cell_level)
 
     @app.get("/api/random-query", tags=["search"], summary="A random query image of a split")
     def random_query(split: Split = "test"):

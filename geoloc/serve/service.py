@@ -2,7 +2,9 @@
 
 One `Service` per worker process: it holds a pooled, read-only engine and the models it has loaded
 (each loaded once, then kept warm). Searches run the very statement of `geoloc search`
-(geoloc.retrieval.search.knn on sql/search/knn.sql) with the same options and region filter.
+(geoloc.retrieval.search.knn on sql/search/knn.sql) with the same options and region filter; for a
+model with cell heads, the hybrid statement (geoloc.retrieval.hybrid.knn_cells on
+sql/search/knn_cells.sql), and the response adds the top cells with their polygons from PostGIS.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from ..db import sqlfiles
 from ..db.engine import get_engine
 from ..errors import DatabaseUnavailable, InputError, NotFound
 from ..imagefile import check_file, open_image
+from ..retrieval import hybrid as H
 from ..retrieval import search as S
+from ..retrieval.cell_maps import cells_with_polygons
 from ..retrieval.consensus import consensus
 from ..splits import SPLITS
 from .embedder import QueryEmbedder, load_query_embedder
@@ -100,8 +104,16 @@ class Service:
 
     def search(self, data: bytes, name: str, model: str | None = None, k: int = S.DEFAULT_K,
                near: str | None = None, within: float | None = None, area: str | None = None,
-               split: str | None = None, version: str | None = None, exclude_image: int | None = None) -> dict:
-        """Where was the photo DATA taken? The JSON of `geoloc search --json` for one image."""
+               split: str | None = None, version: str | None = None, exclude_image: int | None = None,
+               top_cells: int = H.DEFAULT_TOP_CELLS, cell_level: int | None = None) -> dict:
+        """Where was the photo DATA taken? The JSON of `geoloc search --json` for one image.
+
+        For a model with cell heads it adds `cells` (the most probable cells, best first, each with
+        its polygon as GeoJSON), `top_cells` and `hybrid`, like `geoloc search --json` with cells;
+        TOP_CELLS > 0 restricts the neighbours to that many best cells of CELL_LEVEL (default finest).
+        """
+        if not 0 <= top_cells <= H.MAX_CELLS:
+            raise InputError(f"top_cells {top_cells}: must be between 0 (no restriction) and {H.MAX_CELLS}")
         if not 1 <= k <= S.MAX_K:
             raise InputError(f"-k {k}: must be between 1 and {S.MAX_K}")
         if split is not None and split not in SPLITS:
@@ -111,15 +123,29 @@ class Service:
         emb = self.embedder(model)
         vector = emb.embed(data)
         extra = 1 if exclude_image is not None else 0
+        cells = None
         with self.begin() as conn:
             S.require_area(conn, region.area)
+            with_cells = H.model_has_cells(conn, emb.model_id)
+            if not with_cells and (top_cells or cell_level is not None):
+                raise InputError(f"model '{emb.name}' has no cell heads: top_cells and cell_level need them",
+                                 hint="choose a model trained with 'geoloc train --cells PARTITION'")
             S.set_search_options(conn, max(S.DEFAULT_EF_SEARCH, k + extra))
-            found = S.knn(conn, emb.model_id, emb.dim, vector, k + extra, region, split, version)
+            if with_cells:
+                found_cells, found = H.knn_cells(conn, emb.model_id, emb.dim, vector, k=k + extra,
+                                                 top_cells=top_cells, show_cells=H.DEFAULT_SHOW_CELLS, region=region,
+                                                 split=split, version=version, cell_level=cell_level)
+                cells = cells_with_polygons(conn, found_cells)
+            else:
+                found = S.knn(conn, emb.model_id, emb.dim, vector, k + extra, region, split, version)
         neighbours = [n for n in found if n.image_id != exclude_image][:k]
         neighbours = [dataclasses.replace(n, rank=i + 1) for i, n in enumerate(neighbours)]
-        result = S.QueryResult(Path(name), neighbours, neighbours[0] if neighbours else None,
-                               consensus(neighbours), region)
-        return result.to_json()
+        best = neighbours[0] if neighbours else None
+        if cells is None:
+            return S.QueryResult(Path(name), neighbours, best, consensus(neighbours), region).to_json()
+        result = H.HybridResult(Path(name), neighbours, best, consensus(neighbours), region, found_cells, top_cells,
+                                H.hybrid_prediction(found_cells, neighbours, top_cells > 0))
+        return {**result.to_json(), "cells": cells}
 
     def search_image(self, image_id: int, **options) -> dict:
         """Search with a database image (left out of its own neighbours); adds 'query': where it really is."""

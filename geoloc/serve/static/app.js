@@ -10,9 +10,11 @@
     style: (f) => ({ color: f.properties.name === selectedArea() ? "#6a1b9a" : "#888", weight: 2, fillOpacity: 0.05 }),
     interactive: false,
   }).addTo(map);
+  const cellLayer = L.featureGroup().addTo(map);
   const resultLayer = L.featureGroup().addTo(map);
   const regionLayer = L.featureGroup().addTo(map);
   control.addOverlay(areaLayer, "areas");
+  control.addOverlay(cellLayer, "geo-cells");
   control.addOverlay(resultLayer, "prediction and neighbours");
   let centre = null;
   let lastQuery = null; // {kind: 'file', file} or {kind: 'image', id}
@@ -27,7 +29,8 @@
     select.replaceChildren();
     for (const m of models) {
       const recall = m.recall_at_1 === null ? "" : " - val R@1 " + (100 * m.recall_at_1).toFixed(1) + " %";
-      const option = el("option", { value: m.name, text: m.name + " (" + m.backbone + ", " + m.dim + "-d" + recall + ")" });
+      const option = el("option", { value: m.name, text: m.name + " (" + m.backbone + ", " + m.dim + "-d" + recall +
+                                                        (m.cells ? ", geo-cells" : "") + ")" });
       option.selected = m.default;
       select.append(option);
     }
@@ -118,14 +121,45 @@
     return tooltip(L.circleMarker([p.lat, p.lng], { ...style, className }), ...lines).addTo(resultLayer);
   }
 
+  // The most probable geo-cells (models with cell heads): each cell's polygon from PostGIS, filled
+  // in proportion to its probability relative to the best cell's, listed with a swatch of that shade.
+  const CELL_COLOUR = "#6a1b9a";
+  function cellOpacity(p, best) { return best > 0 ? 0.08 + 0.5 * p / best : 0.08; }
+
+  function showCells(cells) {
+    cellLayer.clearLayers();
+    const list = $("cell-list");
+    list.replaceChildren();
+    $("cells").hidden = !cells || !cells.length;
+    if (!cells || !cells.length) return;
+    const best = Math.max(...cells.map((c) => c.probability));
+    for (const c of cells) {
+      const opacity = cellOpacity(c.probability, best);
+      const label = "cell " + c.cell_id + " (level " + c.level + ", H3 " + c.h3 + ")";
+      const odds = "p = " + c.probability.toFixed(3) + (c.images === null ? "" : ", " + c.images + " training images");
+      if (c.geometry) {
+        const shape = L.geoJSON(c.geometry, {
+          style: { color: CELL_COLOUR, weight: 1.5, fillColor: CELL_COLOUR, fillOpacity: opacity,
+                   className: "cell-polygon" },
+        });
+        tooltip(shape, "#" + c.rank + " " + label, odds).addTo(cellLayer);
+      }
+      const sw = swatch(CELL_COLOUR);
+      sw.style.opacity = Math.min(1, opacity * 1.6).toFixed(2);
+      list.append(el("li", { class: "cell", dataset: { cellId: c.cell_id } }, sw, label + ": " + odds));
+    }
+  }
+
   function showResult(res) {
     resultLayer.clearLayers();
+    showCells(res.cells);
     const pred = $("prediction");
     pred.replaceChildren();
     const list = $("neighbours");
     list.replaceChildren();
     if (!res.best) {
       pred.append(el("div", { text: "No database image matches the filters." }));
+      if (cellLayer.getLayers().length) map.fitBounds(cellLayer.getBounds(), { maxZoom: 16 });
       return;
     }
     const c = res.consensus;
