@@ -22,7 +22,8 @@ from geoloc.retrieval.postprocess import fit_whitening
 from geoloc.retrieval.vectors import vector_cursor
 from retrieval_data import TINY_MODEL, first_test_locations, make_tiny_model, subset, subset_fixture  # noqa: F401
 
-subset_db = subset_fixture(models=(TINY_MODEL,))
+pytestmark = pytest.mark.slow  # imports a subset and embeds it with a CNN twice (about a minute here)
+subset_db = subset_fixture(n_locations=5, models=(TINY_MODEL,))
 WHITENED = "tiny-w"
 DIMS, SHRINKAGE = 16, 0.05  # the tiny model has 32 dimensions
 NAME_ERROR = "use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
@@ -94,7 +95,7 @@ def test_the_whitened_models_embeddings_are_the_numpy_whitening_of_its_sources(s
 
     assert (dst.status, dst.backbone, dst.input_size, dst.dim) == ("ready", src.backbone, src.input_size, DIMS)
     assert dst.hyperparams["whiten"] == {"from": {"name": TINY_MODEL, "id": src.id}, "base_dim": 32, "dims": DIMS,
-                                         "dims_asked": DIMS, "shrinkage": SHRINKAGE, "fit_split": "test",
+                                         "dims_requested": DIMS, "shrinkage": SHRINKAGE, "fit_split": "test",
                                          "fit_count": subset.images}
     assert Path(dst.weights_path) == data / "models" / str(dst.id) / "best.weights.h5"
     assert dst.weights_sha256 == _sha256(dst.weights_path)
@@ -152,7 +153,8 @@ def test_refused_requests_name_the_problem_and_change_nothing(cli, subset, data_
         registry.register_model(conn, "half", "mobilenetv3small", 32, 64, {}, None, status="training")
     before = _state(engine, data_dir)
     cases = [
-        ((TINY_MODEL, "--name", WHITENED), [f"Error: model '{WHITENED}' already exists", "Hint: choose another --name"]),
+        ((TINY_MODEL, "--name", WHITENED), [f"Error: model '{WHITENED}' already exists",
+                                            "Hint: choose another --name"]),
         ((TINY_MODEL, "--name", TINY_MODEL), [f"Error: model '{TINY_MODEL}' already exists",
                                               "Hint: choose another --name"]),
         ((TINY_MODEL, "--name", "../escape"), [f"Error: invalid model name '../escape': {NAME_ERROR}"]),
@@ -162,8 +164,9 @@ def test_refused_requests_name_the_problem_and_change_nothing(cli, subset, data_
             f"Error: model 'tiny2' lacks embeddings for {subset.images} of {subset.images} images of split test: "
             "the whitening is fitted on them", "Hint: run 'geoloc embed --model tiny2 --split test'"]),
         (("nope", "--name", "w"), ["Error: model 'nope' not found", "Hint: see 'geoloc models list'"]),
-        (("half", "--name", "w"), ["Error: model 'half' is not ready (status training): only a finished model can "
-                                   "be whitened", "Hint: finish its training with 'geoloc train --name half --resume'"]),
+        (("half", "--name", "w"), [
+            "Error: model 'half' is not ready (status training): only a finished model can be whitened",
+            "Hint: finish its training with 'geoloc train --name half --resume'"]),
         ((WHITENED, "--name", "w", "--split", "test"), [
             f"Error: model '{WHITENED}' is whitened already (from model '{TINY_MODEL}')",
             f"Hint: whiten '{TINY_MODEL}' instead"]),
@@ -188,7 +191,8 @@ def test_weights_are_checked_at_load_like_any_models(cli, subset, data_dir):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # one changed byte
     path.write_bytes(bytes(data))
-    message = f"{path}: weights of model 'tiny-w2' do not match their registered sha256 (the file changed after training)"
+    message = (f"{path}: weights of model 'tiny-w2' do not match their registered sha256 "
+               "(the file changed after training)")
     with pytest.raises(InputError) as err:
         registry.load_embedder(None, "tiny-w2")
     assert str(err.value) == message

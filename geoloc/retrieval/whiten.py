@@ -161,7 +161,7 @@ def _register(net, name: str, src, whitening: post.Whitening, dims: int | None, 
         "backbone": src.backbone, "input_size": src.input_size, "gem_p": float(hp_src.get("gem_p", 3.0)),
         "trainable_p": bool(hp_src.get("trainable_p", False)),
         "whiten": {"from": {"name": src.name, "id": src.id}, "base_dim": src.dim, "dims": whitening.dims,
-                   "dims_asked": dims, "shrinkage": shrinkage, "fit_split": split, "fit_count": fit_count},
+                   "dims_requested": dims, "shrinkage": shrinkage, "fit_split": split, "fit_count": fit_count},
     }
     root = Path(out).resolve() if out is not None else models_root()
     with begin() as conn:
