@@ -55,3 +55,8 @@ def show(name: str) -> None:
     from ..model.registry import show_model
 
     click.echo(json.dumps(show_model(None, name), indent=1))
+
+
+from .models_whiten import whiten  # noqa: E402  (its own file: the command is longer than the rest)
+
+models.add_command(whiten)

@@ -20,13 +20,14 @@ WEIGHTS_HINT = "use --weights none (train from scratch), imagenet (Keras' downlo
 
 def build_model(backbone: str, dim: int = 256, input_size: int | None = None, weights: str = "none",
                 freeze: int = 0, gem_p: float = 3.0, trainable_p: bool = False,
-                bn_momentum: float | None = None) -> keras.Model:
+                bn_momentum: float | None = None, whiten_dim: int | None = None) -> keras.Model:
     """A keras.Model mapping float32 (N, S, S, 3) 0..255 RGB to L2-normalised (N, dim) embeddings.
 
     weights: "none" (random init; BatchNorm momentum set to 0.9 unless bn_momentum says otherwise),
     "imagenet" (Keras' own download of the backbone) or a path to a .keras model / .h5 weights file
     holding either a whole geoloc embedder of the same shape or just the backbone.
     dim: 0 keeps the backbone's channel count (no projection). input_size: None = the backbone's default.
+    whiten_dim: append a learned whitening of that many outputs (see `append_whitening`).
     """
     spec = backbone_spec(backbone)  # unknown names fail before anything is built
     if input_size is None:
@@ -44,6 +45,8 @@ def build_model(backbone: str, dim: int = 256, input_size: int | None = None, we
     if dim and dim != x.shape[-1]:
         x = keras.layers.Dense(dim, name="projection")(x)
     model = keras.Model(pixels, L2Normalize(name="l2_embedding")(x), name=f"geoloc_{backbone}")
+    if whiten_dim:
+        model = append_whitening(model, whiten_dim)
 
     if weights not in ("none", "imagenet"):
         load_start_weights(model, Path(weights))
@@ -54,6 +57,27 @@ def build_model(backbone: str, dim: int = 256, input_size: int | None = None, we
     if freeze:
         freeze_layers(net, freeze)
     return model
+
+
+WHITEN_LAYER = "whitening"
+
+
+def append_whitening(model: keras.Model, dims: int) -> keras.Model:
+    """MODEL followed by a whitening: a Dense layer of DIMS units and an L2 normalisation.
+
+    With kernel = P and bias = -m P (set by `set_whitening`) the output is normalise((e - m) P) for
+    MODEL's embedding e: the whitening (mean m, projection P) of geoloc.retrieval.postprocess, learned
+    on the embeddings of MODEL, applied inside the network, so embedding and search need nothing else.
+    """
+    if int(dims) < 1:
+        raise ConfigError(f"whitening dimension {dims} must be at least 1")
+    x = keras.layers.Dense(int(dims), name=WHITEN_LAYER)(model.output)
+    return keras.Model(model.input, L2Normalize(name="l2_whitened")(x), name=model.name)
+
+
+def set_whitening(model: keras.Model, projection, bias) -> None:
+    """Load a whitening's kernel (D, d) and bias (d,), float32 arrays, into the layer `append_whitening` added."""
+    model.get_layer(WHITEN_LAYER).set_weights([projection, bias])
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

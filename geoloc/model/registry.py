@@ -222,12 +222,23 @@ def load_embedder(conn: Connection | None, name: str):
     if file_sha256(path) != row.weights_sha256:
         raise InputError(f"{path}: weights of model '{name}' do not match their registered sha256 "
                          "(the file changed after training)")
-    hp = row.hyperparams or {}
-    model = build_model(row.backbone, dim=row.dim, input_size=row.input_size, weights="none",
-                        gem_p=float(hp.get("gem_p", 3.0)), trainable_p=bool(hp.get("trainable_p", False)))
+    model = build_model(row.backbone, weights="none", **network_args(row))
     try:
         model.load_weights(path)
     except Exception as exc:  # h5/shape errors: the file does not belong to this row
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot load weights of model '{name}' ({first})") from None
     return model, row
+
+
+def network_args(row) -> dict:
+    """The arguments of net.build_model (besides backbone and weights) that rebuild ROW's network.
+
+    A whitened model (hyperparams "whiten", made by `geoloc models whiten`) is its source's network
+    (the source's dim, kept in "base_dim") with a whitening of row.dim outputs appended.
+    """
+    hp = row.hyperparams or {}
+    whiten = hp.get("whiten") or {}
+    return {"dim": int(whiten.get("base_dim", row.dim)), "input_size": row.input_size,
+            "gem_p": float(hp.get("gem_p", 3.0)), "trainable_p": bool(hp.get("trainable_p", False)),
+            "whiten_dim": int(row.dim) if whiten else None}
