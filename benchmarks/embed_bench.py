@@ -27,7 +27,7 @@ import sqlalchemy as sa  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from geoloc.db.engine import begin  # noqa: E402
-from geoloc.imagery.importer import image_file  # noqa: E402
+from geoloc.imagefile import image_file  # noqa: E402
 from geoloc.model.data import image_dataset  # noqa: E402
 from geoloc.model.registry import load_embedder  # noqa: E402
 from geoloc.model.train import save_untrained  # noqa: E402

@@ -20,6 +20,13 @@ MAX_IMAGE_PIXELS = 40_000_000  # width x height; ~8000 x 5000, far above any str
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
+def image_file(row) -> Path:
+    """The file of an `images` row (a mapping or an object with ``root`` and ``path``): root / path."""
+    if isinstance(row, dict):
+        return Path(row["root"]) / row["path"]
+    return Path(row.root) / row.path
+
+
 def check_file(path: str | os.PathLike) -> Path:
     """PATH if it is a regular file (not a symlink, FIFO or folder) of at most MAX_IMAGE_BYTES."""
     path = Path(path)

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from geoloc.collect.locations import ingest_locations
+from geoloc.imagefile import image_file
 from geoloc.imagery.backends.browser import BrowserSettings
 from geoloc.imagery.capture import ingest_capture
-from geoloc.imagery.importer import image_file
 
 from imagery_server import ViewerStub, viewer_setup
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from geoloc.collect.locations import ingest_locations
 from geoloc.errors import ConfigError, InputError
+from geoloc.imagefile import image_file
 from geoloc.imagery.backends import open_backend
 from geoloc.imagery.capture import ingest_capture
-from geoloc.imagery.importer import image_file
 
 from imagery_server import StreetViewStub, static_api_setup
 

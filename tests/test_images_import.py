@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from geoloc.collect.locations import ingest_locations
 from geoloc.errors import InputError
-from geoloc.imagery.importer import image_file, ingest_images
+from geoloc.imagefile import image_file
+from geoloc.imagery.importer import ingest_images
 
 EXPECTED = {("test", "v1"): 1952, ("train", "v1"): 6576, ("train", "v2"): 4649, ("val", "v1"): 2917}
 NAME_ERROR = "file name does not match <location>_<heading>_<time>_<Month YYYY>_<scraped at>.jpg"

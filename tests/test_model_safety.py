@@ -18,10 +18,11 @@ import sqlalchemy as sa
 
 from geoloc import demo
 from geoloc.collect.locations import ingest_locations
+from geoloc.db import models
 from geoloc.db.engine import begin
 from geoloc.errors import InputError, NotFound
 from geoloc.imagery.importer import ingest_images
-from geoloc.model import registry
+from geoloc.model.registry import file_sha256, load_embedder
 from geoloc.model.train import TrainConfig, save_untrained
 from retrieval_data import copy_locations
 from test_model_training import TINY, VAL_DIR, imported, subset  # noqa: F401
@@ -85,7 +86,7 @@ def test_bad_model_names_are_refused_before_anything_is_written(name, data_dir, 
 
 @pytest.mark.parametrize("name", ["a", "mnv3s-160", "A.b_c-1", "9lives", "x" * 64])
 def test_good_model_names_pass(name):
-    assert registry.check_name(name) == name
+    assert models.check_name(name) == name
 
 
 def test_a_name_never_becomes_a_path_and_models_never_share_a_folder(data_dir, tmp_path):
@@ -98,8 +99,8 @@ def test_a_name_never_becomes_a_path_and_models_never_share_a_folder(data_dir, t
     b = save_untrained("b", dim=8, input_size=32, seed=2, out=shared)
     assert Path(a.weights_path) == shared / str(a.id) / "best.weights.h5"
     assert Path(b.weights_path) == shared / str(b.id) / "best.weights.h5"
-    assert registry.file_sha256(Path(a.weights_path)) == a.weights_sha256 != b.weights_sha256
-    registry.load_embedder(None, "a")
+    assert file_sha256(Path(a.weights_path)) == a.weights_sha256 != b.weights_sha256
+    load_embedder(None, "a")
     default = save_untrained("c", dim=8, input_size=32)
     assert Path(default.weights_path) == data_dir / "models" / str(default.id) / "best.weights.h5"
 
@@ -128,16 +129,16 @@ def test_weights_changed_after_training_are_refused(data_dir, engine):
     v = save_untrained("v", dim=8, input_size=32, seed=2)
     shutil.copyfile(v.weights_path, u.weights_path)  # same shapes: keras would load it without a word
     with pytest.raises(InputError) as err:
-        registry.load_embedder(None, "u")
+        load_embedder(None, "u")
     assert str(err.value) == (f"{u.weights_path}: weights of model 'u' do not match their registered sha256 "
                               "(the file changed after training)")
     with begin() as conn:  # a ready row without a sha (written before shas were checked, or by hand)
-        registry.register_model(conn, "nosha", "mobilenetv3small", 8, 32, {}, v.weights_path, status="ready")
+        models.register_model(conn, "nosha", "mobilenetv3small", 8, 32, {}, v.weights_path, status="ready")
     with pytest.raises(InputError) as err:
-        registry.load_embedder(None, "nosha")
+        load_embedder(None, "nosha")
     assert str(err.value) == (f"{v.weights_path}: weights of model 'nosha' have no registered sha256 "
                               "(they cannot be checked)")
-    model, row = registry.load_embedder(None, "v")  # an intact one still loads
+    model, row = load_embedder(None, "v")  # an intact one still loads
     assert row.id == v.id and model.output_shape[-1] == 8
 
 
@@ -146,8 +147,8 @@ def test_weights_changed_after_training_are_refused(data_dir, engine):
 def _ready_row(name: str = "u"):
     """A ready registry row (no weights file needed: these tests never load it)."""
     with begin() as conn:
-        return registry.register_model(conn, name, "mobilenetv3small", 8, 32, {**TINY, "run_dir": "/nowhere"},
-                                       "/nowhere/best.weights.h5", weights_sha256="a" * 64, status="ready")
+        return models.register_model(conn, name, "mobilenetv3small", 8, 32, {**TINY, "run_dir": "/nowhere"},
+                                     "/nowhere/best.weights.h5", weights_sha256="a" * 64, status="ready")
 
 
 def test_resume_of_a_ready_model_is_refused_and_changes_nothing(data_dir, cli, engine):
@@ -156,7 +157,7 @@ def test_resume_of_a_ready_model_is_refused_and_changes_nothing(data_dir, cli, e
     assert res.exit_code == 1
     assert res.stderr == ("Error: model 'u' is ready: a finished model is never trained again (its embeddings "
                           "were made with these weights); train a new model under another name\n")
-    assert registry.get_model(None, "u") == u
+    assert models.get_model(None, "u") == u
     assert _files(data_dir) == []
 
 
@@ -171,16 +172,16 @@ def test_the_database_refuses_changes_to_a_ready_model_but_allows_rename_and_del
         with pytest.raises(sa.exc.DBAPIError) as err, engine.begin() as conn:
             conn.execute(sa.text(f"UPDATE models SET {column} = {value} WHERE name = 'u'"))
         assert f"model u is ready: its {column} cannot change" in str(err.value)
-    assert registry.get_model(None, "u") == u
+    assert models.get_model(None, "u") == u
     with pytest.raises(InputError) as err, begin() as conn:  # the library says it in one line
-        registry.update_model(conn, "u", status="failed")
+        models.update_model(conn, "u", status="failed")
     assert str(err.value) == "model u is ready: its status cannot change (train a new model under another name)"
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE models SET name = 'u2', metrics = '{\"note\": 1}' WHERE id = :id"), {"id": u.id})
         conn.execute(sa.text("UPDATE models SET status = 'ready', dim = dim WHERE id = :id"), {"id": u.id})
-    assert registry.get_model(None, "u2").metrics == {"note": 1}
+    assert models.get_model(None, "u2").metrics == {"note": 1}
     with begin() as conn:  # an unfinished model is not frozen
-        registry.register_model(conn, "t", "mobilenetv3small", 8, 32, {}, None)
+        models.register_model(conn, "t", "mobilenetv3small", 8, 32, {}, None)
         conn.execute(sa.text("UPDATE models SET dim = 16, status = 'failed' WHERE name = 't'"))
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM models WHERE id = :id"), {"id": u.id})
@@ -191,18 +192,18 @@ def test_the_database_refuses_changes_to_a_ready_model_but_allows_rename_and_del
 
 def test_resume_while_another_session_holds_the_model_is_refused(data_dir, cli, engine):
     with begin() as conn:
-        row = registry.register_model(conn, "busy", "mobilenetv3small", 32, 64,
-                                      {**TrainConfig(**TINY).__dict__, "run_dir": str(data_dir / "x")}, None)
+        row = models.register_model(conn, "busy", "mobilenetv3small", 32, 64,
+                                    {**TrainConfig(**TINY).__dict__, "run_dir": str(data_dir / "x")}, None)
     with engine.connect() as other:  # stands for a running `geoloc train --name busy`
-        assert registry.try_lock_training(other, row.id)
+        assert models.try_lock_training(other, row.id)
         other.commit()
         res = cli("train", "--name", "busy", "--resume")
         assert res.exit_code == 1
         assert res.stderr == ("Error: model 'busy' is being trained by another process\n"
                               "Hint: wait for it to finish; 'geoloc models list' shows its status\n")
-        registry.unlock_training(other, row.id)
+        models.unlock_training(other, row.id)
         other.commit()
-    assert registry.get_model(None, "busy").updated_at == row.updated_at
+    assert models.get_model(None, "busy").updated_at == row.updated_at
     assert _files(data_dir) == []
 
 
@@ -226,11 +227,11 @@ def test_two_trainings_of_one_name_at_once_make_exactly_one_model(imported, db_u
     errors = [line for line in loser_err.splitlines() if line.startswith("Error:")]
     assert errors in (["Error: model 'race' already exists"],
                       ["Error: model 'race' is being trained by another process"]), loser_err
-    row = registry.get_model(None, "race")
+    row = models.get_model(None, "race")
     assert row.status == "ready" and row.metrics["steps"] == 1
     assert _count(engine, "SELECT count(*) FROM models") == 1
     assert [p.name for p in (data / "models").iterdir()] == [str(row.id)]
-    assert registry.file_sha256(Path(row.weights_path)) == row.weights_sha256
+    assert file_sha256(Path(row.weights_path)) == row.weights_sha256
 
 
 @pytest.mark.slow
@@ -252,22 +253,22 @@ def test_training_killed_with_sigkill_resumes_to_a_ready_model(imported, db_url,
     finally:
         proc.kill()
         proc.communicate()
-    row = registry.get_model(None, "drill")
+    row = models.get_model(None, "drill")
     assert row.status == "training" and row.weights_sha256 is None
     # the killed session's lock goes with its connection; wait until the server has noticed
     with engine.connect() as conn:
         deadline = time.monotonic() + 30
-        while not registry.try_lock_training(conn, row.id) and time.monotonic() < deadline:
+        while not models.try_lock_training(conn, row.id) and time.monotonic() < deadline:
             conn.rollback()
             time.sleep(0.1)
-        registry.unlock_training(conn, row.id)
+        models.unlock_training(conn, row.id)
         conn.commit()
     res = cli("train", "--name", "drill", "--resume")
     assert res.exit_code == 0, res.output
-    done = registry.get_model(None, "drill")
+    done = models.get_model(None, "drill")
     assert done.id == row.id and done.status == "ready" and done.metrics["steps"] == 6
     assert [h["global_step"] for h in done.history] == [3, 6]
-    assert registry.file_sha256(Path(done.weights_path)) == done.weights_sha256
+    assert file_sha256(Path(done.weights_path)) == done.weights_sha256
     assert _count(engine, "SELECT count(*) FROM models") == 1
     assert [p.name for p in (data / "models").iterdir()] == [str(row.id)]
     assert sorted(p.name for p in (data / "models" / str(row.id)).iterdir()) == \
@@ -281,34 +282,34 @@ def test_replace_model_swaps_in_one_transaction(val_only, data_dir, engine):
     new = save_untrained("m.next", dim=8, input_size=32, seed=2)
     _add_embeddings_and_evaluation(engine, old.id, 8)
     with begin() as conn:
-        unfinished = registry.register_model(conn, "half", "mobilenetv3small", 8, 32, {}, None)
+        unfinished = models.register_model(conn, "half", "mobilenetv3small", 8, 32, {}, None)
     with pytest.raises(InputError) as err, begin() as conn:
-        registry.replace_model(conn, "m", "half")
+        models.replace_model(conn, "m", "half")
     assert str(err.value) == "model 'half' is not ready (status training): it cannot replace 'm'"
     with pytest.raises(NotFound), begin() as conn:
-        registry.replace_model(conn, "m", "nope")
+        models.replace_model(conn, "m", "nope")
     with engine.connect() as other:  # a run training the old model's row right now: not swapped under it
-        assert registry.try_lock_training(other, old.id)
+        assert models.try_lock_training(other, old.id)
         other.commit()
         with pytest.raises(InputError) as err, begin() as conn:
-            registry.replace_model(conn, "m", "m.next")
+            models.replace_model(conn, "m", "m.next")
         assert str(err.value) == "model 'm' is being trained by another process"
-        registry.unlock_training(other, old.id)
+        models.unlock_training(other, old.id)
         other.commit()
-    assert registry.get_model(None, "m").id == old.id
+    assert models.get_model(None, "m").id == old.id
     assert _count(engine, "SELECT count(*) FROM embeddings WHERE model_id = :m", m=old.id) == 2
 
     with begin() as conn:
-        swapped = registry.replace_model(conn, "m", "m.next")
+        swapped = models.replace_model(conn, "m", "m.next")
     assert (swapped.id, swapped.name, swapped.weights_sha256) == (new.id, "m", new.weights_sha256)
-    assert registry.get_model(None, "m").id == new.id
+    assert models.get_model(None, "m").id == new.id
     with pytest.raises(NotFound):
-        registry.get_model(None, "m.next")
+        models.get_model(None, "m.next")
     assert _count(engine, "SELECT count(*) FROM models WHERE id = :m", m=old.id) == 0
     assert _count(engine, "SELECT count(*) FROM embeddings") == 0  # went with the old model
     assert _count(engine, "SELECT count(*) FROM eval_runs") == 0
-    assert registry.get_model(None, "half").id == unfinished.id
-    model, row = registry.load_embedder(None, "m")  # the renamed model loads: its folder is its id's
+    assert models.get_model(None, "half").id == unfinished.id
+    model, row = load_embedder(None, "m")  # the renamed model loads: its folder is its id's
     assert row.id == new.id and Path(row.weights_path).parent.name == str(new.id)
 
 
@@ -318,11 +319,11 @@ def test_failed_retrain_keeps_the_old_model_its_embeddings_and_evaluations(val_o
     with pytest.raises(InputError) as err:  # no training images: the new model's training fails
         demo._train("m", 1.0, retrain=True)
     assert str(err.value) == "no images in split 'train'"
-    assert registry.get_model(None, "m").id == old.id
+    assert models.get_model(None, "m").id == old.id
     assert _count(engine, "SELECT count(*) FROM models") == 1
     assert _count(engine, "SELECT count(*) FROM embeddings WHERE model_id = :m", m=old.id) == 2
     assert _count(engine, "SELECT count(*) FROM eval_runs WHERE model_id = :m", m=old.id) == 1
-    registry.load_embedder(None, "m")
+    load_embedder(None, "m")
 
 
 @pytest.mark.slow
@@ -331,7 +332,7 @@ def test_retrain_swaps_in_the_new_model_only_when_it_is_ready(imported, tmp_path
     _add_embeddings_and_evaluation(engine, old.id, 8)
     line = demo._train("m", 0.0, retrain=True)  # a budget of 0 minutes: one step, then validated and ready
     assert line.startswith("model 'm' trained in ")
-    new = registry.get_model(None, "m")
+    new = models.get_model(None, "m")
     assert new.id != old.id and new.status == "ready" and new.metrics["steps"] == 1
     assert _count(engine, "SELECT count(*) FROM models") == 1
     assert _count(engine, "SELECT count(*) FROM embeddings") == 0
@@ -339,5 +340,39 @@ def test_retrain_swaps_in_the_new_model_only_when_it_is_ready(imported, tmp_path
     assert Path(new.weights_path).parent == tmp_path / "data" / "models" / str(new.id)
     assert demo._train("m", 0.0, retrain=False) == "model 'm' already trained (use --retrain to train again)"
     x = np.zeros((1, new.input_size, new.input_size, 3), np.float32)
-    model, _ = registry.load_embedder(None, "m")
+    model, _ = load_embedder(None, "m")
     assert model(x, training=False).shape == (1, new.dim)
+
+
+# ---------------------------------------------------------------- the rows need no TensorFlow
+
+ROWS_WITHOUT_TENSORFLOW = """
+import json, sys
+sys.modules["tensorflow"] = sys.modules["keras"] = None  # any import of either now raises ImportError
+from geoloc.cli import main
+from geoloc.db import models
+from geoloc.db.engine import begin
+
+with begin() as conn:
+    models.register_model(conn, "old", "mobilenetv3small", 8, 32, {}, None)
+    models.register_model(conn, "new", "mobilenetv3small", 8, 32, {"lr": 0.5}, "/nowhere/new.weights.h5",
+                          weights_sha256="b" * 64, status="ready")
+    models.update_model(conn, "old", metrics={"note": 1})
+with begin() as conn:
+    models.replace_model(conn, "old", "new")
+print(json.dumps({"listed": [r.name for r in models.list_models()],
+                  "shown": models.show_model(None, "old")["hyperparams"]}))
+main(["models", "show", "old"], standalone_mode=False)
+"""
+
+
+def test_the_rows_are_registered_replaced_listed_and_shown_where_tensorflow_cannot_load(db_url, engine):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GEOLOC_DATABASE_URL": db_url}
+    res = subprocess.run([sys.executable, "-c", ROWS_WITHOUT_TENSORFLOW], capture_output=True, text=True, env=env,
+                         cwd=REPO_ROOT, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    first, shown = res.stdout.split("\n", 1)
+    assert first == '{"listed": ["old"], "shown": {"lr": 0.5}}'
+    assert '"weights_path": "/nowhere/new.weights.h5"' in shown and '"status": "ready"' in shown
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name, metrics FROM models")).all() == [("old", {})]

@@ -28,7 +28,7 @@ def list_(as_json: bool) -> None:
 
     Example: geoloc models list --json
     """
-    from ..model.registry import list_models
+    from ..db.models import list_models
 
     rows = list_models()
     if as_json:
@@ -52,7 +52,7 @@ def show(name: str) -> None:
 
     Example: geoloc models show mnv3s-160
     """
-    from ..model.registry import show_model
+    from ..db.models import show_model
 
     click.echo(json.dumps(show_model(None, name), indent=1))
 

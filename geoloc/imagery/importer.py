@@ -74,13 +74,6 @@ class _Candidate:
     version: str
 
 
-def image_file(row) -> Path:
-    """The file of an images row (a mapping or an object with ``root`` and ``path``)."""
-    if isinstance(row, dict):
-        return Path(row["root"]) / row["path"]
-    return Path(row.root) / row.path
-
-
 def shown(rel: str) -> str:
     """A relative path as printed: bytes of names that are not UTF-8 as \\xNN escapes."""
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

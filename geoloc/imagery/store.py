@@ -168,7 +168,7 @@ def insert_images(conn: Connection, records: list[ImageRecord]) -> list:
             for rec in records:
                 copy.write_row(astuple(rec))
     inserted = conn.execute(sqlfiles.text("images/insert_from_staging.sql")).all()
-    conn.exec_driver_sql("DROP TABLE image_staging")  # several batches may share one transaction
+    conn.execute(sqlfiles.text("images/drop_staging.sql"))  # several batches may share one transaction
     return inserted
 
 

@@ -13,10 +13,13 @@ index build lock (geoloc.retrieval.index), so chunk numbers are never negative.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # this module is imported by the CLI at start-up: keep it light
+from ..db import sqlfiles
+
+if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 CHUNK = 1024  # image ids per claim and per COPY + commit: little lost on interruption, a fair split
@@ -24,24 +27,24 @@ POLL_S = 0.2  # how often a run waiting for another run's chunk asks again
 
 
 class ChunkClaims:
-    """Advisory locks (model_id, chunk_no) held on a connection of their own (thread-safe)."""
+    """Advisory locks (model_id, chunk_no) held on a connection of their own, in autocommit (so no
+    transaction of it holds a snapshot); thread-safe: the writer thread releases, the run claims."""
 
     def __init__(self, engine: Engine, model_id: int):
         self.model_id = int(model_id)
-        self._raw = engine.raw_connection()
-        self._conn = self._raw.driver_connection
-        self._conn.rollback()
-        self._conn.autocommit = True
+        self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._lock = threading.Lock()
 
-    def _call(self, function: str, chunk_no: int) -> bool:
+    def _call(self, sql: str, chunk_no: int) -> bool:
         if chunk_no < 0:
             raise ValueError(f"chunk number {chunk_no} must not be negative")
-        row = self._conn.execute(f"SELECT {function}(%s::integer, %s::integer)", (self.model_id, int(chunk_no)))
-        return row.fetchone()[0] is not False
+        with self._lock:
+            done = self._conn.execute(sqlfiles.text(sql), {"model_id": self.model_id, "chunk_no": int(chunk_no)})
+            return done.scalar_one() is not False
 
     def try_claim(self, chunk_no: int) -> bool:
         """Take the chunk if no other run holds it; False at once otherwise."""
-        return self._call("pg_try_advisory_lock", chunk_no)
+        return self._call("search/embed_claim.sql", chunk_no)
 
     def claim(self, chunk_no: int) -> None:
         """Take the chunk, waiting for the run that holds it to release it (or to die). Polls: a
@@ -51,8 +54,10 @@ class ChunkClaims:
             time.sleep(POLL_S)
 
     def release(self, chunk_no: int) -> None:
-        self._call("pg_advisory_unlock", chunk_no)
+        self._call("search/embed_release.sql", chunk_no)
 
     def close(self) -> None:
-        """Drop the connection and with it every lock still held."""
-        self._raw.invalidate()
+        """Drop the connection (closed, never pooled again) and with it every lock still held."""
+        with self._lock:
+            self._conn.invalidate()
+            self._conn.close()

@@ -32,11 +32,14 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from sqlalchemy.engine import Connection, Engine
 from tqdm import tqdm
 
 from ..db import sqlfiles
-from ..db.engine import begin, check, psycopg_connection
+from ..db.engine import check
+from ..db.models import get_model
 from ..errors import DimensionMismatch, InputError
+from ..imagefile import image_file
 from . import index as hnsw
 from .baseline import THUMBNAIL_BACKBONE, THUMBNAIL_MODEL, ensure_thumbnail_model, thumbnail_batches
 from .claims import CHUNK, ChunkClaims
@@ -125,10 +128,8 @@ def keras_batches(model, input_size: int) -> Batches:
     return batches
 
 
-def load_embedder(conn, name: str) -> Embedder:
+def load_embedder(conn: Connection | None, name: str) -> Embedder:
     """The registered model NAME (or the thumbnail baseline) as an Embedder."""
-    from ..model.registry import get_model
-
     if name == THUMBNAIL_MODEL:
         row = ensure_thumbnail_model(conn)
     else:
@@ -143,7 +144,7 @@ def load_embedder(conn, name: str) -> Embedder:
     return Embedder(row.name, row.id, row.dim, row.input_size, keras_batches(model, row.input_size))
 
 
-def store_embeddings(conn, model: str, model_id: int, dim: int, image_ids: Sequence[int],
+def store_embeddings(conn: Connection, model: str, model_id: int, dim: int, image_ids: Sequence[int],
                      vectors: np.ndarray) -> int:
     """Write one chunk in the caller's transaction (binary COPY into staging, then a merge).
 
@@ -152,15 +153,14 @@ def store_embeddings(conn, model: str, model_id: int, dim: int, image_ids: Seque
     vectors = check_dim(model, dim, vectors)
     if len(image_ids) != len(vectors):
         raise ValueError(f"{len(image_ids)} image ids for {len(vectors)} vectors")
-    with vector_cursor(conn) as cur:
-        cur.execute(sqlfiles.read("search/embed_staging.sql"))
+    conn.execute(sqlfiles.text("search/embed_staging.sql"))
+    with vector_cursor(conn) as cur:  # COPY, binary: the vectors go out as pgvector values
         with cur.copy("COPY embedding_staging (image_id, embedding) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "vector"])
             for image_id, v in zip(image_ids, vectors):
                 copy.write_row((int(image_id), v))
-        cur.execute(sqlfiles.read("search/embed_insert.sql"), {"model_id": model_id})
-        added = cur.rowcount
-        cur.execute("DROP TABLE embedding_staging")
+    added = conn.execute(sqlfiles.text("search/embed_insert.sql"), {"model_id": model_id}).rowcount
+    conn.execute(sqlfiles.text("search/embed_drop_staging.sql"))
     return added
 
 
@@ -168,9 +168,9 @@ class _Writer(threading.Thread):
     """Stores queued chunks, each in its own transaction, while the model computes the next ones; a
     chunk's claim is released once its rows are committed."""
 
-    def __init__(self, emb: Embedder, url: str | None, claims: ChunkClaims):
+    def __init__(self, emb: Embedder, engine: Engine, claims: ChunkClaims):
         super().__init__(name="embedding-writer", daemon=True)
-        self.emb, self.url, self.claims = emb, url, claims
+        self.emb, self.engine, self.claims = emb, engine, claims
         self.jobs: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.stored = 0
@@ -190,7 +190,7 @@ class _Writer(threading.Thread):
     def _store(self, chunk_no: int, ids, vectors) -> None:
         started = time.perf_counter()
         try:
-            with begin(self.url) as conn:
+            with self.engine.begin() as conn:
                 self.stored += store_embeddings(conn, self.emb.name, self.emb.model_id, self.emb.dim, ids, vectors)
             self.claims.release(chunk_no)
         except BaseException as exc:  # handed to the main thread
@@ -220,75 +220,78 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
                  chunk: int = CHUNK, reindex: bool = False, progress: bool = False,
                  url: str | None = None) -> EmbedSummary:
     """Embed every image (of SPLIT / VERSION) that MODEL has no embedding for, skipping unreadable
-    files, then make its HNSW index current (REINDEX: build a fresh one in any case)."""
+    files, then make its HNSW index current (REINDEX: build a fresh one in any case).
+
+    A run, not a step of the caller's transaction: each chunk is committed on its own (other runs
+    see it at once), the claims hold a session of their own and the index is built outside any
+    transaction, all on the configured database (URL: another one, for callers that still name it).
+    """
     if batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
     if chunk < 1:
         raise InputError(f"--chunk {chunk}: must be at least 1")
-    with begin(url) as conn:
+    engine = check(url)
+    with engine.begin() as conn:
         emb = load_embedder(conn, model)
         scope = {"model_id": emb.model_id, "split": split, "version": version}
-        rows, already, _ = _counts(conn, scope)
+        before = _counts(conn, scope)
         # rows deleted since the index was built (checked before this run refills any of them)
-        lost = hnsw.lost_rows(conn, emb.model_id, rows)
-        with psycopg_connection(conn).cursor() as cur:
-            cur.execute(sqlfiles.read("search/embed_chunks.sql"), {**scope, "chunk": chunk})
-            todo = cur.fetchall()
+        lost = hnsw.lost_rows(conn, emb.model_id, before.total)
+        todo = conn.execute(sqlfiles.text("search/embed_chunks.sql"), {**scope, "chunk": chunk}).all()
 
-    if rows == 0 and todo:  # an index of no live rows serves no search, and slows the load: drop it
-        hnsw.ensure_index(check(url), emb.model_id, emb.dim)
+    if before.total == 0 and todo:  # an index of no live rows serves no search, and slows the load: drop it
+        hnsw.ensure_index(engine, emb.model_id, emb.dim)
     started = time.perf_counter()
-    run = _Run(emb, scope, batch, chunk, progress, url)
+    run = _Run(emb, scope, batch, chunk, progress, engine)
     if todo:
         run.embed_chunks(todo)
     seconds = time.perf_counter() - started
-    with begin(url) as conn:
-        _, stored, in_scope = _counts(conn, scope)
+    with engine.begin() as conn:
+        after = _counts(conn, scope)
 
-    index = hnsw.ensure_index(check(url), emb.model_id, emb.dim, rebuild=reindex or lost)
-    return EmbedSummary(emb.name, emb.model_id, emb.dim, in_scope, already, run.embedded, seconds,
+    index = hnsw.ensure_index(engine, emb.model_id, emb.dim, rebuild=reindex or lost)
+    return EmbedSummary(emb.name, emb.model_id, emb.dim, after.images, before.in_scope, run.embedded, seconds,
                         run.write_seconds, index.name, index.built, index.seconds,
                         skipped=[(path, reason) for _, path, reason in sorted(run.skipped, key=lambda s: s[0])],
-                        by_others=max(0, stored - already - run.embedded),
+                        by_others=max(0, after.in_scope - before.in_scope - run.embedded),
                         index_present=index.present)
 
 
-def _counts(conn, scope: dict) -> tuple[int, int, int]:
-    """(the model's embeddings in all, those of images in the scope, the images in the scope)."""
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("search/embed_count.sql"), scope)
-        return cur.fetchone()
+def _counts(conn: Connection, scope: dict):
+    """The model's embeddings in all (total), those of images in the scope (in_scope) and the images
+    in the scope (images)."""
+    return conn.execute(sqlfiles.text("search/embed_count.sql"), scope).one()
 
 
 class _Run:
     """One run's pass over the chunks with missing images: claim, re-check, embed, store, release."""
 
-    def __init__(self, emb: Embedder, scope: dict, batch: int, chunk: int, progress: bool, url: str | None):
-        self.emb, self.scope, self.batch, self.chunk, self.progress, self.url = emb, scope, batch, chunk, progress, url
+    def __init__(self, emb: Embedder, scope: dict, batch: int, chunk: int, progress: bool, engine: Engine):
+        self.emb, self.scope, self.batch, self.chunk, self.progress = emb, scope, batch, chunk, progress
+        self.engine = engine
         self.embedded = 0
         self.skipped: list = []  # (image id, path, reason)
         self.write_seconds = 0.0
 
     def embed_chunks(self, todo: list) -> None:
-        """TODO: (chunk_no, images missing) rows. Chunks another run holds are done last, once this
-        run's own claims are all stored and released, so two runs never wait for each other in a circle."""
-        engine = check(self.url)
-        claims = ChunkClaims(engine, self.emb.model_id)
-        writer = _Writer(self.emb, self.url, claims)
-        self.bar = tqdm(total=sum(n for _, n in todo), desc=f"embedding ({self.emb.name})", unit="img",
+        """TODO: rows (chunk_no, missing: images missing). Chunks another run holds are done last, once
+        this run's own claims are all stored and released, so two runs never wait for each other in a circle."""
+        claims = ChunkClaims(self.engine, self.emb.model_id)
+        writer = _Writer(self.emb, self.engine, claims)
+        self.bar = tqdm(total=sum(t.missing for t in todo), desc=f"embedding ({self.emb.name})", unit="img",
                         file=sys.stderr, disable=not self.progress)
         writer.start()
         try:
             held_elsewhere = []
-            for chunk_no, missing in todo:
-                if claims.try_claim(chunk_no):
-                    self._chunk(chunk_no, missing, claims, writer)
+            for t in todo:
+                if claims.try_claim(t.chunk_no):
+                    self._chunk(t.chunk_no, t.missing, claims, writer)
                 else:
-                    held_elsewhere.append((chunk_no, missing))
+                    held_elsewhere.append(t)
             writer.drain()
-            for chunk_no, missing in held_elsewhere:
-                claims.claim(chunk_no)  # waits for the other run to store it (or to die)
-                self._chunk(chunk_no, missing, claims, writer)
+            for t in held_elsewhere:
+                claims.claim(t.chunk_no)  # waits for the other run to store it (or to die)
+                self._chunk(t.chunk_no, t.missing, claims, writer)
         finally:
             self.bar.close()
             try:
@@ -299,14 +302,11 @@ class _Run:
 
     def _chunk(self, chunk_no: int, missing: int, claims: ChunkClaims, writer: _Writer) -> None:
         """Embed what the claimed chunk still misses and queue it; the writer releases the claim."""
-        from ..imagery.importer import image_file
-
-        with begin(self.url) as conn, psycopg_connection(conn).cursor() as cur:
-            cur.execute(sqlfiles.read("search/embed_missing.sql"),
-                        {**self.scope, "lo": chunk_no * self.chunk, "hi": (chunk_no + 1) * self.chunk})
-            rows = cur.fetchall()
-        ids = [r[0] for r in rows]
-        paths = [image_file({"root": r[1], "path": r[2]}) for r in rows]
+        with self.engine.begin() as conn:
+            rows = conn.execute(sqlfiles.text("search/embed_missing.sql"),
+                                {**self.scope, "lo": chunk_no * self.chunk, "hi": (chunk_no + 1) * self.chunk}).all()
+        ids = [r.id for r in rows]
+        paths = [image_file(r) for r in rows]
         out_ids: list[np.ndarray] = []
         vectors: list[np.ndarray] = []
         seen = len(self.skipped)

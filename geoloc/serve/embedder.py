@@ -53,7 +53,7 @@ def _keras_vectors(model, size: int) -> Callable[[bytes], np.ndarray]:
 
 def load_query_embedder(conn, name: str) -> QueryEmbedder:
     """The registered model NAME (or the thumbnail baseline) ready to embed uploads; read-only."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, name)
     if row.backbone == THUMBNAIL_BACKBONE:

@@ -87,7 +87,7 @@ class Service:
 
     def require_model(self, name: str) -> None:
         """NotFound/InputError unless NAME is registered, ready and has embeddings (nothing is loaded)."""
-        from ..model.registry import get_model
+        from ..db.models import get_model
 
         with self.begin() as conn:
             row = get_model(conn, name)
