@@ -243,21 +243,19 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
     from .retrieval.consensus import consensus
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
-    from .retrieval.vectors import vector_cursor
+    from .retrieval.vectors import vector_column
 
     results = []
     with begin() as conn:
         m = get_model(conn, model)
-        with vector_cursor(conn) as cur:
-            cur.execute(sqlfiles.read("demo/example_queries.sql"),
-                        {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})
-            queries = cur.fetchall()
+        queries = conn.execute(sqlfiles.text("demo/example_queries.sql").columns(vector_column("embedding")),
+                               {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n}).all()
         set_search_options(conn, 100)
-        for image_id, root, path, vector in queries:
-            hits = [h for h in knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
-                    if h.image_id != image_id][:k]
+        for q in queries:
+            hits = [h for h in knn(conn, m.id, m.dim, q.embedding, k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+                    if h.image_id != q.id][:k]
             hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
-            results.append(QueryResult(Path(root) / path, hits, hits[0] if hits else None, consensus(hits)))
+            results.append(QueryResult(Path(q.root) / q.path, hits, hits[0] if hits else None, consensus(hits)))
     from .retrieval.webmap import write_map
 
     title = f"geoloc demo: model {model}, {EVAL_SPLIT} {EVAL_VERSION} queries"

@@ -121,17 +121,16 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
 
 
 def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
-    from ..retrieval.vectors import vector_cursor
+    from ..retrieval.vectors import vector_column
 
-    with vector_cursor(conn) as cur:
-        cur.execute(sqlfiles.read("cells/eval_queries.sql"), {"model_id": row.id, "split": split,
-                                                              "version": version, "level": None,
-                                                              "partition_id": row.hyperparams["cells_partition_id"]})
-        queries = cur.fetchall()
+    queries = conn.execute(sqlfiles.text("cells/eval_queries.sql").columns(vector_column("embedding")),
+                           {"model_id": row.id, "split": split, "version": version, "level": None,
+                            "partition_id": row.hyperparams["cells_partition_id"]}).all()
     set_search_options(conn, max(R.DEFAULT_K, k))
     cells_out, hybrid_out = [], []
-    for qid, lat, lng, true_cell, vec in queries:
-        vec = vec.to_numpy() if hasattr(vec, "to_numpy") else np.asarray(vec, np.float32)
+    for q in queries:
+        qid, lat, lng, true_cell = q.id, q.lat, q.lng, q.true_cell
+        vec = np.asarray(q.embedding, np.float32)
         cells, neighbours = knn_cells(conn, row.id, row.dim, vec, k, top_cells, SHOW_CELLS,
                                       split=split, version=version, database_only=True, cell_level=cell_level)
         if cell_level is not None:  # cells-only always predicts with the finest level
@@ -164,17 +163,17 @@ def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, 
             "model_id": model_id, "method": r.method, "split": split, "version": version,
             "metrics": json.dumps(R._json_safe(metrics))})
         run_id = cur.fetchone()[0]
-        cur.execute(sqlfiles.read("cells/insert_predictions.sql"), {
-            "run_id": run_id,
-            "query_image_id": [o["query_image_id"] for o in outs],
-            "top1_location_id": [o["location_id"] for o in outs],
-            "top1_lat": [o["lat"] for o in outs], "top1_lng": [o["lng"] for o in outs],
-            "top1_error_m": [o["error_m"] for o in outs],
-            "consensus_location_id": [o["consensus"][0] if o["consensus"] else None for o in outs],
-            "consensus_lat": [o["consensus"][1] if o["consensus"] else None for o in outs],
-            "consensus_lng": [o["consensus"][2] if o["consensus"] else None for o in outs],
-            "consensus_error_m": [o.get("consensus_error_m") if o["consensus"] else None for o in outs],
-            "first_correct_rank": [o["first_correct"] for o in outs]})
+    conn.execute(sqlfiles.text("cells/insert_predictions.sql"), {
+        "run_id": run_id,
+        "query_image_id": [o["query_image_id"] for o in outs],
+        "top1_location_id": [o["location_id"] for o in outs],
+        "top1_lat": [o["lat"] for o in outs], "top1_lng": [o["lng"] for o in outs],
+        "top1_error_m": [o["error_m"] for o in outs],
+        "consensus_location_id": [o["consensus"][0] if o["consensus"] else None for o in outs],
+        "consensus_lat": [o["consensus"][1] if o["consensus"] else None for o in outs],
+        "consensus_lng": [o["consensus"][2] if o["consensus"] else None for o in outs],
+        "consensus_error_m": [o.get("consensus_error_m") if o["consensus"] else None for o in outs],
+        "first_correct_rank": [o["first_correct"] for o in outs]})
     return run_id
 
 
