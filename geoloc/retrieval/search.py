@@ -243,8 +243,11 @@ def prepare_search(images: Sequence[Path], model: str, k: int, near, within_m: f
     """(embedder, region, photo paths) after every check a search makes before embedding anything:
     photos given and readable, k in range, the region, the model with embeddings, the area; CHECK(conn,
     embedder) adds a caller's own test inside the same transaction (see `reading` for CONN, READ_URL)."""
+    from .. import config
     from .embed import load_embedder
 
+    if read_url:
+        config.normalise_url(read_url, "--read-url")  # a bad URL is named before any photo is read
     if not images:
         raise InputError("no image given: name at least one photo to search for")
     if not 1 <= k <= MAX_K:
