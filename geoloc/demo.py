@@ -243,12 +243,12 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
     from .retrieval.consensus import consensus
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
-    from .retrieval.vectors import vector_column
+    from .retrieval.vectors import with_vector_columns
 
     results = []
     with begin() as conn:
         m = get_model(conn, model)
-        queries = conn.execute(sqlfiles.text("demo/example_queries.sql").columns(vector_column("embedding")),
+        queries = conn.execute(with_vector_columns(sqlfiles.text("demo/example_queries.sql"), "embedding"),
                                {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n}).all()
         set_search_options(conn, 100)
         for q in queries:

@@ -121,9 +121,9 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
 
 
 def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
-    from ..retrieval.vectors import vector_column
+    from ..retrieval.vectors import with_vector_columns
 
-    queries = conn.execute(sqlfiles.text("cells/eval_queries.sql").columns(vector_column("embedding")),
+    queries = conn.execute(with_vector_columns(sqlfiles.text("cells/eval_queries.sql"), "embedding"),
                            {"model_id": row.id, "split": split, "version": version, "level": None,
                             "partition_id": row.hyperparams["cells_partition_id"]}).all()
     set_search_options(conn, max(R.DEFAULT_K, k))

@@ -1,5 +1,6 @@
-"""pgvector values in statements: numpy arrays bound as `vector` parameters, `vector` columns read
-back as lists of floats, and psycopg cursors for the binary COPY that stores embeddings.
+"""pgvector values in statements: numpy arrays bound as `vector` parameters (vector_param), `vector`
+columns read back as lists of floats (with_vector_columns), and psycopg cursors for the binary COPY
+that stores embeddings (vector_cursor).
 
 Bind parameters use pgvector's SQLAlchemy types (text form, per statement): nothing is registered on
 the pooled connections, so other code reading the embeddings column keeps PostgreSQL's text form.
@@ -23,12 +24,12 @@ def vector_param(name: str) -> sa.BindParameter:
     return sa.bindparam(name, type_=VECTOR())
 
 
-def vector_column(name: str) -> sa.ColumnClause:
-    """The result column NAME as a pgvector `vector`, read as a list of floats:
-    `sqlfiles.text(...).columns(vector_column("embedding"))`."""
+def with_vector_columns(statement: sa.TextClause, *names: str) -> sa.TextualSelect:
+    """STATEMENT with its result columns NAMES read as pgvector `vector`s (lists of floats), e.g.
+    `with_vector_columns(sqlfiles.text(...), "embedding")`; the other columns are read as they come."""
     from pgvector.sqlalchemy import VECTOR
 
-    return sa.column(name, VECTOR())
+    return statement.columns(**{name: VECTOR() for name in names})
 
 
 def vector_cursor(conn: Connection) -> Cursor:
