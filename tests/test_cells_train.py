@@ -150,6 +150,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
     from geoloc.db import sqlfiles
     from geoloc.db.engine import begin
     from geoloc.retrieval.search import EXPLAIN_PLAN, search_type, set_search_options
+    from geoloc.retrieval.vectors import bind_vectors
 
     text = sqlfiles.read("search/knn_cells.sql")
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
@@ -158,6 +159,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
     with begin() as conn:
         set_search_options(conn)
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        bind_vectors(conn)
         plan = "\n".join(conn.execute(knn_cells_statement(search_type(conn, model_id, 32), EXPLAIN_PLAN),
                                       knn_cells_params(model_id, np.ones(32, np.float32) / np.sqrt(32), 5,
                                                        top_cells=2, show_cells=5)).scalars())

@@ -24,7 +24,7 @@ from ..retrieval.consensus import consensus
 from ..retrieval.index import VectorType
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, EXPLAIN_PLAN, Neighbour, QueryResult, Region,
                                 neighbour_of, prepare_search, reading, search_type, set_search_options)
-from ..retrieval.vectors import vector_param
+from ..retrieval.vectors import bind_vectors, vector_param
 from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
 DEFAULT_TOP_CELLS = SEARCH_TOP_CELLS  # 0: neighbours from anywhere, cell probabilities reported beside them
@@ -59,7 +59,7 @@ class HybridResult(QueryResult):
 
 def knn_cells_statement(vtype: VectorType, explain: str = "") -> sa.TextClause:
     """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type), the
-    query embedding bound as a vector; EXPLAIN: "" or search.EXPLAIN_PLAN, put before it."""
+    query embedding bound as a vector (vectors.bind_vectors); EXPLAIN: "" or search.EXPLAIN_PLAN, put before it."""
     if explain not in ("", EXPLAIN_PLAN):
         raise ValueError(f"explain must be EXPLAIN_PLAN, not {explain!r}")
     heads = VectorType("vector", vtype.dim)
@@ -88,6 +88,7 @@ def knn_cells(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: i
     """Run sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
     params = knn_cells_params(model_id, query, k, top_cells, show_cells, region, split, version, database_only,
                               cell_level)
+    bind_vectors(conn)
     rows = conn.execute(knn_cells_statement(search_type(conn, model_id, dim)), params).all()
     cells = [CellProbability(r.rank, r.cell_id, r.level, r.h3, float(r.probability), r.lat, r.lng)
              for r in rows if r.kind == "cell"]

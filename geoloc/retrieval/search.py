@@ -27,7 +27,7 @@ from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
 from .index import VectorType, indexed_type, vector_type
-from .vectors import vector_param
+from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
 MAX_K = 1000
@@ -161,7 +161,8 @@ def require_area(conn: Connection | None, area: str | None) -> None:
 
 def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") -> sa.TextClause:
     """sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM)) filled
-    in (a type modifier cannot be bound) and the query embedding bound as a vector; EXPLAIN: "",
+    in (a type modifier cannot be bound) and the query embedding bound as a vector (run it on a
+    connection prepared by vectors.bind_vectors); EXPLAIN: "",
     EXPLAIN_PLAN or EXPLAIN_ANALYZE, put before it."""
     if explain not in ("", EXPLAIN_PLAN, EXPLAIN_ANALYZE):
         raise ValueError(f"explain must be EXPLAIN_PLAN or EXPLAIN_ANALYZE, not {explain!r}")
@@ -193,6 +194,7 @@ def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = D
     """The k nearest images to one embedding (call set_search_options first in the transaction).
     VTYPE: the type of the model's index (search_type), looked up when not given."""
     vtype = vtype or search_type(conn, model_id, dim)
+    bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version))
     return [neighbour_of(r) for r in rows]
 
@@ -202,6 +204,7 @@ def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, 
                   explain: str = EXPLAIN_ANALYZE) -> list[str]:
     """The lines EXPLAIN (EXPLAIN_ANALYZE or EXPLAIN_PLAN) prints for knn's statement on this query."""
     vtype = vtype or search_type(conn, model_id, dim)
+    bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype, explain),
                         knn_params(model_id, query, k, region, None, None, small_region))
     return list(rows.scalars())

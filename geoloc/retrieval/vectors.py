@@ -1,27 +1,66 @@
-"""pgvector values in statements: numpy arrays bound as `vector` parameters (vector_param), `vector`
-columns read back as lists of floats (with_vector_columns), and psycopg cursors for the binary COPY
-that stores embeddings (vector_cursor).
+"""pgvector values in statements: numpy arrays bound as `vector` parameters (vector_param, sent in
+pgvector's binary form), `vector` columns read back as lists of floats (with_vector_columns), and
+psycopg cursors for the binary COPY that stores embeddings (vector_cursor).
 
-Bind parameters use pgvector's SQLAlchemy types (text form, per statement): nothing is registered on
-the pooled connections, so other code reading the embeddings column keeps PostgreSQL's text form.
+Only a dumper, for pgvector's own `Vector` class, is added to a connection (`bind_vectors`, once per
+connection): what its queries read back is untouched, so other code reading the embeddings column
+through the same pool keeps PostgreSQL's text form.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import sqlalchemy as sa
-from psycopg import Cursor
+from psycopg import Cursor, ProgrammingError
+from psycopg.adapt import PyFormat
 from psycopg.types import TypeInfo
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import UserDefinedType
 
 from ..db.engine import psycopg_connection
 
 
-def vector_param(name: str) -> sa.BindParameter:
-    """The bind parameter NAME of a statement as a pgvector `vector` (a numpy array or list goes in):
-    `sqlfiles.text(...).bindparams(vector_param("query"))`."""
-    from pgvector.sqlalchemy import VECTOR
+class BinaryVector(UserDefinedType):
+    """A bind parameter of type `vector`: a numpy array or list of floats goes out as pgvector's
+    `Vector`, which the dumper `bind_vectors` adds sends in binary (no text formatting of floats)."""
 
-    return sa.bindparam(name, type_=VECTOR())
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+    def bind_processor(self, dialect):
+        from pgvector import Vector
+
+        def process(value):
+            return value if value is None or isinstance(value, Vector) else Vector(np.asarray(value, np.float32))
+        return process
+
+
+def vector_param(name: str) -> sa.BindParameter:
+    """The bind parameter NAME of a statement as a `vector` (call bind_vectors on the connection
+    first): `sqlfiles.text(...).bindparams(vector_param("query"))`."""
+    return sa.bindparam(name, type_=BinaryVector())
+
+
+def bind_vectors(conn: Connection) -> None:
+    """Let CONN's psycopg connection send vector_param values (pgvector's binary `vector` dumper, with
+    this database's type oid); a no-op once done for that connection."""
+    from pgvector import Vector
+    from pgvector.psycopg.vector import VectorBinaryDumper
+
+    raw = psycopg_connection(conn)
+    try:
+        raw.adapters.get_dumper(Vector, PyFormat.BINARY)
+        return
+    except ProgrammingError:  # not registered yet on this connection
+        pass
+    info = TypeInfo.fetch(raw, "vector")
+    if info is None:
+        raise ProgrammingError("the vector type is not installed in this database")
+    raw.adapters.register_dumper(Vector, type("VectorDumper", (VectorBinaryDumper,), {"oid": info.oid}))
 
 
 def with_vector_columns(statement: sa.TextClause, *names: str) -> sa.TextualSelect:
