@@ -295,3 +295,17 @@ def test_bad_options_are_one_line_errors(cli, bad_files, args, message):
     res = cli("search", bad_files[0], "--model", THUMBNAIL_MODEL, *args)
     assert res.exit_code == 1
     assert res.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.parametrize("value", ["vector(256); DROP TABLE images", "halfvec(256)--", "x y", "'a'", 1.5, None])
+def test_a_statement_placeholder_takes_only_an_identifier_or_a_number(value):
+    """The vector type of knn.sql is filled into the text (a type modifier cannot be bound); nothing
+    else may be."""
+    from geoloc.db import sqlfiles
+
+    assert "halfvec(256)" in sqlfiles.source("search/knn.sql", vtype="halfvec(256)")
+    assert "{vtype}" not in sqlfiles.source("search/knn.sql", vtype="halfvec(256)")
+    with pytest.raises(ValueError, match="must be an identifier such as vector"):
+        sqlfiles.text("search/knn.sql", vtype=value)
+    with pytest.raises(ValueError, match="no placeholder {htype}"):
+        sqlfiles.text("search/knn.sql", vtype="vector(8)", htype="vector(8)")

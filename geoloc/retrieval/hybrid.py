@@ -63,7 +63,7 @@ def knn_cells_statement(vtype: VectorType, explain: str = "") -> sa.TextClause:
     if explain not in ("", EXPLAIN_PLAN):
         raise ValueError(f"explain must be EXPLAIN_PLAN, not {explain!r}")
     heads = VectorType("vector", vtype.dim)
-    source = sqlfiles.source("search/knn_cells.sql", vtype=str(vtype), htype=str(heads))
+    source = sqlfiles.source("search/knn_cells.sql", vtype=vtype.text(), htype=heads.text())
     return sa.text(explain + source).bindparams(vector_param("query"))
 
 

@@ -67,11 +67,6 @@ class VectorType:
     name: str  # 'vector' or 'halfvec'
     dim: int
 
-    def __str__(self) -> str:
-        """The type as SQL text, e.g. halfvec(256): a type modifier cannot be a bind parameter, so
-        statements have it filled in (geoloc.db.sqlfiles.text(..., vtype=str(vt)))."""
-        return f"{self.name}({int(self.dim)})"
-
     @property
     def ops(self) -> str:
         return f"{self.name}_cosine_ops"
@@ -80,11 +75,16 @@ class VectorType:
     def indexable(self) -> bool:
         return self.dim <= (VECTOR_MAX_DIM if self.name == "vector" else HALFVEC_MAX_DIM)
 
+    def text(self) -> str:
+        """The type as SQL text, e.g. halfvec(256): a type modifier cannot be a bind parameter, so
+        statements have it filled in (geoloc.db.sqlfiles.text(..., vtype=vt.text()))."""
+        return f"{self.name}({int(self.dim)})"
+
     def sql(self):
         """The type for psycopg's sql composition (geoloc.retrieval.evaluate still composes with it)."""
         from psycopg import sql
 
-        return sql.SQL(str(self))
+        return sql.SQL(self.text())
 
 
 def vector_type(dim: int, kind: str | None = None) -> VectorType:
@@ -204,7 +204,7 @@ def _build(ac: Connection, model_id: int, vt: VectorType, rows: int, m: int = HN
     name, new, old = index_name(model_id), index_name(model_id, NEXT), index_name(model_id, OLD)
     ac.execute(sqlfiles.text("search/index_build_settings.sql"), {"memory": str(memory)})
     try:
-        ac.execute(sqlfiles.text("search/index_build.sql", name=new, vtype=str(vt), ops=vt.ops, m=int(m),
+        ac.execute(sqlfiles.text("search/index_build.sql", name=new, vtype=vt.text(), ops=vt.ops, m=int(m),
                                  ef_construction=int(ef_construction), model_id=int(model_id)))
     except BaseException:
         with suppress(Exception):  # tidy up now when we can; the next build drops it otherwise

@@ -166,7 +166,7 @@ def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") 
     EXPLAIN_PLAN or EXPLAIN_ANALYZE, put before it."""
     if explain not in ("", EXPLAIN_PLAN, EXPLAIN_ANALYZE):
         raise ValueError(f"explain must be EXPLAIN_PLAN or EXPLAIN_ANALYZE, not {explain!r}")
-    source = sqlfiles.source("search/knn.sql", vtype=str(vtype or vector_type(dim)))
+    source = sqlfiles.source("search/knn.sql", vtype=(vtype or vector_type(dim)).text())
     return sa.text(explain + source).bindparams(vector_param("query"))
 
 

@@ -25,12 +25,14 @@
 -- ANALYZE shows the other as "never executed"); without a region the small branch is pruned when
 -- the statement is planned and region_size is never computed.
 --
--- {vtype} is composed into the text by geoloc.retrieval.index (the type the model's index casts
--- to, e.g. vector(256) or halfvec(256)): a type modifier cannot be a bind parameter. The large
+-- {vtype} is filled in before the statement is prepared (geoloc.retrieval.search.knn_statement via
+-- geoloc.db.sqlfiles; the type the model's index casts to, e.g. vector(256) or halfvec(256)): a type
+-- modifier cannot be a bind parameter. The large
 -- branch's ORDER BY must read exactly as the model's partial index embeddings_hnsw_<model_id>,
 -- i.e. (embedding::vector(256)) WHERE model_id = <id>, or the planner cannot use that index.
 --
--- Run it inside a transaction after (geoloc.retrieval.search does):
+-- Run it inside a transaction after these settings (search_options.sql, which
+-- geoloc.retrieval.search.set_search_options runs, sets them in one statement):
 --   SET LOCAL hnsw.iterative_scan = relaxed_order;  -- pgvector 0.8: keep walking the graph until k
 --                                                   -- rows have passed the filters
 --   SET LOCAL hnsw.ef_search = 100;                 -- candidate list size (recall vs speed)

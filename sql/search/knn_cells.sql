@@ -12,7 +12,7 @@
 -- Bound parameters: query (vector), model_id, k, top_cells, show_cells, cell_level, split, version, database_only
 -- (true: leave out query images, is_query, as the evaluation protocol does), and the region filters
 -- of knn.sql (lat, lng, within_m, area). {vtype} is the type of the model's HNSW index (what the ANN
--- search casts to), {htype} plain vector(D) for the heads' arithmetic; both composed in. Run it after
+-- search casts to), {htype} plain vector(D) for the heads' arithmetic; both filled in. Run it after
 -- geoloc.retrieval.search.set_search_options (iterative HNSW scan, custom plans).
 -- Rows: kind 'cell' (rank, centroid as lat/lng, cell_id, level, h3, probability) then kind 'image'
 -- (rank, the neighbour's columns as in knn.sql, and cell_id: the top cell it lies in).
