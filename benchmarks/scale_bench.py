@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search_bench import LowRankClusters, bench_url, copy_places, geodesic_within, random_points  # noqa: E402
 
-from geoloc.db.engine import begin  # noqa: E402
+from geoloc.db.engine import begin, get_engine  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
 from geoloc.retrieval import search as S  # noqa: E402
 from geoloc.retrieval.embed import store_embeddings  # noqa: E402
@@ -187,8 +187,6 @@ def recall(found, truth) -> float:
 
 
 def run_sql(url: str, model_id: int, dim: int, queries, regions, k: int, ef_search: int):
-    from geoloc.db.engine import get_engine
-
     found, lat = [], []
     with get_engine(url).connect() as conn:
         vt = hnsw.indexed_type(conn, model_id, dim) or hnsw.vector_type(dim)

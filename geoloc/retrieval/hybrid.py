@@ -59,7 +59,8 @@ class HybridResult(QueryResult):
 
 def knn_cells_statement(vtype: VectorType, explain: str = "") -> sa.TextClause:
     """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type), the
-    query embedding bound as a vector (vectors.bind_vectors); EXPLAIN: "" or search.EXPLAIN_PLAN, put before it."""
+    query embedding bound as a vector (vectors.bind_vectors); EXPLAIN ("" or search.EXPLAIN_PLAN) is
+    put before it."""
     if explain not in ("", EXPLAIN_PLAN):
         raise ValueError(f"explain must be EXPLAIN_PLAN, not {explain!r}")
     heads = VectorType("vector", vtype.dim)

@@ -157,7 +157,7 @@ def ensure_index(conn: Connection | None, model_id: int, dim: int, rebuild: bool
     build of the same model to finish first.
 
     The work runs on a dedicated connection of CONN's engine (None: the configured database) outside
-    any transaction: CONN's own transaction is neither used nor waited for."""
+    any transaction, so it does not see what CONN's open transaction has not committed."""
     started = time.perf_counter()
     vt = vector_type(dim, kind)
     with _autocommit(conn) as ac:

@@ -84,11 +84,10 @@ class Neighbour:
         return d
 
 
-def neighbour_of(row, rank: int | None = None) -> Neighbour:
-    """A Neighbour from a row with knn.sql's column names (RANK: instead of the row's)."""
-    return Neighbour(row.rank if rank is None else rank, row.image_id, row.location_id, row.heading,
-                     row.capture_month, float(row.distance), Path(row.root) / row.path, row.split, row.version,
-                     row.lat, row.lng)
+def neighbour_of(row) -> Neighbour:
+    """A Neighbour from a result row with knn.sql's column names."""
+    return Neighbour(row.rank, row.image_id, row.location_id, row.heading, row.capture_month, float(row.distance),
+                     Path(row.root) / row.path, row.split, row.version, row.lat, row.lng)
 
 
 @dataclass
@@ -162,8 +161,8 @@ def require_area(conn: Connection | None, area: str | None) -> None:
 def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") -> sa.TextClause:
     """sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM)) filled
     in (a type modifier cannot be bound) and the query embedding bound as a vector (run it on a
-    connection prepared by vectors.bind_vectors); EXPLAIN: "",
-    EXPLAIN_PLAN or EXPLAIN_ANALYZE, put before it."""
+    connection prepared by vectors.bind_vectors); EXPLAIN ("", EXPLAIN_PLAN or EXPLAIN_ANALYZE) is
+    put before it."""
     if explain not in ("", EXPLAIN_PLAN, EXPLAIN_ANALYZE):
         raise ValueError(f"explain must be EXPLAIN_PLAN or EXPLAIN_ANALYZE, not {explain!r}")
     source = sqlfiles.source("search/knn.sql", vtype=(vtype or vector_type(dim)).text())
