@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search_bench import LowRankClusters, bench_url, copy_places, geodesic_within, random_points  # noqa: E402
 
-from geoloc.db.engine import begin  # noqa: E402
+from geoloc.db.engine import begin, get_engine  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
 from geoloc.retrieval import search as S  # noqa: E402
 from geoloc.retrieval.embed import store_embeddings  # noqa: E402
@@ -95,9 +95,10 @@ def ensure_loaded(n: int, dim: int, seed: int, vectors, lat, lng, chunk: int) ->
                               "ST_Area(ST_GeomFromText(:w, 4326)::geography), 'benchmark')"),
                      {"n": AREA_NAME, "w": wkt})
     t = time.perf_counter()
-    with begin(url) as conn, vector_cursor(conn) as cur:
-        copy_places(cur, lat, lng)
-        cur.execute("SELECT setval(pg_get_serial_sequence('images', 'id'), %s)", (n,))
+    with begin(url) as conn:
+        with vector_cursor(conn) as cur:
+            copy_places(cur, lat, lng)
+        conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('images', 'id'), :n)"), {"n": n})
     log(f"locations and images: {n:,} rows in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -128,7 +129,8 @@ def ensure_index(url: str, model_id: int, dim: int, kind: str, memory: str) -> f
         return h.get("build_s_" + kind)
     log(f"building the {kind} HNSW index (single process) ...")
     t = time.perf_counter()
-    hnsw.build_index(url, model_id, dim, memory=memory, kind=kind)
+    with get_engine(url).connect() as conn:
+        hnsw.build_index(conn, model_id, dim, memory=memory, kind=kind)
     build_s = time.perf_counter() - t
     log(f"{kind} index built in {build_s:.1f} s")
     with begin(url) as conn:
@@ -185,8 +187,6 @@ def recall(found, truth) -> float:
 
 
 def run_sql(url: str, model_id: int, dim: int, queries, regions, k: int, ef_search: int):
-    from geoloc.db.engine import get_engine
-
     found, lat = [], []
     with get_engine(url).connect() as conn:
         vt = hnsw.indexed_type(conn, model_id, dim) or hnsw.vector_type(dim)

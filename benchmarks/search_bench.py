@@ -49,8 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from geoloc import config  # noqa: E402
 from geoloc.db.engine import begin  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
-from geoloc.retrieval.search import Region, knn_statement, set_search_options  # noqa: E402
-from geoloc.retrieval.vectors import vector_cursor  # noqa: E402
+from geoloc.retrieval.search import (EXPLAIN_PLAN, Region, explain_lines, knn_params, knn_statement,  # noqa: E402
+                                     search_type, set_search_options)
+from geoloc.retrieval.vectors import bind_vectors, vector_cursor  # noqa: E402
 
 BBOX = (59.290, 17.970, 59.360, 18.130)  # lat_min, lng_min, lat_max, lng_max: central Stockholm
 
@@ -285,37 +286,36 @@ def _drop(ids: list[int], exclude: int | None, k: int) -> np.ndarray:
 
 def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index: bool,
             count: int) -> tuple[list[np.ndarray], list[float], str]:
-    """Execute knn.sql per query (NO_INDEX: after dropping the HNSW index, i.e. exact search)."""
-    from psycopg import sql
+    """Execute knn.sql per query as geoloc.retrieval.search.knn does (NO_INDEX: after dropping the
+    HNSW index, i.e. exact search)."""
+    import sqlalchemy as sa
 
+    from geoloc.db import sqlfiles
     from geoloc.db.engine import get_engine
 
     found, lat = [], []
-    stmt = knn_statement(ds.dim)
     with get_engine(ds.url).connect() as conn:  # rolled back at the end: nothing is changed
         set_search_options(conn, ef_search)
-        with vector_cursor(conn) as cur:
-            if no_index:
-                cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(hnsw.index_name(ds.model_id))))
-            plan = _plan(cur, stmt, ds, k, regions[0])
-            for qi in range(count):
-                params = {"query": ds.queries[qi], "model_id": ds.model_id, "k": k + 1, "split": None,
-                          "version": None, **regions[qi].params()}
-                if qi == 0:
-                    cur.execute(stmt, params).fetchall()  # warm-up
-                t = time.perf_counter()
-                cur.execute(stmt, params)
-                rows = cur.fetchall()
-                lat.append(time.perf_counter() - t)
-                found.append(_drop([r[1] for r in rows], ds.exclude[qi], k))
+        if no_index:
+            # in this transaction only (rolled back below), so not index_drop.sql's CONCURRENTLY
+            conn.execute(sa.text(sqlfiles.fill("DROP INDEX {name}", name=hnsw.index_name(ds.model_id))))
+        bind_vectors(conn)
+        stmt = knn_statement(ds.dim, search_type(conn, ds.model_id, ds.dim))
+        plan = _plan(conn, ds, k, regions[0])
+        for qi in range(count):
+            params = knn_params(ds.model_id, ds.queries[qi], k + 1, regions[qi], None, None)
+            if qi == 0:
+                conn.execute(stmt, params).all()  # warm-up
+            t = time.perf_counter()
+            rows = conn.execute(stmt, params).all()
+            lat.append(time.perf_counter() - t)
+            found.append(_drop([r.image_id for r in rows], ds.exclude[qi], k))
         conn.rollback()
     return found, lat, plan
 
 
-def _plan(cur, stmt, ds: Dataset, k: int, region: Region) -> str:
-    cur.execute(b"EXPLAIN " + stmt.as_bytes(cur), {"query": ds.queries[0], "model_id": ds.model_id, "k": k + 1,
-                                                   "split": None, "version": None, **region.params()})
-    text = "\n".join(r[0] for r in cur.fetchall())
+def _plan(conn, ds: Dataset, k: int, region: Region) -> str:
+    text = "\n".join(explain_lines(conn, ds.model_id, ds.dim, ds.queries[0], k + 1, region, explain=EXPLAIN_PLAN))
     if "embeddings_hnsw_" in text:
         return "plan: hnsw"
     if "idx_locations_geom" in text:

@@ -330,26 +330,24 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
     from .retrieval.hybrid import HybridResult, knn_cells, model_has_cells
     from .retrieval.plots import plot_results
     from .retrieval.search import QueryResult, knn, set_search_options
-    from .retrieval.vectors import vector_cursor
+    from .retrieval.vectors import with_vector_columns
 
     results = []
     with begin() as conn:
         m = get_model(conn, model)
-        with vector_cursor(conn) as cur:
-            cur.execute(sqlfiles.read("demo/example_queries.sql"),
-                        {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n})
-            queries = cur.fetchall()
+        queries = conn.execute(with_vector_columns(sqlfiles.text("demo/example_queries.sql"), "embedding"),
+                               {"model_id": m.id, "split": EVAL_SPLIT, "version": EVAL_VERSION, "n": n}).all()
         set_search_options(conn, 100)
         with_cells = model_has_cells(conn, m.id)
-        for image_id, root, path, vector in queries:
+        for q in queries:
             if with_cells:
-                cells, found = knn_cells(conn, m.id, m.dim, vector.to_numpy(), k=k + 1, split=EVAL_SPLIT,
+                cells, found = knn_cells(conn, m.id, m.dim, q.embedding, k=k + 1, split=EVAL_SPLIT,
                                          version=EVAL_VERSION)
             else:
-                found = knn(conn, m.id, m.dim, vector.to_numpy(), k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
-            hits = [h for h in found if h.image_id != image_id][:k]
+                found = knn(conn, m.id, m.dim, q.embedding, k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
+            hits = [h for h in found if h.image_id != q.id][:k]
             hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
-            shown = (Path(root) / path, hits, hits[0] if hits else None, consensus(hits))
+            shown = (Path(q.root) / q.path, hits, hits[0] if hits else None, consensus(hits))
             results.append(HybridResult(*shown, cells=cells) if with_cells else QueryResult(*shown))
     from .retrieval.webmap import write_map
 

@@ -146,11 +146,11 @@ def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cel
 
 @pytest.mark.slow
 def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
-    from geoloc.retrieval.hybrid import knn_cells_statement
+    from geoloc.retrieval.hybrid import knn_cells_params, knn_cells_statement
     from geoloc.db import sqlfiles
     from geoloc.db.engine import begin
-    from geoloc.retrieval.search import search_type, set_search_options
-    from geoloc.retrieval.vectors import vector_cursor
+    from geoloc.retrieval.search import EXPLAIN_PLAN, search_type, set_search_options
+    from geoloc.retrieval.vectors import bind_vectors
 
     text = sqlfiles.read("search/knn_cells.sql")
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
@@ -158,13 +158,11 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
     model_id = registry.get_model(None, "m").id
     with begin() as conn:
         set_search_options(conn)
-        with vector_cursor(conn) as cur:
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute(b"EXPLAIN (COSTS OFF) " + knn_cells_statement(search_type(conn, model_id, 32)).as_bytes(cur),
-                        {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
-                         "top_cells": 2, "show_cells": 5, "cell_level": None, "split": None, "version": None, "database_only": False,
-                         "lat": None, "lng": None, "within_m": None, "area": None})
-            plan = "\n".join(r[0] for r in cur.fetchall())
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        bind_vectors(conn)
+        plan = "\n".join(conn.execute(knn_cells_statement(search_type(conn, model_id, 32), EXPLAIN_PLAN),
+                                      knn_cells_params(model_id, np.ones(32, np.float32) / np.sqrt(32), 5,
+                                                       top_cells=2, show_cells=5)).scalars())
     assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
 
 

@@ -154,20 +154,14 @@ def _index_search(model_id: int, dim: int, query: np.ndarray, k: int = 3) -> tup
     """(image ids, the scans of its plan) of the library's knn search with sequential scans and sorts
     off, so a few rows are read through the model's HNSW index as a large table's would be (the plan
     says which index served them)."""
-    from psycopg import sql
+    from geoloc.retrieval.search import EXPLAIN_PLAN, explain_lines, knn, set_search_options
 
-    from geoloc.retrieval.search import Region, knn, knn_statement, set_search_options
-    from geoloc.retrieval.vectors import vector_cursor
-
-    params = {"query": np.asarray(query, np.float32), "model_id": model_id, "k": k, "split": None,
-              "version": None, **Region().params()}
     with begin() as conn:
         set_search_options(conn, 100)
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         conn.exec_driver_sql("SET LOCAL enable_sort = off")
-        with vector_cursor(conn) as cur:
-            cur.execute(sql.SQL("EXPLAIN ") + knn_statement(dim), params)
-            plan = "\n".join(r[0].strip() for r in cur.fetchall() if " Scan " in r[0])
+        lines = explain_lines(conn, model_id, dim, query, k, explain=EXPLAIN_PLAN)
+        plan = "\n".join(ln.strip() for ln in lines if " Scan " in ln)
         ids = [n.image_id for n in knn(conn, model_id, dim, query, k)]
     return ids, plan
 

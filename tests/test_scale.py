@@ -54,7 +54,8 @@ def load(url: str, n: int = N, kind: str | None = None) -> tuple[int, np.ndarray
         store_embeddings(conn, "scale", model_id, DIM, np.arange(1, n + 1), vectors)
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE locations; ANALYZE images; ANALYZE embeddings"))
-    hnsw.build_index(url, model_id, DIM, kind=kind)
+    with engine.connect() as conn:
+        hnsw.build_index(conn, model_id, DIM, kind=kind)
     return model_id, vectors, lat, lng
 
 
@@ -87,13 +88,7 @@ def _plan_lines(url, model_id, region, small_region=S.SMALL_REGION, k=10) -> lis
     q = _vectors(1, seed=7)[0]
     with begin(url) as conn:
         S.set_search_options(conn)
-        vt = S.search_type(conn, model_id, DIM)
-        from geoloc.retrieval.vectors import vector_cursor
-
-        with vector_cursor(conn) as cur:
-            cur.execute(b"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + S.knn_statement(DIM, vt).as_bytes(cur),
-                        S.knn_params(model_id, q, k, region, None, None, small_region))
-            return [r[0] for r in cur.fetchall()]
+        return S.explain_lines(conn, model_id, DIM, q, k, region, small_region=small_region)
 
 
 def _ran(lines: list[str], needle: str) -> bool:
@@ -172,7 +167,8 @@ def test_a_halfvec_index_is_used_by_search_and_finds_the_same_neighbours(scale_d
     with begin(url) as conn:
         S.set_search_options(conn, ef_search=400)
         before = [n.image_id for n in S.knn(conn, model_id, DIM, q, 10)]
-    hnsw.build_index(url, model_id, DIM, kind="halfvec")
+    with get_engine(url).connect() as conn:
+        hnsw.build_index(conn, model_id, DIM, kind="halfvec")
     try:
         with begin(url) as conn:
             assert hnsw.indexed_type(conn, model_id, DIM) == hnsw.VectorType("halfvec", DIM)
@@ -181,7 +177,8 @@ def test_a_halfvec_index_is_used_by_search_and_finds_the_same_neighbours(scale_d
             after = [n.image_id for n in S.knn(conn, model_id, DIM, q, 10)]
         assert after == before == _exact(vectors, q, np.ones(len(vectors), bool), 10)
     finally:
-        hnsw.build_index(url, model_id, DIM, kind="vector")
+        with get_engine(url).connect() as conn:
+            hnsw.build_index(conn, model_id, DIM, kind="vector")
 
 
 # --------------------------------------------------------------------------- pgvector version

@@ -17,7 +17,6 @@ from PIL import Image
 from geoloc.db.engine import begin
 from geoloc.retrieval import search as S
 from geoloc.retrieval.baseline import THUMBNAIL_MODEL
-from geoloc.retrieval.vectors import vector_cursor
 from retrieval_data import TINY_MODEL, subset, subset_fixture  # noqa: F401
 
 subset_db = subset_fixture()
@@ -59,7 +58,48 @@ def test_an_image_of_the_database_finds_itself_first_at_distance_zero(cli, subse
     assert [n["rank"] for n in out["neighbours"]] == [1, 2, 3, 4, 5]
     distances = [n["distance"] for n in out["neighbours"]]
     assert distances == sorted(distances)
-    assert out["consensus"]["location_id"] in {n["location_id"] for n in out["neighbours"]}
+
+
+def _at_distance(q: np.ndarray, distance: float, seed: int) -> np.ndarray:
+    """A unit vector at cosine distance DISTANCE from unit vector Q."""
+    u = np.random.default_rng(seed).normal(size=q.shape)
+    u -= (u @ q) * q
+    u /= np.linalg.norm(u)
+    return (1 - distance) * q + np.sqrt(1 - (1 - distance) ** 2) * u
+
+
+def test_the_consensus_is_the_location_with_the_largest_summed_similarity(cli, subset, engine):
+    """Four neighbours made by hand around the query's thumbnail: the best match (distance 0.1) lies at
+    location A, two look-alikes (0.2, 0.3) at B, one (0.6) at C. Votes: A 0.9, B 0.8 + 0.7 = 1.5,
+    C 0.4, so the prediction is B (at B's coordinates) while the best match stays A."""
+    from geoloc.retrieval.baseline import thumbnail_vector
+
+    query = _image(engine, subset.location_ids[0])
+    a, b1, b2, c = (_image(engine, subset.location_ids[i], heading=h) for i, h in ((1, 0), (2, 0), (2, 1), (3, 0)))
+    q = thumbnail_vector(Path(query.file)).astype(np.float64)
+    made = [(a, 0.1), (b1, 0.2), (b2, 0.3), (c, 0.6)]
+    with begin() as conn:
+        model_id = conn.execute(sa.text(
+            "INSERT INTO models (name, backbone, dim, input_size, status) "
+            "VALUES ('votes', 'thumbnail', 768, 16, 'ready') RETURNING id")).scalar_one()
+        for seed, (img, d) in enumerate(made):
+            v = _at_distance(q, d, seed)
+            conn.execute(sa.text("INSERT INTO embeddings (model_id, image_id, embedding) "
+                                 "VALUES (:m, :i, CAST(:v AS vector))"),
+                         {"m": model_id, "i": img.id, "v": "[" + ",".join(repr(float(x)) for x in v) + "]"})
+    try:
+        res = cli("search", query.file, "--model", "votes", "-k", "4", "--json")
+    finally:
+        with begin() as conn:
+            conn.execute(sa.text("DELETE FROM embeddings WHERE model_id = :m"), {"m": model_id})
+            conn.execute(sa.text("DELETE FROM models WHERE id = :m"), {"m": model_id})
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    assert [n["image_id"] for n in out["neighbours"]] == [a.id, b1.id, b2.id, c.id]
+    assert [n["distance"] for n in out["neighbours"]] == pytest.approx([0.1, 0.2, 0.3, 0.6], abs=1e-4)
+    assert out["best"]["location_id"] == subset.location_ids[1]
+    assert out["consensus"] == {"location_id": subset.location_ids[2], "lat": b1.lat, "lng": b1.lng,
+                                "votes": pytest.approx(1.5, abs=1e-4), "count": 2, "of": 4}
 
 
 def test_thumbnail_neighbours_of_a_time_machine_image_come_from_its_own_place(subset, engine):
@@ -160,12 +200,9 @@ def test_the_knn_query_uses_the_models_hnsw_index(subset, engine, region):
     model_id = _model_id(engine, TINY_MODEL)
     with begin() as conn:
         S.set_search_options(conn)
-        with vector_cursor(conn) as cur:
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute(b"EXPLAIN (COSTS OFF) " + S.knn_statement(32).as_bytes(cur),
-                        {"query": np.ones(32, np.float32) / np.sqrt(32), "model_id": model_id, "k": 5,
-                         "split": None, "version": None, **region.params()})
-            plan = "\n".join(r[0] for r in cur.fetchall())
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(S.explain_lines(conn, model_id, 32, np.ones(32, np.float32) / np.sqrt(32), 5, region,
+                                         explain=S.EXPLAIN_PLAN))
     assert f"Index Scan using embeddings_hnsw_{model_id} on embeddings" in plan, plan
 
 
@@ -258,3 +295,17 @@ def test_bad_options_are_one_line_errors(cli, bad_files, args, message):
     res = cli("search", bad_files[0], "--model", THUMBNAIL_MODEL, *args)
     assert res.exit_code == 1
     assert res.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.parametrize("value", ["vector(256); DROP TABLE images", "halfvec(256)--", "x y", "'a'", 1.5, None])
+def test_a_statement_placeholder_takes_only_an_identifier_or_a_number(value):
+    """The vector type of knn.sql is filled into the text (a type modifier cannot be bound); nothing
+    else may be."""
+    from geoloc.db import sqlfiles
+
+    assert "halfvec(256)" in sqlfiles.source("search/knn.sql", vtype="halfvec(256)")
+    assert "{vtype}" not in sqlfiles.source("search/knn.sql", vtype="halfvec(256)")
+    with pytest.raises(ValueError, match="must be an identifier such as vector"):
+        sqlfiles.text("search/knn.sql", vtype=value)
+    with pytest.raises(ValueError, match="no placeholder {htype}"):
+        sqlfiles.text("search/knn.sql", vtype="vector(8)", htype="vector(8)")

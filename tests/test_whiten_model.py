@@ -19,7 +19,6 @@ from geoloc.model import registry
 from geoloc.retrieval import search as S
 from geoloc.retrieval.embed import load_embedder
 from geoloc.retrieval.postprocess import fit_whitening
-from geoloc.retrieval.vectors import vector_cursor
 from retrieval_data import TINY_MODEL, first_test_locations, make_tiny_model, subset, subset_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow  # imports a subset and embeds it with a CNN twice (about a minute here)
@@ -129,11 +128,7 @@ def test_search_through_the_hnsw_index_finds_the_exact_numpy_top1(cli, subset, w
         dst = _model(engine, WHITENED)
         with begin() as conn:
             S.set_search_options(conn)
-            with vector_cursor(conn) as cur:
-                cur.execute(b"EXPLAIN (COSTS OFF) " + S.knn_statement(DIMS).as_bytes(cur),
-                            {"query": queries[0].astype(np.float32), "model_id": dst.id, "k": 3,
-                             "split": None, "version": None, **S.Region().params()})
-                plan = "\n".join(r[0] for r in cur.fetchall())
+            plan = "\n".join(S.explain_lines(conn, dst.id, DIMS, queries[0], 3, explain=S.EXPLAIN_PLAN))
         assert f"Index Scan using embeddings_hnsw_{dst.id} on embeddings" in plan, plan
         res = cli("search", *photos, "--model", WHITENED, "-k", "3", "--json")
     finally:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..cells import defaults as cell_defaults
+from ..months import iso_month
+from ..retrieval.hybrid import DEFAULT_TOP_CELLS
+from ..retrieval.search import DEFAULT_K, MAX_K
+from ..splits import SPLITS
 
 COMMANDS = ["search"]
 
@@ -17,7 +20,7 @@ def _print_result(res) -> None:
     click.echo(f"  {'rank':>4}  {'distance':>8}  {'location':>8}  {'heading':>7}  {'month':7}  "
                f"{'lat':>10}  {'lng':>10}  image")
     for n in res.neighbours:
-        month = n.capture_month.strftime("%Y-%m") if n.capture_month else "-"
+        month = iso_month(n.capture_month)
         click.echo(f"  {n.rank:>4}  {n.distance:>8.4f}  {n.location_id:>8}  {n.heading:>7}  {month:7}  "
                    f"{n.lat:>10.6f}  {n.lng:>10.6f}  {n.file}")
     if res.best is None:
@@ -32,16 +35,17 @@ def _print_result(res) -> None:
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", required=True, help="Registered model name (or thumbnail-16, the baseline).")
-@click.option("-k", "k", type=int, default=5, show_default=True, help="How many nearest images to return.")
+@click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True,
+              help=f"How many nearest images to return (1 to {MAX_K}).")
 @click.option("--near", metavar="LAT,LNG", help="Only database images within --within metres of this point.")
 @click.option("--within", "within_m", type=float, metavar="METRES", help="Radius for --near, in metres.")
 @click.option("--area", help="Only database images inside this area (see 'geoloc ingest area').")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Only database images of this split.")
+@click.option("--split", type=click.Choice(SPLITS), help="Only database images of this split.")
 @click.option("--version", help="Only database images of this scraping version (e.g. v1).")
 @click.option("--cells/--no-cells", "use_cells", default=None,
               help="Report the geo-cell probabilities of a model with cell heads (restrict with --top-cells) "
                    "[on when it has them].")
-@click.option("--top-cells", type=int, default=cell_defaults.SEARCH_TOP_CELLS, show_default=True,
+@click.option("--top-cells", type=int, default=DEFAULT_TOP_CELLS, show_default=True,
               help="With cells: neighbours only from the N most probable cells (0: anywhere).")
 @click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
 @click.option("--read-url", metavar="URL",
@@ -70,21 +74,21 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         plots.check_path(plot)
     if map_file is not None:
         webmap.check_path(map_file)
-    from ..config import normalise_url
     from ..retrieval import hybrid as cells_search
 
-    url = normalise_url(read_url, "--read-url") if read_url else None
-    if use_cells or (use_cells is None and cells_search.has_cells(model)):
+    if use_cells or (use_cells is None and cells_search.has_cells(model, read_url)):
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
                                              near=near, within_m=within_m, area=area, split=split, version=version,
-                                             url=url)
+                                             read_url=read_url)
     else:
         results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
                              version=version, read_url=read_url)
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:
-        webmap.write_map(results, map_file, url=url)
+        from ..config import normalise_url
+
+        webmap.write_map(results, map_file, url=normalise_url(read_url, "--read-url") if read_url else None)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
         return

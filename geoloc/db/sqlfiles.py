@@ -1,13 +1,23 @@
-"""Loads the SQL kept in the repository's sql/ folder, so analysts and the code run the same text."""
+"""Loads the SQL kept in the repository's sql/ folder, so analysts and the code run the same text.
+
+Values are always bound (`:name`). The only text ever put into a statement is an identifier-like
+word the code chose from a closed set, e.g. the vector type ``halfvec(256)`` of a model's index (a
+type modifier cannot be a bind parameter): `source` fills such ``{placeholder}``s and refuses
+anything else.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
 
 SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
+# what a placeholder may be filled with: a word, optionally with an integer type modifier
+# (vector(256)), or a whole number (a storage parameter of CREATE INDEX)
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\([0-9]+\))?|[0-9]+")
 
 
 @lru_cache(maxsize=None)
@@ -16,6 +26,24 @@ def read(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
-def text(name: str) -> sa.TextClause:
-    """sql/NAME as a SQLAlchemy statement with :named bind parameters."""
-    return sa.text(read(name))
+def source(name: str, /, **identifiers: str | int) -> str:
+    """sql/NAME with its {placeholders} filled by IDENTIFIERS (see `fill`)."""
+    return fill(read(name), **identifiers)
+
+
+def fill(template: str, /, **identifiers: str | int) -> str:
+    """TEMPLATE with each {KEY} replaced by its value: an int, or a string IDENTIFIER matches;
+    ValueError for anything else (a user's value is bound, never filled in) or a KEY not in it."""
+    for key, value in identifiers.items():
+        value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+            raise ValueError(f"{{{key}}} must be an identifier such as vector(256) or a number, not {value!r}")
+        if "{" + key + "}" not in template:
+            raise ValueError(f"no placeholder {{{key}}} to fill")
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def text(name: str, /, **identifiers: str | int) -> sa.TextClause:
+    """sql/NAME as a SQLAlchemy statement with :named bind parameters ({placeholders}: see `source`)."""
+    return sa.text(source(name, **identifiers))

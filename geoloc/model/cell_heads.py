@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
+from ..db.engine import transaction
 from ..errors import InputError, NotFound
 from ..cells.partition import get_partition
 
@@ -36,11 +38,17 @@ class CellLabels:
         return [len(ids) for ids in self.cell_ids]
 
 
-def load_partition_classes(conn, name: str, partition_id: int | None = None) -> tuple[int, list[list[int]]]:
+def load_partition_classes(conn: Connection | None, name: str,
+                           partition_id: int | None = None) -> tuple[int, list[list[int]]]:
     """(partition id, per level the cell ids in class-index order) of partition NAME.
 
     PARTITION_ID pins the partition a run started with: a rebuilt NAME is refused for it.
     """
+    with transaction(conn) as conn:
+        return _partition_classes(conn, name, partition_id)
+
+
+def _partition_classes(conn: Connection, name: str, partition_id: int | None) -> tuple[int, list[list[int]]]:
     if partition_id is None:
         partition_id = get_partition(conn, name).id
     elif conn.execute(sqlfiles.text("cells/partition_by_id.sql"), {"partition_id": partition_id}).first() is None:
@@ -52,11 +60,12 @@ def load_partition_classes(conn, name: str, partition_id: int | None = None) -> 
     return partition_id, [levels[lv] for lv in sorted(levels)]
 
 
-def place_labels(conn, name: str, partition_id: int | None, location_ids: np.ndarray,
+def place_labels(conn: Connection | None, name: str, partition_id: int | None, location_ids: np.ndarray,
                  groups: list[np.ndarray]) -> CellLabels:
     """The class of every sampler place (a group of image indices of one location) on every level."""
-    partition_id, cell_ids = load_partition_classes(conn, name, partition_id)
-    rows = conn.execute(sqlfiles.text("cells/location_classes.sql"), {"partition_id": partition_id}).all()
+    with transaction(conn) as conn:
+        partition_id, cell_ids = _partition_classes(conn, name, partition_id)
+        rows = conn.execute(sqlfiles.text("cells/location_classes.sql"), {"partition_id": partition_id}).all()
     by_location: dict[int, dict[int, int]] = {}
     for r in rows:
         by_location.setdefault(r.location_id, {})[r.level] = r.class_index
@@ -89,14 +98,12 @@ def head_arrays(heads) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def store_heads(conn, model_id: int, labels: CellLabels, heads) -> int:
+def store_heads(conn: Connection | None, model_id: int, labels: CellLabels, heads) -> int:
     """Write the heads into model_cells (one row per cell); returns the rows written."""
-    from ..db.engine import psycopg_connection
-
     n = 0
-    with psycopg_connection(conn).cursor() as cur:
+    with transaction(conn) as conn:
         for cell_ids, (w, b) in zip(labels.cell_ids, head_arrays(heads)):
-            cur.execute(sqlfiles.read("cells/insert_heads.sql"), {
+            conn.execute(sqlfiles.text("cells/insert_heads.sql"), {
                 "model_id": int(model_id), "cell_id": cell_ids,
                 "weight": ["[" + ",".join(f"{x:.8g}" for x in row) + "]" for row in w],
                 "bias": [float(x) for x in b]})

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import psycopg_connection
+from ..db.engine import transaction
 from ..errors import InputError
 from ..model.readable import open_checked, reason_of
 from ..thumbnail import SIZE, thumbnail_of
@@ -69,15 +69,15 @@ def thumbnail_batches(keys: Sequence[int], paths: Sequence[Path], batch: int, sk
                 yield np.asarray(out_keys, np.int64), np.stack(vectors)
 
 
-def ensure_thumbnail_model(conn: Connection, name: str = THUMBNAIL_MODEL):
+def ensure_thumbnail_model(conn: Connection | None, name: str = THUMBNAIL_MODEL):
     """The pseudo-model row of the thumbnail baseline, registered on first use."""
     from ..model.registry import get_model
 
     hyper = {"kind": "baseline", "size": THUMBNAIL_SIZE, "mean_subtracted": True, "l2": True}
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("search/thumbnail_model.sql"),
-                    {"name": name, "dim": THUMBNAIL_DIM, "size": THUMBNAIL_SIZE, "hyperparams": json.dumps(hyper)})
-    row = get_model(conn, name)
+    with transaction(conn) as conn:
+        conn.execute(sqlfiles.text("search/thumbnail_model.sql"),
+                     {"name": name, "dim": THUMBNAIL_DIM, "size": THUMBNAIL_SIZE, "hyperparams": json.dumps(hyper)})
+        row = get_model(conn, name)
     if row.backbone != THUMBNAIL_BACKBONE:
         raise InputError(f"model '{name}' exists but is not the thumbnail baseline (backbone {row.backbone})")
     return row

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from psycopg import sql
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin, psycopg_connection
+from ..db.engine import transaction
 from ..errors import InputError, NotFound
 from ..retrieval.consensus import consensus
 from ..retrieval.index import VectorType
-from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, Neighbour, QueryResult, Region, prepare_search,
-                                search_type, set_search_options)
-from ..retrieval.vectors import vector_cursor
+from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, EXPLAIN_PLAN, Neighbour, QueryResult, Region,
+                                neighbour_of, prepare_search, reading, search_type, set_search_options)
+from ..retrieval.vectors import bind_vectors, vector_param
 from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
 DEFAULT_TOP_CELLS = SEARCH_TOP_CELLS  # 0: neighbours from anywhere, cell probabilities reported beside them
@@ -56,32 +57,43 @@ class HybridResult(QueryResult):
         return out
 
 
-def knn_cells_statement(vtype: VectorType) -> sql.Composed:
-    """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type)."""
+def knn_cells_statement(vtype: VectorType, explain: str = "") -> sa.TextClause:
+    """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type), the
+    query embedding bound as a vector (vectors.bind_vectors); EXPLAIN ("" or search.EXPLAIN_PLAN) is
+    put before it."""
+    if explain not in ("", EXPLAIN_PLAN):
+        raise ValueError(f"explain must be EXPLAIN_PLAN, not {explain!r}")
     heads = VectorType("vector", vtype.dim)
-    return sql.SQL(sqlfiles.read("search/knn_cells.sql")).format(vtype=vtype.sql(), htype=heads.sql())
+    source = sqlfiles.source("search/knn_cells.sql", vtype=vtype.text(), htype=heads.text())
+    return sa.text(explain + source).bindparams(vector_param("query"))
 
 
-def model_has_cells(conn, model_id: int) -> bool:
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("cells/model_has_cells.sql"), {"model_id": model_id})
-        return bool(cur.fetchone()[0])
+def model_has_cells(conn: Connection | None, model_id: int) -> bool:
+    with transaction(conn) as conn:
+        return bool(conn.execute(sqlfiles.text("cells/model_has_cells.sql"), {"model_id": model_id}).scalar_one())
 
 
-def knn_cells(conn, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
+def knn_cells_params(model_id: int, query: np.ndarray, k: int = DEFAULT_K, top_cells: int = DEFAULT_TOP_CELLS,
+                     show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(), split: str | None = None,
+                     version: str | None = None, database_only: bool = False, cell_level: int | None = None) -> dict:
+    """The bind parameters of sql/search/knn_cells.sql."""
+    return {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
+            "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
+            "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
+
+
+def knn_cells(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
               top_cells: int = DEFAULT_TOP_CELLS, show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(),
               split: str | None = None, version: str | None = None, database_only: bool = False,
               cell_level: int | None = None) -> tuple[list[CellProbability], list[Neighbour]]:
     """Run sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
-    params = {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
-              "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
-              "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
-    with vector_cursor(conn) as cur:
-        cur.execute(knn_cells_statement(search_type(conn, model_id, dim)), params)
-        rows = cur.fetchall()
-    cells = [CellProbability(r[1], r[13], r[14], r[15], float(r[16]), r[11], r[12]) for r in rows if r[0] == "cell"]
-    neighbours = [Neighbour(r[1], r[2], r[3], r[4], r[5], float(r[6]), Path(r[7]) / r[8], r[9], r[10], r[11], r[12])
-                  for r in rows if r[0] == "image"]
+    params = knn_cells_params(model_id, query, k, top_cells, show_cells, region, split, version, database_only,
+                              cell_level)
+    bind_vectors(conn)
+    rows = conn.execute(knn_cells_statement(search_type(conn, model_id, dim)), params).all()
+    cells = [CellProbability(r.rank, r.cell_id, r.level, r.h3, float(r.probability), r.lat, r.lng)
+             for r in rows if r.kind == "cell"]
+    neighbours = [neighbour_of(r) for r in rows if r.kind == "image"]
     return cells, neighbours
 
 
@@ -99,8 +111,10 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
                   show_cells: int = DEFAULT_SHOW_CELLS, cell_level: int | None = None, near=None,
                   within_m: float | None = None,
                   area: str | None = None, split: str | None = None, version: str | None = None,
-                  ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None) -> list[HybridResult]:
-    """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells."""
+                  ef_search: int = DEFAULT_EF_SEARCH, read_url: str | None = None,
+                  conn: Connection | None = None) -> list[HybridResult]:
+    """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells
+    (CONN, READ_URL: which database it reads, as for search.search)."""
     if not 0 <= top_cells <= MAX_CELLS:
         raise InputError(f"--top-cells {top_cells}: must be between 0 (no restriction) and {MAX_CELLS}")
 
@@ -109,10 +123,10 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
             raise NotFound(f"model '{emb.name}' has no cell heads",
                            hint="train one with 'geoloc train --cells PARTITION', or search without --cells")
 
-    emb, region, paths = prepare_search(images, model, k, near, within_m, area, url, check=has_heads)
+    emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url, check=has_heads)
     vectors = emb.embed(paths)
     results = []
-    with begin(url) as conn:
+    with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, k))
         for path, v in zip(paths, vectors):
             cells, neighbours = knn_cells(conn, emb.model_id, emb.dim, v, k, top_cells, show_cells, region,
@@ -123,11 +137,12 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
     return results
 
 
-def has_cells(model: str, url: str | None = None) -> bool:
-    """Whether registered model MODEL has cell heads (False for unknown names and the baseline)."""
+def has_cells(model: str, read_url: str | None = None, conn: Connection | None = None) -> bool:
+    """Whether registered model MODEL has cell heads (False for unknown names and the baseline), in
+    the database a search with CONN, READ_URL reads (search.reading)."""
     from ..model.registry import get_model
 
-    with begin(url) as conn:
+    with reading(conn, read_url) as conn:
         try:
             row = get_model(conn, model)
         except NotFound:

@@ -13,13 +13,12 @@ Errors are metres in SWEREF99 TM (EPSG:3006). The cells and hybrid runs are stor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..db import sqlfiles
-from ..db.engine import begin, psycopg_connection
+from ..db.engine import begin
 from ..errors import InputError
 from ..retrieval import evaluate as R
 from ..retrieval.search import set_search_options
@@ -121,17 +120,16 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
 
 
 def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
-    from ..retrieval.vectors import vector_cursor
+    from ..retrieval.vectors import with_vector_columns
 
-    with vector_cursor(conn) as cur:
-        cur.execute(sqlfiles.read("cells/eval_queries.sql"), {"model_id": row.id, "split": split,
-                                                              "version": version, "level": None,
-                                                              "partition_id": row.hyperparams["cells_partition_id"]})
-        queries = cur.fetchall()
+    queries = conn.execute(with_vector_columns(sqlfiles.text("cells/eval_queries.sql"), "embedding"),
+                           {"model_id": row.id, "split": split, "version": version, "level": None,
+                            "partition_id": row.hyperparams["cells_partition_id"]}).all()
     set_search_options(conn, max(R.DEFAULT_K, k))
     cells_out, hybrid_out = [], []
-    for qid, lat, lng, true_cell, vec in queries:
-        vec = vec.to_numpy() if hasattr(vec, "to_numpy") else np.asarray(vec, np.float32)
+    for q in queries:
+        qid, lat, lng, true_cell = q.id, q.lat, q.lng, q.true_cell
+        vec = np.asarray(q.embedding, np.float32)
         cells, neighbours = knn_cells(conn, row.id, row.dim, vec, k, top_cells, SHOW_CELLS,
                                       split=split, version=version, database_only=True, cell_level=cell_level)
         if cell_level is not None:  # cells-only always predicts with the finest level
@@ -159,22 +157,18 @@ def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, 
            cell_level: int | None) -> int:
     metrics = {"queries": r.queries, **r.summary(), "top_cells": top_cells, "cell_level": cell_level, "k": k,
                "correct_within_m": R.CORRECT_M, "search": "hnsw (sql/search/knn_cells.sql)"}
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("evaluate/insert_run.sql"), {
-            "model_id": model_id, "method": r.method, "split": split, "version": version,
-            "metrics": json.dumps(R._json_safe(metrics))})
-        run_id = cur.fetchone()[0]
-        cur.execute(sqlfiles.read("cells/insert_predictions.sql"), {
-            "run_id": run_id,
-            "query_image_id": [o["query_image_id"] for o in outs],
-            "top1_location_id": [o["location_id"] for o in outs],
-            "top1_lat": [o["lat"] for o in outs], "top1_lng": [o["lng"] for o in outs],
-            "top1_error_m": [o["error_m"] for o in outs],
-            "consensus_location_id": [o["consensus"][0] if o["consensus"] else None for o in outs],
-            "consensus_lat": [o["consensus"][1] if o["consensus"] else None for o in outs],
-            "consensus_lng": [o["consensus"][2] if o["consensus"] else None for o in outs],
-            "consensus_error_m": [o.get("consensus_error_m") if o["consensus"] else None for o in outs],
-            "first_correct_rank": [o["first_correct"] for o in outs]})
+    run_id = R.insert_run(conn, model_id, r.method, split, version, metrics)
+    conn.execute(sqlfiles.text("cells/insert_predictions.sql"), {
+        "run_id": run_id,
+        "query_image_id": [o["query_image_id"] for o in outs],
+        "top1_location_id": [o["location_id"] for o in outs],
+        "top1_lat": [o["lat"] for o in outs], "top1_lng": [o["lng"] for o in outs],
+        "top1_error_m": [o["error_m"] for o in outs],
+        "consensus_location_id": [o["consensus"][0] if o["consensus"] else None for o in outs],
+        "consensus_lat": [o["consensus"][1] if o["consensus"] else None for o in outs],
+        "consensus_lng": [o["consensus"][2] if o["consensus"] else None for o in outs],
+        "consensus_error_m": [o.get("consensus_error_m") if o["consensus"] else None for o in outs],
+        "first_correct_rank": [o["first_correct"] for o in outs]})
     return run_id
 
 

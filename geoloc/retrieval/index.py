@@ -39,11 +39,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Iterator
 
-from psycopg import Cursor, sql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import get_engine, psycopg_connection
+from ..db.engine import check, transaction
 from ..db.migrate import RUNTIME_INDEX_PREFIX
 
 VECTOR_MAX_DIM = 2000  # pgvector: HNSW on vector
@@ -58,7 +57,7 @@ REBUILD_FRACTION = 0.1  # a model that lost more than this share of its indexed 
 NEXT, OLD = "_next", "_old"  # suffixes of a replacement being built and of the one it replaces
 BUILD_LOCK = -1  # advisory lock (model_id, -1) serialises index builds of one model
 LOCK_POLL_S = 0.2  # how often a waiting run retries an advisory lock
-ROWS_COMMENT = "geoloc rows="  # the index comment: the model's row count at its last build or update
+ROWS_COMMENT = "geoloc rows="  # the index comment (sql/search/index_comment.sql): the model's row count
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,9 @@ class VectorType:
     def indexable(self) -> bool:
         return self.dim <= (VECTOR_MAX_DIM if self.name == "vector" else HALFVEC_MAX_DIM)
 
-    def sql(self) -> sql.Composable:
-        """The type as SQL text: a type modifier cannot be a bind parameter, so it is composed in."""
-        return sql.SQL("{}({})").format(sql.SQL(self.name), sql.Literal(int(self.dim)))
-
     def text(self) -> str:
+        """The type as SQL text, e.g. halfvec(256): a type modifier cannot be a bind parameter, so
+        statements have it filled in (geoloc.db.sqlfiles.text(..., vtype=vt.text()))."""
         return f"{self.name}({int(self.dim)})"
 
 
@@ -96,19 +93,14 @@ def vector_type(dim: int, kind: str | None = None) -> VectorType:
     return VectorType(kind if dim <= VECTOR_MAX_DIM else "halfvec", dim)
 
 
-def indexed_type(conn: Connection, model_id: int, dim: int) -> VectorType | None:
+def indexed_type(conn: Connection | None, model_id: int, dim: int) -> VectorType | None:
     """The type the model's valid index casts to (None: no index), read from its definition: a
     query must order by that very expression to use it."""
-    with psycopg_connection(conn).cursor() as cur:
-        return _indexed_type(cur, model_id, dim)
-
-
-def _indexed_type(cur: Cursor, model_id: int, dim: int) -> VectorType | None:
-    cur.execute(sqlfiles.read("search/index_type.sql"), {"name": index_name(model_id)})
-    row = cur.fetchone()
+    with transaction(conn) as conn:
+        row = conn.execute(sqlfiles.text("search/index_type.sql"), {"name": index_name(model_id)}).first()
     if row is None:
         return None
-    return VectorType("halfvec" if "::halfvec(" in row[0] else "vector", int(dim))
+    return VectorType("halfvec" if "::halfvec(" in row.definition else "vector", int(dim))
 
 
 def index_name(model_id: int, suffix: str = "") -> str:
@@ -116,18 +108,23 @@ def index_name(model_id: int, suffix: str = "") -> str:
     return f"{RUNTIME_INDEX_PREFIX}{int(model_id)}{suffix}"
 
 
-def index_exists(conn: Connection, model_id: int) -> bool:
+def index_exists(conn: Connection | None, model_id: int) -> bool:
     """Does the model have a usable (valid) HNSW index?"""
     return index_state(conn, model_id)[0]
 
 
-def index_state(conn: Connection, model_id: int) -> tuple[bool, int | None]:
+def index_state(conn: Connection | None, model_id: int) -> tuple[bool, int | None]:
     """(valid index present, row count recorded at its last build or update)."""
-    with psycopg_connection(conn).cursor() as cur:
-        return _state(cur, model_id)
+    with transaction(conn) as conn:
+        row = conn.execute(sqlfiles.text("search/index_state.sql"), {"name": index_name(model_id)}).first()
+    if row is None:
+        return False, None
+    comment = row.comment or ""
+    recorded = comment[len(ROWS_COMMENT):] if comment.startswith(ROWS_COMMENT) else ""
+    return bool(row.valid), int(recorded) if recorded.isdigit() else None
 
 
-def lost_rows(conn: Connection, model_id: int, rows: int) -> bool:
+def lost_rows(conn: Connection | None, model_id: int, rows: int) -> bool:
     """With ROWS embeddings now, has the model lost more than REBUILD_FRACTION of the rows its index
     recorded (bulk deletes)?"""
     return _lost(index_state(conn, model_id)[1], rows)
@@ -135,16 +132,6 @@ def lost_rows(conn: Connection, model_id: int, rows: int) -> bool:
 
 def _lost(recorded: int | None, rows: int) -> bool:
     return recorded is not None and rows < (1 - REBUILD_FRACTION) * recorded
-
-
-def _state(cur: Cursor, model_id: int) -> tuple[bool, int | None]:
-    cur.execute(sqlfiles.read("search/index_state.sql"), {"name": index_name(model_id)})
-    row = cur.fetchone()
-    if row is None:
-        return False, None
-    valid, comment = row
-    recorded = comment[len(ROWS_COMMENT):] if comment and comment.startswith(ROWS_COMMENT) else ""
-    return bool(valid), int(recorded) if recorded.isdigit() else None
 
 
 @dataclass
@@ -155,138 +142,130 @@ class IndexOutcome:
     seconds: float
 
 
-def ensure_index(target, model_id: int, dim: int, rebuild: bool = False, kind: str | None = None,
+def ensure_index(conn: Connection | None, model_id: int, dim: int, rebuild: bool = False, kind: str | None = None,
                  **build_options) -> IndexOutcome:
     """Make the model's index valid and current: build it when it is missing or invalid, when REBUILD,
     when it is of another type than KIND (default DEFAULT_INDEX_KIND), or when the model lost more
     than REBUILD_FRACTION of the rows it had at the last build; else just record the current row
     count. Leftovers of killed builds and indexes of deleted models are dropped. Waits for another
-    build of the same model to finish first."""
+    build of the same model to finish first.
+
+    The work runs on a dedicated connection of CONN's engine (None: the configured database) outside
+    any transaction, so it does not see what CONN's open transaction has not committed."""
     started = time.perf_counter()
     vt = vector_type(dim, kind)
-    with _autocommit(target) as cur:
-        _drop_orphans(cur)
-        _lock(cur, model_id)
+    with _autocommit(conn) as ac:
+        _drop_orphans(ac)
+        _lock(ac, model_id)
         try:
-            _drop_leftovers(cur, model_id)
+            _drop_leftovers(ac, model_id)
             if not vt.indexable:
-                _drop(cur, index_name(model_id))
+                _drop(ac, index_name(model_id))
                 return IndexOutcome(None, False, False, time.perf_counter() - started)
-            cur.execute(sqlfiles.read("search/model_rows.sql"), {"model_id": int(model_id)})
-            rows = cur.fetchone()[0]
-            valid, recorded = _state(cur, model_id)
+            rows = ac.execute(sqlfiles.text("search/model_rows.sql"), {"model_id": int(model_id)}).scalar_one()
+            valid, recorded = index_state(ac, model_id)
             lost = _lost(recorded, rows)
             built = False
             if not rows:  # nothing to index: an index of dead rows only would just cost VACUUM
-                _drop(cur, index_name(model_id))
-            elif rebuild or not valid or lost or _indexed_type(cur, model_id, dim) != vt:
-                _build(cur, model_id, vt, rows, **build_options)
+                _drop(ac, index_name(model_id))
+            elif rebuild or not valid or lost or indexed_type(ac, model_id, dim) != vt:
+                _build(ac, model_id, vt, rows, **build_options)
                 built = True
             elif recorded != rows:
-                _comment(cur, index_name(model_id), rows)
+                _comment(ac, index_name(model_id), rows)
         finally:
-            _unlock(cur, model_id)
+            _unlock(ac, model_id)
     return IndexOutcome(index_name(model_id), bool(rows), built, time.perf_counter() - started)
 
 
-def build_index(target, model_id: int, dim: int, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
-                memory: str = BUILD_MEMORY, kind: str | None = None) -> bool:
+def build_index(conn: Connection | None, model_id: int, dim: int, m: int = HNSW_M,
+                ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY,
+                kind: str | None = None) -> bool:
     """Build the model's partial HNSW index from scratch and swap it in for the old one (if any).
 
-    TARGET is an engine, a connection (its engine is used) or a database URL: the build runs on its
-    own connection outside any transaction. Returns False (and drops any old index) when the
-    dimension is too large for HNSW. KIND: 'vector' or 'halfvec' (default DEFAULT_INDEX_KIND).
+    The build runs on a dedicated connection of CONN's engine (None: the configured database)
+    outside any transaction. Returns False (and drops any old index) when the dimension is too large
+    for HNSW. KIND: 'vector' or 'halfvec' (default DEFAULT_INDEX_KIND).
     """
-    out = ensure_index(target, model_id, dim, rebuild=True, kind=kind, m=m, ef_construction=ef_construction,
+    out = ensure_index(conn, model_id, dim, rebuild=True, kind=kind, m=m, ef_construction=ef_construction,
                        memory=memory)
     return out.name is not None
 
 
-def _build(cur: Cursor, model_id: int, vt: VectorType, rows: int, m: int = HNSW_M,
+def _build(ac: Connection, model_id: int, vt: VectorType, rows: int, m: int = HNSW_M,
            ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY) -> None:
     """CREATE INDEX CONCURRENTLY under the _next name, then swap it in (the caller holds the lock)."""
     name, new, old = index_name(model_id), index_name(model_id, NEXT), index_name(model_id, OLD)
-    stmt = sql.SQL(
-        "CREATE INDEX CONCURRENTLY {name} ON embeddings USING hnsw ((embedding::{vtype}) {ops}) "
-        "WITH (m = {m}, ef_construction = {ef}) WHERE model_id = {model_id}"
-    ).format(name=sql.Identifier(new), vtype=vt.sql(), ops=sql.SQL(vt.ops),
-             m=sql.Literal(int(m)), ef=sql.Literal(int(ef_construction)), model_id=sql.Literal(int(model_id)))
-    cur.execute("SET max_parallel_maintenance_workers = 0")  # pgvector < 0.8.2 overflow
-    cur.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(memory)))
+    ac.execute(sqlfiles.text("search/index_build_settings.sql"), {"memory": str(memory)})
     try:
-        cur.execute(stmt)
+        ac.execute(sqlfiles.text("search/index_build.sql", name=new, vtype=vt.text(), ops=vt.ops, m=int(m),
+                                 ef_construction=int(ef_construction), model_id=int(model_id)))
     except BaseException:
         with suppress(Exception):  # tidy up now when we can; the next build drops it otherwise
-            _drop(cur, new)
+            _drop(ac, new)
         raise
-    cur.execute("RESET max_parallel_maintenance_workers")
-    cur.execute("RESET maintenance_work_mem")
-    _comment(cur, new, rows)
-    with cur.connection.transaction():  # both names change at once: there is always one valid index
-        cur.execute(sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(old)))
-        cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(new), sql.Identifier(name)))
-    _drop(cur, old)
-    cur.execute("ANALYZE embeddings")
+    ac.execute(sqlfiles.text("search/index_build_reset.sql"))
+    _comment(ac, new, rows)
+    with ac.engine.begin() as swap:  # both names change at once: there is always one valid index
+        swap.execute(sqlfiles.text("search/index_rename.sql", name=name, new_name=old))
+        swap.execute(sqlfiles.text("search/index_rename.sql", name=new, new_name=name))
+    _drop(ac, old)
+    ac.exec_driver_sql("ANALYZE embeddings")
 
 
-def _comment(cur: Cursor, name: str, rows: int) -> None:
-    cur.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.Identifier(name),
-                                                            sql.Literal(f"{ROWS_COMMENT}{int(rows)}")))
+def _comment(ac: Connection, name: str, rows: int) -> None:
+    ac.execute(sqlfiles.text("search/index_comment.sql", name=name, rows=int(rows)))
 
 
-def _drop(cur: Cursor, name: str) -> None:
-    cur.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+def _drop(ac: Connection, name: str) -> None:
+    ac.execute(sqlfiles.text("search/index_drop.sql", name=name))
 
 
-def _drop_leftovers(cur: Cursor, model_id: int) -> None:
+def _drop_leftovers(ac: Connection, model_id: int) -> None:
     """What a killed build of this model left behind (the caller holds the model's build lock)."""
     for suffix in (NEXT, OLD):
-        _drop(cur, index_name(model_id, suffix))
+        _drop(ac, index_name(model_id, suffix))
 
 
-def _drop_orphans(cur: Cursor) -> None:
+def _drop_orphans(ac: Connection) -> None:
     """Indexes of models that no longer exist (deleting a model deletes its rows, not its index)."""
-    cur.execute(sqlfiles.read("search/orphan_indexes.sql"), {"prefix": RUNTIME_INDEX_PREFIX})
-    for name, model_id in cur.fetchall():
-        if _try_lock(cur, model_id):  # else a build of it is still running: next time
+    rows = ac.execute(sqlfiles.text("search/orphan_indexes.sql"), {"prefix": RUNTIME_INDEX_PREFIX}).all()
+    for row in rows:
+        if _try_lock(ac, row.model_id):  # else a build of it is still running: next time
             try:
-                _drop(cur, name)
+                _drop(ac, row.name)
             finally:
-                _unlock(cur, model_id)
+                _unlock(ac, row.model_id)
 
 
-def _lock(cur: Cursor, model_id: int) -> None:
+def _lock(ac: Connection, model_id: int) -> None:
     """Take the model's build lock, polling: a statement blocked in pg_advisory_lock holds a snapshot,
     and the CREATE INDEX CONCURRENTLY of the run holding the lock would wait for it (a deadlock)."""
-    while not _try_lock(cur, model_id):
+    while not _try_lock(ac, model_id):
         time.sleep(LOCK_POLL_S)
 
 
-def _try_lock(cur: Cursor, model_id: int) -> bool:
-    cur.execute("SELECT pg_try_advisory_lock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
-    return bool(cur.fetchone()[0])
+def _try_lock(ac: Connection, model_id: int) -> bool:
+    return bool(ac.execute(sqlfiles.text("search/build_lock_try.sql"),
+                           {"model_id": int(model_id), "lock": BUILD_LOCK}).scalar_one())
 
 
-def _unlock(cur: Cursor, model_id: int) -> None:
-    cur.execute("SELECT pg_advisory_unlock(%s::integer, %s::integer)", (int(model_id), BUILD_LOCK))
+def _unlock(ac: Connection, model_id: int) -> None:
+    ac.execute(sqlfiles.text("search/build_lock_release.sql"), {"model_id": int(model_id), "lock": BUILD_LOCK})
 
 
 @contextmanager
-def _autocommit(target) -> Iterator[Cursor]:
-    """A cursor on a dedicated connection in autocommit mode (CONCURRENTLY cannot run in a
-    transaction). The connection is closed afterwards rather than pooled, so no session setting or
-    advisory lock outlives it. If this process dies, the server notices within a second
-    (client_connection_check_interval) and cancels a build still running."""
-    engine = target if isinstance(target, Engine) else target.engine if isinstance(target, Connection) \
-        else get_engine(target)
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        conn.rollback()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            if conn.info.server_version >= 140000:
-                cur.execute("SET client_connection_check_interval = '1s'")
-            yield cur
-    finally:
-        raw.invalidate()
+def _autocommit(conn: Connection | None) -> Iterator[Connection]:
+    """A dedicated connection of CONN's engine (None: the configured database) in autocommit mode
+    (CONCURRENTLY cannot run in a transaction). It is closed afterwards rather than pooled, so no
+    session setting or advisory lock outlives it. If this process dies, the server notices within a
+    second (client_connection_check_interval) and cancels a build still running."""
+    engine = conn.engine if conn is not None else check()
+    with engine.connect() as ac:
+        try:
+            ac.execution_options(isolation_level="AUTOCOMMIT")
+            if ac.dialect.server_version_info >= (14,):
+                ac.exec_driver_sql("SET client_connection_check_interval = '1s'")
+            yield ac
+        finally:
+            ac.invalidate()

@@ -10,21 +10,24 @@ keeps walking the graph until k rows pass the filter.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from psycopg import sql
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin, psycopg_connection
+from ..db.engine import begin, transaction
 from ..errors import InputError, NotFound
+from ..months import iso_month
+from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
 from .index import VectorType, indexed_type, vector_type
-from .vectors import vector_cursor
+from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
 MAX_K = 1000
@@ -34,11 +37,9 @@ MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may wal
 # ones through the HNSW iterative scan: where the two plans' latencies cross at 100k x 256 (about
 # 1,000-1,300 locations in the circle, benchmarks/README.md "Scale")
 SMALL_REGION = 1500
-# Every join of knn.sql is an index lookup of a few rows: nested loops only. Without these the planner
-# joined a filtered HNSW scan to a materialised (hash/merge) list of the region's images, 20x slower
-# than following each graph row to its image and location by primary key (benchmarks/README.md).
-JOIN_SETTINGS = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off",
-                 "SET LOCAL enable_material = off", "SET LOCAL max_parallel_workers_per_gather = 0")
+# what EXPLAIN reports on knn's statement: the plan only, or the plan as it ran (never-executed branches)
+EXPLAIN_PLAN = "EXPLAIN (COSTS OFF) "
+EXPLAIN_ANALYZE = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "
 _NEAR = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 NEAR_EXAMPLE = "59.3251,18.0711"
 
@@ -79,8 +80,14 @@ class Neighbour:
     def to_json(self) -> dict:
         d = asdict(self)
         d["file"] = str(self.file)
-        d["capture_month"] = self.capture_month.strftime("%Y-%m") if self.capture_month else None
+        d["capture_month"] = iso_month(self.capture_month, None)
         return d
+
+
+def neighbour_of(row) -> Neighbour:
+    """A Neighbour from a result row with knn.sql's column names."""
+    return Neighbour(row.rank, row.image_id, row.location_id, row.heading, row.capture_month, float(row.distance),
+                     Path(row.root) / row.path, row.split, row.version, row.lat, row.lng)
 
 
 @dataclass
@@ -104,7 +111,7 @@ def parse_near(value: str) -> tuple[float, float]:
     """'LAT,LNG' in degrees; InputError naming the option otherwise."""
     m = _NEAR.match(value or "")
     lat, lng = (float(m.group(1)), float(m.group(2))) if m else (None, None)
-    if lat is None or not (-90 <= lat <= 90 and -180 <= lng <= 180):
+    if lat is None or not is_latlng(lat, lng):
         raise InputError(f"--near '{value}': expected LAT,LNG in degrees, e.g. {NEAR_EXAMPLE}")
     return lat, lng
 
@@ -135,44 +142,43 @@ def check_query_image(path: Path) -> Path:
     return path
 
 
-def require_embeddings(conn: Connection, model_name: str, model_id: int) -> None:
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("search/has_embeddings.sql"), {"model_id": model_id})
-        if not cur.fetchone()[0]:
-            raise NotFound(f"model '{model_name}' has no embeddings",
-                           hint=f"run 'geoloc embed --model {model_name}' first")
+def require_embeddings(conn: Connection | None, model_name: str, model_id: int) -> None:
+    with transaction(conn) as conn:
+        found = conn.execute(sqlfiles.text("search/has_embeddings.sql"), {"model_id": model_id}).scalar_one()
+    if not found:
+        raise NotFound(f"model '{model_name}' has no embeddings", hint=f"run 'geoloc embed --model {model_name}' first")
 
 
-def require_area(conn: Connection, area: str | None) -> None:
+def require_area(conn: Connection | None, area: str | None) -> None:
     if area is None:
         return
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute(sqlfiles.read("search/area_exists.sql"), {"area": area})
-        if not cur.fetchone()[0]:
-            raise NotFound(f"area '{area}' not found", hint="load it with 'geoloc ingest area FILE --name NAME'")
+    with transaction(conn) as conn:
+        found = conn.execute(sqlfiles.text("search/area_exists.sql"), {"area": area}).scalar_one()
+    if not found:
+        raise NotFound(f"area '{area}' not found", hint="load it with 'geoloc ingest area FILE --name NAME'")
 
 
-def knn_statement(dim: int, vtype: VectorType | None = None) -> sql.Composed:
-    """sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM))
-    composed in (it cannot be bound)."""
-    return sql.SQL(sqlfiles.read("search/knn.sql")).format(vtype=(vtype or vector_type(dim)).sql())
+def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") -> sa.TextClause:
+    """sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM)) filled
+    in (a type modifier cannot be bound) and the query embedding bound as a vector (run it on a
+    connection prepared by vectors.bind_vectors); EXPLAIN ("", EXPLAIN_PLAN or EXPLAIN_ANALYZE) is
+    put before it."""
+    if explain not in ("", EXPLAIN_PLAN, EXPLAIN_ANALYZE):
+        raise ValueError(f"explain must be EXPLAIN_PLAN or EXPLAIN_ANALYZE, not {explain!r}")
+    source = sqlfiles.source("search/knn.sql", vtype=(vtype or vector_type(dim)).text())
+    return sa.text(explain + source).bindparams(vector_param("query"))
 
 
-def search_type(conn: Connection, model_id: int, dim: int) -> VectorType:
+def search_type(conn: Connection | None, model_id: int, dim: int) -> VectorType:
     """The type the query must cast to: that of the model's index, or the default without one."""
     return indexed_type(conn, model_id, dim) or vector_type(dim)
 
 
 def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
                        max_scan_tuples: int = MAX_SCAN_TUPLES) -> None:
-    """Transaction-local planner/index settings the knn query relies on (see sql/search/knn.sql)."""
-    with psycopg_connection(conn).cursor() as cur:
-        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(ef_search))))
-        cur.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(int(max_scan_tuples))))
-        cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        for setting in JOIN_SETTINGS:
-            cur.execute(setting)
+    """Transaction-local planner/index settings the knn query relies on (sql/search/search_options.sql)."""
+    conn.execute(sqlfiles.text("search/search_options.sql"),
+                 {"ef_search": int(ef_search), "max_scan_tuples": int(max_scan_tuples)})
 
 
 def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: str | None,
@@ -187,23 +193,27 @@ def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = D
     """The k nearest images to one embedding (call set_search_options first in the transaction).
     VTYPE: the type of the model's index (search_type), looked up when not given."""
     vtype = vtype or search_type(conn, model_id, dim)
-    with vector_cursor(conn) as cur:
-        cur.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version))
-        rows = cur.fetchall()
-    return [Neighbour(r[0], r[1], r[2], r[3], r[4], float(r[5]), Path(r[6]) / r[7], r[8], r[9], r[10], r[11])
-            for r in rows]
+    bind_vectors(conn)
+    rows = conn.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version))
+    return [neighbour_of(r) for r in rows]
+
+
+def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
+                  region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None,
+                  explain: str = EXPLAIN_ANALYZE) -> list[str]:
+    """The lines EXPLAIN (EXPLAIN_ANALYZE or EXPLAIN_PLAN) prints for knn's statement on this query."""
+    vtype = vtype or search_type(conn, model_id, dim)
+    bind_vectors(conn)
+    rows = conn.execute(knn_statement(dim, vtype, explain),
+                        knn_params(model_id, query, k, region, None, None, small_region))
+    return list(rows.scalars())
 
 
 def explain(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
             region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None) -> str:
     """Which plan knn's statement ran for this query: 'hnsw' (the model's HNSW index), 'gist+exact'
     (the region's locations through the GiST index, ranked exactly) or 'seq' (neither: no index)."""
-    vtype = vtype or search_type(conn, model_id, dim)
-    with vector_cursor(conn) as cur:
-        cur.execute(b"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + knn_statement(dim, vtype).as_bytes(cur),
-                    knn_params(model_id, query, k, region, None, None, small_region))
-        lines = [r[0] for r in cur.fetchall()]
-    return plan_of(lines)
+    return plan_of(explain_lines(conn, model_id, dim, query, k, region, vtype, small_region))
 
 
 def plan_of(lines: list[str]) -> str:
@@ -217,20 +227,36 @@ def plan_of(lines: list[str]) -> str:
     return "seq"
 
 
+@contextmanager
+def reading(conn: Connection | None = None, read_url: str | None = None) -> Iterator[Connection]:
+    """CONN when given; otherwise a transaction on READ_URL (e.g. a streaming replica made by `geoloc
+    db replica`), else GEOLOC_READ_DATABASE_URL, else the configured database: a search only reads."""
+    from .. import config
+
+    if conn is not None:
+        yield conn
+        return
+    with begin(config.normalise_url(read_url, "--read-url") if read_url else config.read_database_url()) as new:
+        yield new
+
+
 def prepare_search(images: Sequence[Path], model: str, k: int, near, within_m: float | None, area: str | None,
-                   url: str | None, check: Callable | None = None):
+                   conn: Connection | None = None, read_url: str | None = None, check: Callable | None = None):
     """(embedder, region, photo paths) after every check a search makes before embedding anything:
     photos given and readable, k in range, the region, the model with embeddings, the area; CHECK(conn,
-    embedder) adds a caller's own test inside the same transaction."""
+    embedder) adds a caller's own test inside the same transaction (see `reading` for CONN, READ_URL)."""
+    from .. import config
     from .embed import load_embedder
 
+    if read_url:
+        config.normalise_url(read_url, "--read-url")  # a bad URL is named before any photo is read
     if not images:
         raise InputError("no image given: name at least one photo to search for")
     if not 1 <= k <= MAX_K:
         raise InputError(f"-k {k}: must be between 1 and {MAX_K}")
     region = make_region(near, within_m, area)
     paths = [check_query_image(Path(p)) for p in images]
-    with begin(url) as conn:
+    with reading(conn, read_url) as conn:
         emb = load_embedder(conn, model)
         require_embeddings(conn, emb.name, emb.model_id)
         require_area(conn, region.area)
@@ -241,19 +267,17 @@ def prepare_search(images: Sequence[Path], model: str, k: int, near, within_m: f
 
 def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | tuple[float, float] | None = None,
            within_m: float | None = None, area: str | None = None, split: str | None = None,
-           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, url: str | None = None,
-           read_url: str | None = None) -> list[QueryResult]:
+           version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, read_url: str | None = None,
+           conn: Connection | None = None) -> list[QueryResult]:
     """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus.
 
-    Every query of a search only reads: READ_URL (else URL, else GEOLOC_READ_DATABASE_URL, else the
-    configured database) may be a streaming replica (`geoloc db replica`)."""
-    from .. import config
-
-    url = config.normalise_url(read_url, "--read-url") if read_url else url or config.read_database_url()
-    emb, region, paths = prepare_search(images, model, k, near, within_m, area, url)
+    Every query of a search only reads: it runs in CONN when given, else on READ_URL, else
+    GEOLOC_READ_DATABASE_URL, else the configured database (`reading`); the photos are embedded
+    between the checks and the queries, outside any transaction of its own."""
+    emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url)
     vectors = emb.embed(paths)
     results = []
-    with begin(url) as conn:
+    with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, k))
         vtype = search_type(conn, emb.model_id, emb.dim)
         for path, v in zip(paths, vectors):

@@ -2,7 +2,7 @@
 -- embedding under a model: the demo report shows their nearest neighbours.
 SELECT i.id, i.root, i.path, e.embedding
 FROM images i
-JOIN embeddings e ON e.image_id = i.id AND e.model_id = %(model_id)s
-WHERE i.split = %(split)s AND i.version = %(version)s AND i.is_query AND i.heading = 0
+JOIN embeddings e ON e.image_id = i.id AND e.model_id = :model_id
+WHERE i.split = :split AND i.version = :version AND i.is_query AND i.heading = 0
 ORDER BY i.location_id
-LIMIT %(n)s;
+LIMIT :n;

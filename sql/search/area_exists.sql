@@ -1,2 +1,2 @@
 -- Is there an area of that name to limit a search to?
-SELECT EXISTS (SELECT 1 FROM areas WHERE name = %(area)s);
+SELECT EXISTS (SELECT 1 FROM areas WHERE name = :area) AS found;

@@ -25,12 +25,14 @@
 -- ANALYZE shows the other as "never executed"); without a region the small branch is pruned when
 -- the statement is planned and region_size is never computed.
 --
--- {vtype} is composed into the text by geoloc.retrieval.index (the type the model's index casts
--- to, e.g. vector(256) or halfvec(256)): a type modifier cannot be a bind parameter. The large
+-- {vtype} is filled in before the statement is prepared (geoloc.retrieval.search.knn_statement via
+-- geoloc.db.sqlfiles; the type the model's index casts to, e.g. vector(256) or halfvec(256)): a type
+-- modifier cannot be a bind parameter. The large
 -- branch's ORDER BY must read exactly as the model's partial index embeddings_hnsw_<model_id>,
 -- i.e. (embedding::vector(256)) WHERE model_id = <id>, or the planner cannot use that index.
 --
--- Run it inside a transaction after (geoloc.retrieval.search does):
+-- Run it inside a transaction after these settings (search_options.sql, which
+-- geoloc.retrieval.search.set_search_options runs, sets them in one statement):
 --   SET LOCAL hnsw.iterative_scan = relaxed_order;  -- pgvector 0.8: keep walking the graph until k
 --                                                   -- rows have passed the filters
 --   SET LOCAL hnsw.ef_search = 100;                 -- candidate list size (recall vs speed)
@@ -45,11 +47,11 @@
 -- relaxed_order may hand rows back slightly out of order, so the outer query sorts the k rows again.
 WITH region_box AS MATERIALIZED (
     SELECT CASE
-             WHEN %(within_m)s::float8 IS NOT NULL THEN
-               ST_Expand(ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326),
-                         %(within_m)s::float8 / (111000 * cos(radians(%(lat)s::float8))),
-                         %(within_m)s::float8 / 110000)
-             ELSE (SELECT ST_Envelope(ST_Collect(a.geom)) FROM areas AS a WHERE a.name = %(area)s::text)
+             WHEN CAST(:within_m AS float8) IS NOT NULL THEN
+               ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
+                         CAST(:within_m AS float8) / (111000 * cos(radians(CAST(:lat AS float8)))),
+                         CAST(:within_m AS float8) / 110000)
+             ELSE (SELECT ST_Envelope(ST_Collect(a.geom)) FROM areas AS a WHERE a.name = CAST(:area AS text))
            END AS box
 ),
 region_size AS MATERIALIZED (
@@ -57,52 +59,52 @@ region_size AS MATERIALIZED (
     FROM (SELECT 1
           FROM region_box AS r
           JOIN locations AS l ON l.geom && r.box
-          LIMIT %(small_region)s::integer + 1) AS inside
+          LIMIT CAST(:small_region AS integer) + 1) AS inside
 ),
 small AS MATERIALIZED (
     SELECT e.image_id,
-           e.embedding <=> %(query)s::vector AS distance
+           e.embedding <=> CAST(:query AS vector) AS distance
     FROM locations AS l
     JOIN images AS i ON i.location_id = l.id
-    JOIN embeddings AS e ON e.model_id = %(model_id)s::integer AND e.image_id = i.id
-    WHERE (%(within_m)s::float8 IS NOT NULL OR %(area)s::text IS NOT NULL)
-      AND (SELECT locations FROM region_size) <= %(small_region)s::integer
-      AND (%(split)s::text IS NULL OR i.split = %(split)s::text)
-      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
+    JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.image_id = i.id
+    WHERE (CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
+      AND (SELECT locations FROM region_size) <= CAST(:small_region AS integer)
+      AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
+      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
       AND l.geom && (SELECT box FROM region_box)
-      AND (%(within_m)s::float8 IS NULL
+      AND (CAST(:within_m AS float8) IS NULL
            OR ST_Distance(l.geom::geography,
-                          ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography)
-              <= %(within_m)s::float8)
-      AND (%(area)s::text IS NULL
+                          ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
+              <= CAST(:within_m AS float8))
+      AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
     ORDER BY distance
-    LIMIT %(k)s
+    LIMIT :k
 ),
 large AS MATERIALIZED (
     SELECT e.image_id,
-           e.embedding::{vtype} <=> %(query)s::{vtype} AS distance
+           e.embedding::{vtype} <=> CAST(:query AS {vtype}) AS distance
     FROM embeddings AS e
     JOIN images AS i ON i.id = e.image_id
     JOIN locations AS l ON l.id = i.location_id
-    WHERE e.model_id = %(model_id)s::integer
-      AND NOT ((%(within_m)s::float8 IS NOT NULL OR %(area)s::text IS NOT NULL)
-               AND (SELECT locations FROM region_size) <= %(small_region)s::integer)
-      AND (%(split)s::text IS NULL OR i.split = %(split)s::text)
-      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
-      AND (%(within_m)s::float8 IS NULL
-           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326),
-                                   %(within_m)s::float8 / (111000 * cos(radians(%(lat)s::float8))),
-                                   %(within_m)s::float8 / 110000)
+    WHERE e.model_id = CAST(:model_id AS integer)
+      AND NOT ((CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
+               AND (SELECT locations FROM region_size) <= CAST(:small_region AS integer))
+      AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
+      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
+      AND (CAST(:within_m AS float8) IS NULL
+           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
+                                   CAST(:within_m AS float8) / (111000 * cos(radians(CAST(:lat AS float8)))),
+                                   CAST(:within_m AS float8) / 110000)
                AND ST_Distance(l.geom::geography,
-                               ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography)
-                   <= %(within_m)s::float8))
-      AND (%(area)s::text IS NULL
+                               ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
+                   <= CAST(:within_m AS float8)))
+      AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
     ORDER BY distance
-    LIMIT %(k)s
+    LIMIT :k
 ),
 nearest AS (
     SELECT image_id, distance FROM small

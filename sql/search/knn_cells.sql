@@ -12,16 +12,16 @@
 -- Bound parameters: query (vector), model_id, k, top_cells, show_cells, cell_level, split, version, database_only
 -- (true: leave out query images, is_query, as the evaluation protocol does), and the region filters
 -- of knn.sql (lat, lng, within_m, area). {vtype} is the type of the model's HNSW index (what the ANN
--- search casts to), {htype} plain vector(D) for the heads' arithmetic; both composed in. Run it after
+-- search casts to), {htype} plain vector(D) for the heads' arithmetic; both filled in. Run it after
 -- geoloc.retrieval.search.set_search_options (iterative HNSW scan, custom plans).
 -- Rows: kind 'cell' (rank, centroid as lat/lng, cell_id, level, h3, probability) then kind 'image'
 -- (rank, the neighbour's columns as in knn.sql, and cell_id: the top cell it lies in).
 WITH RECURSIVE logits AS MATERIALIZED (
     SELECT c.id, c.level, c.parent_id,
-           h.bias - (h.weight::{htype} <#> %(query)s::{htype}) AS logit
+           h.bias - (h.weight::{htype} <#> CAST(:query AS {htype})) AS logit
     FROM model_cells AS h
     JOIN cells AS c ON c.id = h.cell_id
-    WHERE h.model_id = %(model_id)s::integer
+    WHERE h.model_id = CAST(:model_id AS integer)
 ),
 shifted AS (
     SELECT id, level, parent_id, logit - max(logit) OVER (PARTITION BY level) AS z
@@ -42,37 +42,37 @@ top AS MATERIALIZED (
     SELECT id, score / sum(score) OVER () AS probability,
            row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM chain
-    WHERE level = coalesce(%(cell_level)s::integer, (SELECT max(level) FROM probs))
+    WHERE level = coalesce(CAST(:cell_level AS integer), (SELECT max(level) FROM probs))
     ORDER BY score DESC, id
-    LIMIT greatest(%(top_cells)s::integer, %(show_cells)s::integer)
+    LIMIT greatest(CAST(:top_cells AS integer), CAST(:show_cells AS integer))
 ),
 allowed AS MATERIALIZED (
-    SELECT t.id, c.geom FROM top AS t JOIN cells AS c ON c.id = t.id WHERE t.rank <= %(top_cells)s::integer
+    SELECT t.id, c.geom FROM top AS t JOIN cells AS c ON c.id = t.id WHERE t.rank <= CAST(:top_cells AS integer)
 ),
 nearest AS MATERIALIZED (
     SELECT e.image_id,
-           e.embedding::{vtype} <=> %(query)s::{vtype} AS distance
+           e.embedding::{vtype} <=> CAST(:query AS {vtype}) AS distance
     FROM embeddings AS e
     JOIN images AS i ON i.id = e.image_id
     JOIN locations AS l ON l.id = i.location_id
-    WHERE e.model_id = %(model_id)s::integer
-      AND (%(split)s::text IS NULL OR i.split = %(split)s::text)
-      AND (%(version)s::text IS NULL OR i.version = %(version)s::text)
-      AND NOT (%(database_only)s::boolean AND i.is_query)
-      AND (%(top_cells)s::integer = 0
+    WHERE e.model_id = CAST(:model_id AS integer)
+      AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
+      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
+      AND NOT (CAST(:database_only AS boolean) AND i.is_query)
+      AND (CAST(:top_cells AS integer) = 0
            OR EXISTS (SELECT 1 FROM allowed AS a WHERE ST_Intersects(a.geom, l.geom)))
-      AND (%(within_m)s::float8 IS NULL
-           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326),
-                                   %(within_m)s::float8 / (111000 * cos(radians(%(lat)s::float8))),
-                                   %(within_m)s::float8 / 110000)
+      AND (CAST(:within_m AS float8) IS NULL
+           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
+                                   CAST(:within_m AS float8) / (111000 * cos(radians(CAST(:lat AS float8)))),
+                                   CAST(:within_m AS float8) / 110000)
                AND ST_Distance(l.geom::geography,
-                               ST_SetSRID(ST_MakePoint(%(lng)s::float8, %(lat)s::float8), 4326)::geography)
-                   <= %(within_m)s::float8))
-      AND (%(area)s::text IS NULL
+                               ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
+                   <= CAST(:within_m AS float8)))
+      AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = %(area)s::text AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
     ORDER BY distance
-    LIMIT %(k)s
+    LIMIT :k
 )
 SELECT 'cell' AS kind, t.rank, NULL::bigint AS image_id, NULL::integer AS location_id, NULL::smallint AS heading,
        NULL::date AS capture_month, NULL::float8 AS distance, NULL::text AS root, NULL::text AS path,
@@ -80,7 +80,7 @@ SELECT 'cell' AS kind, t.rank, NULL::bigint AS image_id, NULL::integer AS locati
        c.id AS cell_id, c.level, c.h3, t.probability
 FROM top AS t
 JOIN cells AS c ON c.id = t.id
-WHERE t.rank <= greatest(%(show_cells)s::integer, 1)
+WHERE t.rank <= greatest(CAST(:show_cells AS integer), 1)
 UNION ALL
 SELECT 'image', row_number() OVER (ORDER BY n.distance, n.image_id), n.image_id, i.location_id, i.heading,
        i.capture_month, n.distance, i.root, i.path, i.split, i.version, ST_Y(l.geom), ST_X(l.geom),
