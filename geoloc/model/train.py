@@ -418,4 +418,5 @@ class _Run:
             return registry.update_model(
                 conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
                 train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
-                data_counts=self.data.counts, status="ready")
+                data_counts=self.data.counts, hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir),
+                status="ready")
