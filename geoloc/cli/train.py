@@ -78,9 +78,14 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
     marks the model ready (from then on its weights never change).
 
+    Length: --epochs alone trains exactly that many epochs (20 without either option). With
+    --max-minutes the speed is measured after the first steps and the step count planned (and
+    re-planned after each epoch) so that warm-up + cosine end when the budget is spent; --epochs is
+    then an upper bound, and the last epoch may be shorter. --resume without --max-minutes finishes
+    the stored plan.
+
     Example: geoloc train --name mnv3s --epochs 20 --max-minutes 30
     """
-
     if resume:
         given = [k for k in _RUN_OPTIONS if opts.get(k) is not None]
         if given:
