@@ -257,6 +257,27 @@ def test_build_model_embeds_unit_vectors_and_sets_scratch_batchnorm():
     assert [la.trainable for la in frozen.get_layer("backbone").layers[:11]] == [False] * 10 + [True]
 
 
+def _momenta(model) -> set[float]:
+    return {la.momentum for la in model.get_layer("backbone").layers if isinstance(la, keras.layers.BatchNormalization)}
+
+
+def test_batchnorm_momentum_is_0_9_from_scratch_and_0_99_from_pretrained_weights(tmp_path):
+    from geoloc.model.train_config import TrainConfig
+
+    scratch = build_model("mobilenetv3small", dim=16, input_size=48, weights="none")
+    assert _momenta(scratch) == {0.9}
+    start = tmp_path / "start.weights.h5"
+    scratch.save_weights(start)
+    assert _momenta(build_model("mobilenetv3small", dim=16, input_size=48, weights=str(start))) == {0.99}
+    assert _momenta(build_model("mobilenetv3small", dim=16, input_size=48, weights=str(start),
+                                bn_momentum=0.95)) == {0.95}
+    # what a run records and trains with
+    assert TrainConfig(weights="none").bn_momentum == 0.9
+    assert TrainConfig(weights=str(start)).bn_momentum == 0.99
+    assert TrainConfig(weights="imagenet").bn_momentum == 0.99
+    assert TrainConfig(weights="imagenet", bn_momentum=0.9).bn_momentum == 0.9
+
+
 def test_weights_from_file_and_exact_errors(tmp_path):
     x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
     keras.utils.set_random_seed(1)

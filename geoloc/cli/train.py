@@ -18,7 +18,7 @@ _RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "pl
 
 
 def _config(opts: dict):
-    from ..model.train import TrainConfig
+    from ..model.train_config import TrainConfig  # no TensorFlow yet: bad options fail at once
 
     cfg = {k: v for k, v in opts.items() if v is not None and k in TrainConfig.__dataclass_fields__}
     per_place = opts["per_place"] or TrainConfig.per_place
@@ -41,7 +41,8 @@ def _config(opts: dict):
 @click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
 @click.option("--input-size", type=int, help="Square input side in pixels [224; 160 for mobilenetv3small].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
-@click.option("--epochs", type=int, help="Epochs [20]; with --resume of an unfinished run, a new total to train up to.")
+@click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
+              "as fit). With --resume: a new total to train up to.")
 @click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")
 @click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
 @click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
@@ -54,7 +55,8 @@ def _config(opts: dict):
 @click.option("--freeze", type=int, help="Freeze the first N backbone layers [0].")
 @click.option("--gem-p", type=float, help="GeM exponent [3].")
 @click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent [fixed].")
-@click.option("--bn-momentum", type=float, help="BatchNorm momentum while training [0.9].")
+@click.option("--bn-momentum", type=float, help="BatchNorm momentum while training [0.9 with --weights none, "
+              "0.99 with pretrained weights].")
 @click.option("--augment/--no-augment", default=None, help="Crop + colour jitter, never flips [on].")
 @click.option("--seed", type=int, help="Seed of initialisation, sampler and augmentation [0].")
 @click.option("--split", help="Split to train on [train].")
@@ -66,7 +68,8 @@ def _config(opts: dict):
 @click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
               "optimizer state); a ready model is never trained again.")
-@click.option("--max-minutes", type=float, help="Stop cleanly (validated, registered) after this much time.")
+@click.option("--max-minutes", type=float, help="Time budget: after the first steps the speed is measured and the "
+              "step count planned so that warm-up + cosine end (validated, registered) when it is spent.")
 def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None, **opts) -> None:
     """Train a place-recognition embedder on the database's images (P x K batches, multi-similarity loss).
 
@@ -75,11 +78,14 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
     marks the model ready (from then on its weights never change).
 
+    Length: --epochs alone trains exactly that many epochs (20 without either option). With
+    --max-minutes the speed is measured after the first steps and the step count planned (and
+    re-planned after each epoch) so that warm-up + cosine end when the budget is spent; --epochs is
+    then an upper bound, and the last epoch may be shorter. --resume without --max-minutes finishes
+    the stored plan.
+
     Example: geoloc train --name mnv3s --epochs 20 --max-minutes 30
     """
-    from ..model.train import Interrupted
-    from ..model.train import train as run_training
-
     if resume:
         given = [k for k in _RUN_OPTIONS if opts.get(k) is not None]
         if given:
@@ -89,12 +95,19 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         cfg = None
     else:
         cfg = _config(opts)
+    from ..model.train import Interrupted
+    from ..model.train import train as run_training
+
+    progress = ProgressView()
     try:
-        row = run_training(name, cfg, resume=resume, epochs=epochs, max_minutes=max_minutes)
+        row = run_training(name, cfg, resume=resume, epochs=epochs, max_minutes=max_minutes, progress=progress)
     except Interrupted as exc:
+        progress.close()
         click.echo(f"Interrupted: {exc}", err=True)
         click.echo(f"Hint: continue with 'geoloc train --name {name} --resume'", err=True)
         sys.exit(130)
+    finally:
+        progress.close()
     m = row.metrics or {}
 
     def pct(prefix: str) -> str:
@@ -109,3 +122,46 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")
     if m.get("cell_heads"):
         click.echo(f"cell heads: {m['cell_heads']} cells of partition '{row.hyperparams.get('cells')}' (table model_cells)")
+
+
+class ProgressView:
+    """Renders `geoloc.model.train`'s progress reports on stderr: a bar per epoch, a line per event."""
+
+    def __init__(self):
+        self.bar = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _line(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+
+    def __call__(self, kind: str, info: dict) -> None:
+        from tqdm import tqdm
+
+        if kind == "decoding":
+            self._line(f"decoding {info['images']:,} {info['split']} images")
+        elif kind == "plan":
+            self._line(f"plan: {info['total_steps']} steps ({info['epochs']} epochs) at {info['images_per_s']:.1f} img/s"
+                       f" to end in {info['seconds_left'] / 60:.1f} min (planned at step {info['planned_at_step']})")
+        elif kind == "epoch":
+            self.close()
+            self.bar = tqdm(total=info["steps"], initial=info["done"], desc=f"epoch {info['epoch']}/{info['epochs']}",
+                            unit="step", file=sys.stderr, dynamic_ncols=True)
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(info["epoch_step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{info['loss']:.4f}", img_s=f"{info['images_per_s']:.1f}")
+        elif kind == "epoch_end":
+            self.close()
+            loss = info["loss"] if info["loss"] is not None else float("nan")
+            msg = f"epoch {info['epoch']}: loss {loss:.4f}  lr {info['lr']:.2e}"
+            if "val_recall@1" in info:
+                msg += "  val R@1/5/10 " + "/".join(f"{100 * info[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
+            self._line(msg)
+        elif kind == "stopped":
+            self.close()
+            self._line(f"{info['reason']}: stopping")

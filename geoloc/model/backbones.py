@@ -13,8 +13,7 @@ from typing import Callable
 import keras
 
 from ..errors import ConfigError
-
-DEFAULT_BACKBONE = "mobilenetv3small"  # trains from scratch on two CPU cores in reasonable time
+from .train_config import DEFAULT_BACKBONE  # noqa: F401  (defined where no Keras is loaded)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import keras
 from ..errors import ConfigError, InputError
 from .backbones import backbone_spec, make_backbone
 from .gem import GeM, L2Normalize
+from .train_config import default_bn_momentum
 
-SCRATCH_BN_MOMENTUM = 0.9  # Keras apps use 0.999: from scratch, inference statistics would lag for ~thousands of steps
 WEIGHTS_HINT = "use --weights none (train from scratch), imagenet (Keras' download) or the path of a .keras/.weights.h5 file"
 
 
@@ -23,9 +23,9 @@ def build_model(backbone: str, dim: int = 256, input_size: int | None = None, we
                 bn_momentum: float | None = None, whiten_dim: int | None = None) -> keras.Model:
     """A keras.Model mapping float32 (N, S, S, 3) 0..255 RGB to L2-normalised (N, dim) embeddings.
 
-    weights: "none" (random init; BatchNorm momentum set to 0.9 unless bn_momentum says otherwise),
-    "imagenet" (Keras' own download of the backbone) or a path to a .keras model / .h5 weights file
-    holding either a whole geoloc embedder of the same shape or just the backbone.
+    weights: "none" (random init), "imagenet" (Keras' own download of the backbone) or a path to a
+    .keras model / .h5 weights file holding either a whole geoloc embedder of the same shape or just
+    the backbone. bn_momentum: set on every BatchNorm layer; None = 0.9 from scratch, 0.99 pretrained.
     dim: 0 keeps the backbone's channel count (no projection). input_size: None = the backbone's default.
     whiten_dim: append a learned whitening of that many outputs (see `append_whitening`).
     """
@@ -50,10 +50,10 @@ def build_model(backbone: str, dim: int = 256, input_size: int | None = None, we
 
     if weights not in ("none", "imagenet"):
         load_start_weights(model, Path(weights))
-    if bn_momentum is None and weights == "none":
-        bn_momentum = SCRATCH_BN_MOMENTUM
-    if bn_momentum is not None:
-        set_bn_momentum(model, bn_momentum)
+    # The Keras applications build their BatchNorm layers with momentum 0.999. From scratch the running
+    # statistics would then lag the fast-changing weights for thousands of steps, so "none" gets 0.9;
+    # pretrained weights ("imagenet" or a file) change slowly and get Keras' default 0.99.
+    set_bn_momentum(model, default_bn_momentum(weights) if bn_momentum is None else bn_momentum)
     if freeze:
         freeze_layers(net, freeze)
     return model

@@ -28,7 +28,8 @@ def training_curve(history: list[dict], path: Path, title: str = "") -> Path:
         ax_rec.axhline(100 * baseline, color="grey", linestyle="--", label="16x16 thumbnails R@1")
     ax_rec.set_xlabel("epoch")
     ax_rec.set_ylabel("validation recall (%)")
-    ax_rec.legend(loc="lower right")
+    if ax_rec.get_legend_handles_labels()[0]:
+        ax_rec.legend(loc="lower right")
     for ax in (ax_loss, ax_rec):
         ax.grid(alpha=0.3)
     if title:

@@ -3,105 +3,48 @@
 The global step is the optimizer's own iteration counter, so a checkpoint taken at any moment (end of
 epoch, Ctrl-C, time budget) says exactly how far training got; the sampler and the augmentation are
 pure functions of (seed, epoch/step), so `--resume` continues with the same batches, the same step
-count and the same optimizer state as an uninterrupted run.
+count and the same optimizer state as an uninterrupted run. How many steps a run takes is its plan
+(geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes.
+
+Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
+"decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
+"step" {step, epoch_step, loss, images_per_s}; "epoch_end" {the history entry}; "stopped" {step, reason}.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 
-from .. import config as settings
 from ..db import sqlfiles
 from ..db.engine import begin, check
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
 from . import registry
-from .backbones import BACKBONES, DEFAULT_BACKBONE, backbone_spec
+from .checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
+from .folders import CURVE_FILE, WEIGHTS_FILE, models_root, new_model_folder
 from .net import WEIGHTS_HINT
+from .schedule import (PLAN_AFTER_STEPS, Plan, WarmupCosine, current_lr, make_schedule, restore, retarget,
+                       steps_that_fit)
+from .train_config import TrainConfig
+from .train_data import TrainData, prepare_data
+from .untrained import save_untrained
 
-WEIGHTS_FILE = "best.weights.h5"
-CURVE_FILE = "training_curve.png"
-CHECKPOINT_DIR = "checkpoint"
+__all__ = ["CHECKPOINT_DIR", "CURVE_FILE", "WEIGHTS_FILE", "Interrupted", "Plan", "TrainConfig", "WarmupCosine",
+           "has_checkpoint", "load_checkpoint", "models_root", "new_model_folder", "save_checkpoint",
+           "save_untrained", "train"]
 
-
-@dataclass
-class TrainConfig:
-    """Every hyper-parameter of a run; stored as the registry row's `hyperparams`.
-
-    Defaults are the CPU setting measured best on two cores.
-    """
-
-    backbone: str = DEFAULT_BACKBONE
-    input_size: int | None = None    # None: the backbone's default (224; 160 for the CPU default)
-    dim: int = 256
-    epochs: int = 20
-    steps_per_epoch: int = 150
-    places: int = 8
-    per_place: int = 4
-    lr: float = 2e-3
-    lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
-    warmup_steps: int = 100
-    weight_decay: float = 0.0        # > 0 switches Adam to AdamW
-    weights: str = "none"            # "none" | "imagenet" | path of a .keras / .weights.h5 file
-    freeze: int = 0
-    gem_p: float = 3.0
-    trainable_p: bool = False
-    bn_momentum: float = 0.9         # applied to every BatchNorm layer, also of imagenet starts
-    augment: bool = True
-    seed: int = 0
-    split: str = "train"
-    val_split: str | None = "val"
-    versions: list[str] | None = None  # image versions to train on; None = all (v1 and v2)
-    include_queries: bool = False
-    ms_alpha: float = 2.0
-    ms_beta: float = 50.0
-    ms_base: float = 0.5
-    ms_margin: float = 0.1
-    cells: str | None = None         # a cell partition: adds one classification head per level
-    cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
-    ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
-    cell_weight: float = 0.3
-
-    @property
-    def batch(self) -> int:
-        return self.places * self.per_place
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    def __post_init__(self) -> None:
-        if self.input_size is None and self.backbone in BACKBONES:
-            self.input_size = BACKBONES[self.backbone].default_size
-
-    def check(self) -> None:
-        backbone_spec(self.backbone)
-        for name in ("input_size", "epochs", "steps_per_epoch", "places", "per_place"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be positive (got {self.lr})")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(f"unknown learning-rate schedule '{self.lr_schedule}' (choose cosine or constant)")
-        if self.val_split is not None and self.val_split == self.split:
-            raise ConfigError(f"validation split '{self.val_split}' must differ from the training split")
-
-    @classmethod
-    def from_hyperparams(cls, hp: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in hp.items() if k in names})
+Progress = Callable[[str, dict], None]
+INFERENCE_SPEEDUP = 3.0  # validation images/s per training images/s, assumed until an epoch end is measured
+EPOCH_END_OVERHEAD_S = 1.0  # checkpoint, curve and registry row of an epoch end, assumed until measured
 
 
 class Interrupted(KeyboardInterrupt):
@@ -112,164 +55,32 @@ class Interrupted(KeyboardInterrupt):
         self.name, self.step, self.checkpoint = name, step, checkpoint
 
 
-def models_root() -> Path:
-    """The folder of every model's own folder: <data dir>/models."""
-    return (settings.data_dir() / "models").resolve()
-
-
-def new_model_folder(root: Path, model_id: int, name: str) -> Path:
-    """Create ROOT/<model id> for a just-registered model; never reuses a folder (a name is never a path)."""
-    root.mkdir(parents=True, exist_ok=True)
-    folder = root / str(int(model_id))
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        raise InputError(f"{folder}: folder for new model '{name}' (id {model_id}) already exists",
-                         hint="another database shares this data dir: give each its own GEOLOC_DATA_DIR") from None
-    return folder
-
-
-# ---------------------------------------------------------------- learning rate
-
-@keras.saving.register_keras_serializable(package="geoloc")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to lr over `warmup` steps, then cosine decay to 1 % of lr at `total` steps."""
-
-    def __init__(self, lr: float, warmup: int, total: int):
-        self.lr, self.warmup, self.total = float(lr), float(warmup), float(max(total, 1))
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = self.lr * (step + 1.0) / max(self.warmup, 1.0)
-        progress = keras.ops.clip((step - self.warmup) / max(self.total - self.warmup, 1.0), 0.0, 1.0)
-        cosine = self.lr * (0.01 + 0.99 * 0.5 * (1.0 + keras.ops.cos(math.pi * progress)))
-        return keras.ops.where(step < self.warmup, warm, cosine)
-
-    def get_config(self):
-        return {"lr": self.lr, "warmup": self.warmup, "total": self.total}
-
-
-def _schedule(cfg: TrainConfig):
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    return WarmupCosine(cfg.lr, cfg.warmup_steps, cfg.total_steps)
-
-
-def _current_lr(optimizer) -> float:
-    lr = optimizer.learning_rate
-    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> Path:
-    """Weights + optimizer variables + run state, swapped in atomically (an old one survives a crash)."""
-    tmp, final, old = run_dir / f"{CHECKPOINT_DIR}.tmp", run_dir / CHECKPOINT_DIR, run_dir / f"{CHECKPOINT_DIR}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_weights(tmp / "model.weights.h5")
-    np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
-    (tmp / "state.json").write_text(json.dumps(registry._finite(state), indent=1))
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / name / "state.json").exists() for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"))
-
-
-def load_checkpoint(run_dir: Path, model, optimizer) -> dict:
-    """Restore what save_checkpoint wrote; InputError naming the folder when there is none."""
-    folder = run_dir / CHECKPOINT_DIR
-    if not (folder / "state.json").exists() and (run_dir / f"{CHECKPOINT_DIR}.old" / "state.json").exists():
-        folder = run_dir / f"{CHECKPOINT_DIR}.old"
-    if not (folder / "state.json").exists():
-        raise InputError(f"{run_dir / CHECKPOINT_DIR}: no checkpoint to resume from",
-                         hint="start a new run under another --name")
-    model.load_weights(folder / "model.weights.h5")
-    optimizer.build(model.trainable_variables)
-    saved = np.load(folder / "optimizer.npz")
-    values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    if len(values) != len(optimizer.variables):
-        raise InputError(f"{folder}: optimizer state does not match the model ({len(values)} vs "
-                         f"{len(optimizer.variables)} variables)")
-    for var, value in zip(optimizer.variables, values):
-        var.assign(value)
-    return json.loads((folder / "state.json").read_text())
-
-
-# ---------------------------------------------------------------- the run
-
-@dataclass
-class _Data:
-    train: object
-    sampler: object
-    cache: np.ndarray
-    validator: object | None
-    counts: dict = field(default_factory=dict)
-    cells: object | None = None  # geoloc.model.cell_heads.CellLabels with --cells
-
-
-def _prepare_data(conn, cfg: TrainConfig) -> _Data:
-    from .data import cache_side, decode_cache
-    from .sampler import PKSampler, load_split
-    from .validate import Validator
-
-    if cfg.split not in ("train", "val", "test") or (cfg.val_split not in (None, "train", "val", "test")):
-        raise ConfigError(f"splits must be train, val or test (got '{cfg.split}' and '{cfg.val_split}')")
-    train = load_split(conn, cfg.split, cfg.versions, cfg.include_queries)
-    if len(train) == 0:
-        raise InputError(f"no images in split '{cfg.split}'"
-                         + (f" (versions {', '.join(cfg.versions)})" if cfg.versions else ""),
-                         hint="import images first: geoloc ingest images DIR")
-    sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed)
-    cells = None
-    if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
-        from .cell_heads import place_labels
-
-        cells = place_labels(conn, cfg.cells, cfg.cells_partition_id, train.location_ids, sampler.groups)
-        cfg.cells_partition_id = cells.partition_id
-    side = cache_side(cfg.input_size)
-    cache = decode_cache(train.files(), side, progress=f"decoding {cfg.split} images")
-    validator = None
-    counts = {
-        "train_images": len(train),
-        "train_places": len(sampler.groups),
-        "train_locations": int(len(np.unique(train.location_ids))),
-        "skipped_places": sampler.skipped_places,
-        "places_filled_with_repeats": sampler.short_places,
-        "train_versions": {v: train.versions.count(v) for v in sorted(set(train.versions))},
-    }
-    if cells is not None:
-        counts["cells_per_level"] = cells.sizes
-    if cfg.val_split:
-        val = load_split(conn, cfg.val_split, None, include_queries=True)
-        if not val.is_query.any() or val.is_query.all():
-            raise InputError(f"split '{cfg.val_split}' has no query/database images to validate on",
-                             hint="import its images first, or pass --val-split none")
-        vcache = decode_cache(val.files(), side, progress=f"decoding {cfg.val_split} images")
-        validator = Validator(vcache, val.location_ids, val.is_query, cfg.input_size)
-        counts.update(validator.counts)
-    return _Data(train, sampler, cache, validator, counts, cells)
+def _silent(kind: str, info: dict) -> None:
+    pass
 
 
 def train(name: str, config: TrainConfig | None = None, *, resume: bool = False, epochs: int | None = None,
           max_minutes: float | None = None, on_step: Callable[[int, float], None] | None = None,
-          progress: bool = True):
+          progress: Progress | None = None):
     """Train (or with resume=True continue an unfinished run of) model NAME; returns its registry row.
+
+    EPOCHS replaces the config's epoch count (with resume: a new total to train up to). Without
+    MAX_MINUTES the run takes epochs x steps_per_epoch steps (20 epochs when no count is given).
+    With MAX_MINUTES the step count is planned from the measured speed so that the warm-up + cosine
+    schedule ends, validated and registered, when the budget (counted from this call) is spent; an
+    epoch count is then an upper bound. Resuming without MAX_MINUTES finishes the stored plan.
 
     The row is claimed (unique name) before any file is written, and the run holds the model's
     advisory lock until it ends, so one name is trained by one process at a time. Raises InputError
     for a bad name, AlreadyExists for a taken name without resume, NotFound for resume of an unknown
     name, InputError for resume of a ready model or of one another process is training, and
-    Interrupted (a KeyboardInterrupt) after saving a checkpoint when stopped with Ctrl-C.
+    Interrupted (a KeyboardInterrupt) after saving a checkpoint when stopped with Ctrl-C or SIGTERM.
     """
     started = time.monotonic()
+    if max_minutes is not None and max_minutes < 0:
+        raise ConfigError(f"max-minutes must not be negative (got {max_minutes:g})")
     deadline = None if max_minutes is None else started + 60.0 * max_minutes
+    report = progress if callable(progress) else _silent
     if not resume:
         registry.check_name(name)
         cfg = config or TrainConfig()
@@ -301,25 +112,39 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
                     cfg = replace(cfg, epochs=epochs)
                 cfg.check()
                 run_dir = Path(row.hyperparams.get("run_dir") or models_root() / str(row.id))
-            return _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress)
+            session = _Session(started, deadline, epochs is not None, on_step, report)
+            return _run(lock_conn, locked, name, cfg, run_dir, session)
         finally:
             if locked:
                 registry.release_training(lock_conn, locked[0])
 
 
-def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, model, data: "_Data") -> tuple[object, Path]:
+class _Session:
+    """What one call of `train` brings: its clock, its budget and its callbacks."""
+
+    def __init__(self, started, deadline, new_epochs, on_step, report):
+        self.started, self.deadline, self.new_epochs = started, deadline, new_epochs
+        self.on_step, self.report = on_step, report
+
+
+def _hyperparams(cfg: TrainConfig, plan: Plan, run_dir: Path | None = None) -> dict:
+    hp = {**asdict(cfg), "batch": cfg.batch, "plan": plan.as_dict()}
+    return hp if run_dir is None else {**hp, "run_dir": str(run_dir)}
+
+
+def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, plan: Plan, model,
+           data: TrainData) -> tuple[object, Path]:
     """Register NAME (status 'training'), lock it and create its folder <models root>/<id>, in one
     transaction: a name taken meanwhile raises AlreadyExists with nothing written."""
-    hyperparams = {**asdict(cfg), "batch": cfg.batch}
     with lock_conn.begin():
         row = registry.register_model(lock_conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
-                                      hyperparams, None, train_split=cfg.split, data_counts=data.counts)
+                                      _hyperparams(cfg, plan), None, train_split=cfg.split, data_counts=data.counts)
         if not registry.try_lock_training(lock_conn, row.id):  # a new id: nobody else can hold it
             raise registry.busy(name)
         locked.append(row.id)
         run_dir = new_model_folder(models_root(), row.id, name)
         try:
-            registry.update_model(lock_conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
+            registry.update_model(lock_conn, name, hyperparams=_hyperparams(cfg, plan, run_dir),
                                   weights_path=run_dir / WEIGHTS_FILE)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -327,11 +152,11 @@ def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, model, dat
     return row, run_dir
 
 
-def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, progress):
+def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     """The run itself, under the lock; RUN_DIR is the folder of a resumed model, None for a new one."""
     resume = run_dir is not None
     with begin() as conn:
-        data = _prepare_data(conn, cfg)
+        data = prepare_data(conn, cfg, session.report)
 
     import tensorflow as tf
 
@@ -348,7 +173,8 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
 
         heads = build_heads(int(model.output_shape[-1]), data.cells.sizes)
         tracked = keras.Model(model.input, [model.output, *heads(model.output)], name="embedder_and_cells")
-    schedule = _schedule(cfg)
+    plan = Plan(cfg.max_steps or cfg.total_steps, cfg.steps_per_epoch)
+    schedule = make_schedule(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, plan)
     if cfg.weight_decay > 0:
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
     else:
@@ -360,15 +186,21 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
     else:  # a new run, or one killed before its first checkpoint: start at step 0
         state = {"epoch": 0, "history": [], "best": None, "train_seconds": 0.0, "partial": None,
                  "baseline": data.validator.thumbnail_baseline() if data.validator else None}
+    if state.get("plan"):  # the stored plan, with the schedule's state where it stopped
+        plan = Plan.from_dict(state["plan"])
+        restore(plan, schedule)
+    step = int(optimizer.iterations.numpy())
+    plan.timed = session.deadline is not None
+    if session.new_epochs or (plan.timed and cfg.max_steps is not None and plan.total_steps > cfg.max_steps):
+        retarget(plan, schedule, step, cfg.max_steps)  # --epochs given: the new total (a cap with a budget)
     if resume:
         run_dir.mkdir(parents=True, exist_ok=True)  # the model's own folder, named after its id
         with begin() as conn:
-            registry.update_model(conn, name, status="training",
-                                  hyperparams={**asdict(cfg), "batch": cfg.batch, "run_dir": str(run_dir)})
+            registry.update_model(conn, name, status="training", hyperparams=_hyperparams(cfg, plan, run_dir))
     else:
-        _, run_dir = _claim(lock_conn, locked, name, cfg, model, data)
+        _, run_dir = _claim(lock_conn, locked, name, cfg, plan, model, data)
     if not continuing:
-        save_checkpoint(run_dir, tracked, optimizer, {**state, "step": 0})  # resumable at once
+        save_checkpoint(run_dir, tracked, optimizer, {**state, "step": 0, "plan": plan.as_dict()})  # resumable at once
 
     loss_args = dict(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base, margin=cfg.ms_margin)
     train_vars = tracked.trainable_variables
@@ -388,11 +220,11 @@ def _run(lock_conn, locked, name, cfg, run_dir, deadline, started, on_step, prog
         optimizer.apply_gradients(zip(tape.gradient(loss, train_vars), train_vars))
         return loss
 
-    run = _Run(name, cfg, model, optimizer, run_dir, data, state, started, progress)
+    run = _Run(name, cfg, model, optimizer, schedule, plan, run_dir, data, state, session)
     run.heads, run.tracked = heads, tracked
     previous = _terminate_as_interrupt()
     try:
-        run.loop(train_step, deadline, on_step)
+        run.loop(train_step)
     except KeyboardInterrupt:
         ckpt = run.checkpoint()
         raise Interrupted(name, run.step, ckpt) from None
@@ -418,12 +250,15 @@ def _terminate_as_interrupt():
 
 
 class _Run:
-    """The epoch loop and its bookkeeping (history, best epoch, time spent across resumes)."""
+    """The epoch loop and its bookkeeping (history, best epoch, plan, time spent across resumes)."""
 
-    def __init__(self, name, cfg, model, optimizer, run_dir, data, state, started, progress):
+    def __init__(self, name, cfg, model, optimizer, schedule, plan, run_dir, data, state, session: _Session):
         self.name, self.cfg, self.model, self.optimizer = name, cfg, model, optimizer
-        self.run_dir, self.data, self.state, self.started, self.progress = run_dir, data, state, started, progress
+        self.schedule, self.plan, self.run_dir, self.data, self.state = schedule, plan, run_dir, data, state
+        self.session, self.report = session, session.report
         self.val_seconds = 0.0
+        self.epoch_end_s: float | None = None  # measured duration of this session's latest epoch end
+        self.timed_steps, self.timed_seconds = 0, 0.0  # this session's steps after the traced first one
         self.heads, self.tracked = None, model
 
     @property
@@ -431,37 +266,39 @@ class _Run:
         return int(self.optimizer.iterations.numpy())
 
     def elapsed(self) -> float:
-        return self.state["train_seconds"] + (time.monotonic() - self.started)
+        return self.state["train_seconds"] + (time.monotonic() - self.session.started)
 
     def checkpoint(self) -> Path:
         return save_checkpoint(self.run_dir, self.tracked, self.optimizer,
-                               {**self.state, "step": self.step, "train_seconds": self.elapsed()})
+                               {**self.state, "step": self.step, "train_seconds": self.elapsed(),
+                                "plan": self.plan.as_dict()})
 
-    def loop(self, train_step, deadline, on_step) -> None:
-        from tqdm import tqdm
+    def _over_budget(self, now: float) -> bool:
+        deadline = self.session.deadline
+        return deadline is not None and now + self.val_seconds > deadline
 
+    def loop(self, train_step) -> None:
         from .data import Augment, training_dataset
 
         cfg, S = self.cfg, self.cfg.steps_per_epoch
         aug = Augment() if cfg.augment else Augment.none()
         warm = False  # the first step of a session traces the graph: not counted in images/s
-        while self.state["epoch"] < cfg.epochs:
+        while self.step < self.plan.total_steps:
             epoch = self.state["epoch"]
             done = self.step - epoch * S
             if done < 0 or done > S:
                 raise InputError(f"{self.run_dir / CHECKPOINT_DIR}: step {self.step} does not belong to epoch "
                                  f"{epoch + 1} of {S} steps (was --steps-per-epoch changed?)")
-            if (deadline is not None and done == 0 and self.state["history"]
-                    and time.monotonic() + self.val_seconds > deadline):
-                tqdm.write(f"time budget reached after epoch {epoch}: stopping", file=sys.stderr)
+            if done == 0 and self.state["history"] and self._over_budget(time.monotonic()):
+                self.report("stopped", {"step": self.step, "reason": f"time budget reached after epoch {epoch}"})
                 return
             partial = self.state["partial"] or {"loss_sum": 0.0, "loss_n": 0, "images": 0, "seconds": 0.0}
             self.state["partial"] = partial
             idx, lab = self.data.sampler.epoch(epoch, S)
             ds = training_dataset(self.data.cache, idx[done:], lab[done:], cfg.input_size, cfg.seed,
                                   self.step, aug)
-            bar = tqdm(total=S, initial=done, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                       file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+            self.report("epoch", {"epoch": epoch + 1, "epochs": self.plan.epochs, "done": done,
+                                  "steps": min(S, self.plan.total_steps - epoch * S)})
             stopped = False
             t0 = time.monotonic()
             for step, pixels, labels in ds:
@@ -472,31 +309,57 @@ class _Run:
                 if warm:
                     partial["images"] += cfg.batch
                     partial["seconds"] += now - t0
+                    self.timed_steps += 1
+                    self.timed_seconds += now - t0
                 warm, t0 = True, now
-                bar.update(1)
-                bar.set_postfix(loss=f"{partial['loss_sum'] / partial['loss_n']:.4f}",
-                                img_s=f"{partial['images'] / max(partial['seconds'], 1e-9):.1f}")
-                if on_step is not None:
-                    on_step(int(step) + 1, loss)
-                if deadline is not None and now + self.val_seconds > deadline and self.step < (epoch + 1) * S:
+                self.report("step", {"step": self.step, "epoch_step": self.step - epoch * S,
+                                     "loss": partial["loss_sum"] / partial["loss_n"],
+                                     "images_per_s": partial["images"] / max(partial["seconds"], 1e-9)})
+                if self.session.on_step is not None:
+                    self.session.on_step(int(step) + 1, loss)
+                if self.plan.timed and self.timed_steps == PLAN_AFTER_STEPS:
+                    self._replan(now)
+                if self.step >= self.plan.total_steps:
+                    break
+                if self._over_budget(now) and self.step < (epoch + 1) * S:
                     stopped = True
                     break
-            bar.close()
             self._end_epoch(epoch, partial, complete=not stopped)
             if stopped:
-                tqdm.write(f"time budget reached at step {self.step}: stopping", file=sys.stderr)
+                self.report("stopped", {"step": self.step, "reason": f"time budget reached at step {self.step}"})
                 return
+            if self.plan.timed and self.timed_steps and self.step < self.plan.total_steps:
+                self._replan(time.monotonic())
+
+    def _replan(self, now: float) -> None:
+        """Plan the step count that fits before the deadline, from this session's measured speed."""
+        seconds_per_step = self.timed_seconds / self.timed_steps
+        epoch_end = self.epoch_end_s
+        if epoch_end is None:  # no epoch end measured yet: validation at a guessed inference speed
+            val_images = len(self.data.validator.cache) if self.data.validator is not None else 0
+            epoch_end = EPOCH_END_OVERHEAD_S + val_images * seconds_per_step / self.cfg.batch / INFERENCE_SPEEDUP
+        seconds_left = self.session.deadline - now
+        total = steps_that_fit(self.step, seconds_left, seconds_per_step, epoch_end, self.cfg.steps_per_epoch,
+                               self.cfg.max_steps)
+        retarget(self.plan, self.schedule, self.step, total)
+        self.plan.images_per_s = self.cfg.batch / seconds_per_step
+        self.plan.epoch_end_s = epoch_end
+        self.plan.planned_at_step = self.step
+        self.plan.plans += 1
+        self.report("plan", {**self.plan.as_dict(), "seconds_left": seconds_left})
 
     def _end_epoch(self, epoch: int, partial: dict, complete: bool) -> None:
+        t_end = time.monotonic()
         entry = {
             "epoch": epoch + 1,
             "steps": self.step - epoch * self.cfg.steps_per_epoch,
             "global_step": self.step,
             "loss": partial["loss_sum"] / max(partial["loss_n"], 1) if partial["loss_n"] else None,
-            "lr": _current_lr(self.optimizer),
+            "lr": current_lr(self.optimizer),
             "images_per_s": partial["images"] / partial["seconds"] if partial["seconds"] else None,
             "train_s": partial["seconds"],
             "complete": complete,
+            "planned_steps": self.plan.total_steps,
         }
         if self.data.validator is not None:
             t = time.monotonic()
@@ -523,12 +386,10 @@ class _Run:
 
         training_curve(history, self.run_dir / CURVE_FILE, title=f"{self.name} ({self.cfg.backbone})")
         with begin() as conn:
-            registry.update_model(conn, self.name, history=history, train_seconds=self.elapsed())
-        msg = f"epoch {entry['epoch']}: loss {entry['loss'] if entry['loss'] is not None else float('nan'):.4f}"
-        if "val_recall@1" in entry:
-            msg += "  val R@1/5/10 " + "/".join(f"{100 * entry[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
-        if self.progress:
-            print(msg, file=sys.stderr)
+            registry.update_model(conn, self.name, history=history, train_seconds=self.elapsed(),
+                                  hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir))
+        self.epoch_end_s = time.monotonic() - t_end
+        self.report("epoch_end", entry)
 
     def _is_best(self, entry: dict) -> bool:
         best = self.state["best"]
@@ -546,6 +407,7 @@ class _Run:
             metrics.update({f"thumbnail_val_{k}": v for k, v in self.state["baseline"].items()})
         rates = [h["images_per_s"] for h in self.state["history"] if h.get("images_per_s")]
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
+        metrics["plan"] = self.plan.as_dict()
         with begin() as conn:
             if self.heads is not None:  # the best epoch's heads, as rows beside the embedder
                 from .cell_heads import HEADS_FILE, store_heads
@@ -556,38 +418,5 @@ class _Run:
             return registry.update_model(
                 conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
                 train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
-                data_counts=self.data.counts, status="ready")
-
-
-def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, input_size: int | None = None,
-                   seed: int = 0, out: Path | None = None):
-    """Register a randomly initialised model (status 'ready'): a fast stand-in for tests and demos.
-
-    Its weights go to <OUT>/<model id>/ (OUT: the models root, <data dir>/models by default); the
-    row, the folder and the weights are made in one transaction, so a failure leaves none of them.
-    """
-    from .net import build_model
-
-    registry.check_name(name)
-    with begin() as conn:
-        if conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first() is not None:
-            raise AlreadyExists(f"model '{name}' already exists", hint="choose another name")
-    keras.utils.set_random_seed(seed)
-    model = build_model(backbone, dim, input_size, "none")
-    input_size = int(model.input_shape[1])  # None above: the backbone's default
-    hyperparams = {"backbone": backbone, "dim": dim, "input_size": input_size, "seed": seed, "weights": "none",
-                   "gem_p": 3.0, "trainable_p": False, "untrained": True}
-    root = Path(out).resolve() if out is not None else models_root()
-    with begin() as conn:
-        row = registry.register_model(conn, name, backbone, int(model.output_shape[-1]), input_size,
-                                      hyperparams, None, train_seconds=0.0, status="training")
-        run_dir = new_model_folder(root, row.id, name)
-        try:
-            path = run_dir / WEIGHTS_FILE
-            model.save_weights(path)
-            return registry.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
-                                         weights_path=path, weights_sha256=registry.file_sha256(path),
-                                         status="ready")
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
+                data_counts=self.data.counts, hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir),
+                status="ready")

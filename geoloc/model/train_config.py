@@ -1,0 +1,109 @@
+"""The hyper-parameters of a training run: defaults, checks, and the stored form.
+
+Imports neither TensorFlow nor Keras, so `geoloc train` can refuse bad options in a fraction of a
+second; the backbone table is only consulted when a config is built or checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..errors import ConfigError
+
+DEFAULT_BACKBONE = "mobilenetv3small"  # trains from scratch on two CPU cores in reasonable time
+DEFAULT_EPOCHS = 20  # without a time budget; with one, as many epochs as fit (see geoloc.model.schedule)
+SCRATCH_BN_MOMENTUM = 0.9  # from scratch the running statistics must follow weights that change fast
+PRETRAINED_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default: pretrained statistics move slowly
+LR_SCHEDULES = ("cosine", "constant")
+SPLITS = ("train", "val", "test")
+
+
+def default_bn_momentum(weights: str) -> float:
+    """BatchNorm momentum for a start from WEIGHTS: 0.9 from scratch ("none"), 0.99 from pretrained ones."""
+    return SCRATCH_BN_MOMENTUM if str(weights) == "none" else PRETRAINED_BN_MOMENTUM
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; stored as the registry row's `hyperparams`.
+
+    Defaults are the CPU setting measured best on two cores.
+    """
+
+    backbone: str = DEFAULT_BACKBONE
+    input_size: int | None = None    # None: the backbone's default (224; 160 for the CPU default)
+    dim: int = 256
+    epochs: int | None = None        # None: DEFAULT_EPOCHS, or with a time budget as many as fit
+    steps_per_epoch: int = 150
+    places: int = 8
+    per_place: int = 4
+    lr: float = 2e-3
+    lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0        # > 0 switches Adam to AdamW
+    weights: str = "none"            # "none" | "imagenet" | path of a .keras / .weights.h5 file
+    freeze: int = 0
+    gem_p: float = 3.0
+    trainable_p: bool = False
+    bn_momentum: float | None = None  # None: default_bn_momentum(weights)
+    augment: bool = True
+    seed: int = 0
+    split: str = "train"
+    val_split: str | None = "val"
+    versions: list[str] | None = None  # image versions to train on; None = all (v1 and v2)
+    include_queries: bool = False
+    ms_alpha: float = 2.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.5
+    ms_margin: float = 0.1
+    cells: str | None = None         # a cell partition: adds one classification head per level
+    cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
+    ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
+    cell_weight: float = 0.3
+
+    @property
+    def batch(self) -> int:
+        return self.places * self.per_place
+
+    @property
+    def max_steps(self) -> int | None:
+        """The step count --epochs allows (None: no epoch count given)."""
+        return None if self.epochs is None else self.epochs * self.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of a run without a time budget."""
+        return (self.epochs or DEFAULT_EPOCHS) * self.steps_per_epoch
+
+    def __post_init__(self) -> None:
+        if self.input_size is None:
+            from .backbones import BACKBONES
+
+            if self.backbone in BACKBONES:
+                self.input_size = BACKBONES[self.backbone].default_size
+        if self.bn_momentum is None:
+            self.bn_momentum = default_bn_momentum(self.weights)
+
+    def check(self) -> None:
+        from .backbones import backbone_spec
+
+        backbone_spec(self.backbone)
+        for name in ("input_size", "epochs", "steps_per_epoch", "places", "per_place"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
+        if self.lr <= 0:
+            raise ConfigError(f"learning rate must be positive (got {self.lr})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown learning-rate schedule '{self.lr_schedule}' (choose cosine or constant)")
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise ConfigError(f"bn-momentum must be in [0, 1) (got {self.bn_momentum})")
+        if self.split not in SPLITS or self.val_split not in (None, *SPLITS):
+            raise ConfigError(f"splits must be train, val or test (got '{self.split}' and '{self.val_split}')")
+        if self.val_split is not None and self.val_split == self.split:
+            raise ConfigError(f"validation split '{self.val_split}' must differ from the training split")
+
+    @classmethod
+    def from_hyperparams(cls, hp: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in hp.items() if k in names})
