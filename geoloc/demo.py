@@ -185,6 +185,7 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
     `geoloc train --cells`). --retrain builds the new model under a temporary name and swaps
     it in only once it is ready, in one transaction: until then (or if that training fails) the old
     model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
+    from .cli.train import ProgressView, whitening_line
     from .model import registry
     from .model.train import TrainConfig, train
 
@@ -197,8 +198,12 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
         status = status_of(name)
         if status == "ready":
             return registry.get_model(None, name)
-        return train(name, None if status else TrainConfig(cells=cells), resume=status is not None,
-                     max_minutes=minutes)
+        view = ProgressView()
+        try:
+            return train(name, None if status else TrainConfig(cells=cells), resume=status is not None,
+                         max_minutes=minutes, progress=view)
+        finally:
+            view.close()
 
     status = status_of(model)
     if status == "ready" and not retrain:
@@ -211,7 +216,9 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
         with begin() as conn:
             row = registry.replace_model(conn, model, successor)
     best = max((h.get("val_recall@1", 0) or 0 for h in row.history), default=0)
-    return f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}"
+    check = (row.hyperparams or {}).get("whitening_check")
+    whitening = f"; {whitening_line(check)}" if check else "; whitening: off"
+    return f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}{whitening}"
 
 
 def _embed(model: str) -> str:

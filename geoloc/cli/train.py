@@ -14,7 +14,7 @@ COMMANDS = ["train"]
 _RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "lr",
                 "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
                 "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
-                "cells", "ms_weight", "cell_weight")
+                "cells", "ms_weight", "cell_weight", "whiten")
 
 
 def _config(opts: dict):
@@ -66,6 +66,8 @@ def _config(opts: dict):
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
 @click.option("--cell-weight", type=float, help="Weight of the cells' cross-entropy in the loss [0.3].")
 @click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")
+@click.option("--whiten/--no-whiten", default=None, help="At the end, fit a PCA-whitening on the training split's "
+              "embeddings and keep it in the model if it raises val Recall@1 [on].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
               "optimizer state); a ready model is never trained again.")
 @click.option("--max-minutes", type=float, help="Time budget: after the first steps the speed is measured and the "
@@ -77,6 +79,9 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     checkpoints every epoch (and on Ctrl-C) into <data dir>/models/<model id>; validates
     Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
     marks the model ready (from then on its weights never change).
+
+    At the end (unless --no-whiten) a PCA-whitening is fitted on the best weights' embeddings of the
+    training split and kept as the model's last layer only if it raises val Recall@1.
 
     Length: --epochs alone trains exactly that many epochs (20 without either option). With
     --max-minutes the speed is measured after the first steps and the step count planned (and
@@ -119,9 +124,20 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     if recall:
         click.echo(f"best epoch {m.get('best_epoch')}: val Recall@1/5/10 {recall} %"
                    + (f" (16x16 thumbnails: {base} %)" if base else ""))
+    if (row.hyperparams or {}).get("whitening_check"):
+        click.echo(whitening_line(row.hyperparams["whitening_check"]))
     click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")
     if m.get("cell_heads"):
         click.echo(f"cell heads: {m['cell_heads']} cells of partition '{row.hyperparams.get('cells')}' (table model_cells)")
+
+
+def whitening_line(check: dict) -> str:
+    """One line for a run's whitening decision, e.g. 'whitening: val R@1 0.722 -> 0.774, kept'."""
+    if "val_raw" not in check:
+        return f"whitening: not fitted ({check.get('reason')})"
+    before, after = check["val_raw"].get("recall@1"), check["val_whitened"].get("recall@1")
+    verdict = "kept" if check["kept"] else f"not kept ({check.get('reason')})"
+    return f"whitening: val R@1 {before:.3f} -> {after:.3f}, {verdict}"
 
 
 class ProgressView:
@@ -162,6 +178,10 @@ class ProgressView:
             if "val_recall@1" in info:
                 msg += "  val R@1/5/10 " + "/".join(f"{100 * info[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
             self._line(msg)
+        elif kind == "whitening_fit":
+            self._line(f"whitening: embedding {info['images']:,} {info['split']} images to fit it")
+        elif kind == "whitening":
+            self._line(whitening_line(info))
         elif kind == "stopped":
             self.close()
             self._line(f"{info['reason']}: stopping")

@@ -80,6 +80,18 @@ def set_whitening(model: keras.Model, projection, bias) -> None:
     model.get_layer(WHITEN_LAYER).set_weights([projection, bias])
 
 
+def whitened_network(model: keras.Model, backbone: str, whitening, **build_args) -> keras.Model:
+    """A new network: MODEL (built by build_model(BACKBONE, **BUILD_ARGS)) with its weights, followed by
+    WHITENING (geoloc.model.whitening.Whitening) as a Dense layer and an L2 normalisation."""
+    import numpy as np
+
+    net = build_model(backbone, weights="none", **{**build_args, "whiten_dim": whitening.dims})
+    for layer in model.layers:
+        net.get_layer(layer.name).set_weights(layer.get_weights())
+    set_whitening(net, whitening.projection.astype(np.float32), whitening.bias.astype(np.float32))
+    return net
+
+
 def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer("backbone")
 

@@ -8,7 +8,14 @@ count and the same optimizer state as an uninterrupted run. How many steps a run
 
 Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
 "decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
-"step" {step, epoch_step, loss, images_per_s}; "epoch_end" {the history entry}; "stopped" {step, reason}.
+"step" {step, epoch_step, loss, images_per_s}; "epoch_end" {the history entry}; "stopped" {step, reason};
+"whitening_fit" {split, images}; "whitening" {kept, reason, val_raw, val_whitened, ...}.
+
+At the end (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) is fitted on
+the best weights' embeddings of the training images and validated like an epoch; only if it raises
+val Recall@1 the model's weights become the network with the whitening as its last layers (the raw
+best weights stay beside them as raw.weights.h5). The model is marked ready only after this step, so
+a run killed during it redoes it on `--resume`.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = ["CHECKPOINT_DIR", "CURVE_FILE", "WEIGHTS_FILE", "Interrupted", "Plan"
 Progress = Callable[[str, dict], None]
 INFERENCE_SPEEDUP = 3.0  # validation images/s per training images/s, assumed until an epoch end is measured
 EPOCH_END_OVERHEAD_S = 1.0  # checkpoint, curve and registry row of an epoch end, assumed until measured
+RAW_WEIGHTS_FILE = "raw.weights.h5"  # the best epoch's network without the whitening, when it is kept
 
 
 class Interrupted(KeyboardInterrupt):
@@ -257,6 +265,7 @@ class _Run:
         self.schedule, self.plan, self.run_dir, self.data, self.state = schedule, plan, run_dir, data, state
         self.session, self.report = session, session.report
         self.val_seconds = 0.0
+        self.finish_s = 0.0  # seconds kept free for the final whitening step
         self.epoch_end_s: float | None = None  # measured duration of this session's latest epoch end
         self.timed_steps, self.timed_seconds = 0, 0.0  # this session's steps after the traced first one
         self.heads, self.tracked = None, model
@@ -275,7 +284,18 @@ class _Run:
 
     def _over_budget(self, now: float) -> bool:
         deadline = self.session.deadline
-        return deadline is not None and now + self.val_seconds > deadline
+        return deadline is not None and now + self.val_seconds + self.finish_s > deadline
+
+    def _whitening_estimate(self, seconds_per_step: float) -> float:
+        """Seconds the final whitening step will take: the training images embedded at inference speed."""
+        validator = self.data.validator
+        if not self.cfg.whiten or validator is None or self.heads is not None:
+            return 0.0
+        if self.val_seconds and len(validator.cache):
+            per_image = self.val_seconds / len(validator.cache)
+        else:
+            per_image = seconds_per_step / self.cfg.batch / INFERENCE_SPEEDUP
+        return (len(self.data.cache) + len(validator.cache)) * per_image
 
     def loop(self, train_step) -> None:
         from .data import Augment, training_dataset
@@ -338,7 +358,8 @@ class _Run:
         if epoch_end is None:  # no epoch end measured yet: validation at a guessed inference speed
             val_images = len(self.data.validator.cache) if self.data.validator is not None else 0
             epoch_end = EPOCH_END_OVERHEAD_S + val_images * seconds_per_step / self.cfg.batch / INFERENCE_SPEEDUP
-        seconds_left = self.session.deadline - now
+        self.finish_s = self._whitening_estimate(seconds_per_step)
+        seconds_left = self.session.deadline - now - self.finish_s
         total = steps_that_fit(self.step, seconds_left, seconds_per_step, epoch_end, self.cfg.steps_per_epoch,
                                self.cfg.max_steps)
         retarget(self.plan, self.schedule, self.step, total)
@@ -408,6 +429,11 @@ class _Run:
         rates = [h["images_per_s"] for h in self.state["history"] if h.get("images_per_s")]
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
         metrics["plan"] = self.plan.as_dict()
+        hyperparams = _hyperparams(self.cfg, self.plan, self.run_dir)
+        if self.cfg.whiten:
+            check = self.whiten(weights_path)
+            hyperparams["whiten"] = check if check["kept"] else False
+            hyperparams["whitening_check"] = check
         with begin() as conn:
             if self.heads is not None:  # the best epoch's heads, as rows beside the embedder
                 from .cell_heads import HEADS_FILE, store_heads
@@ -418,5 +444,49 @@ class _Run:
             return registry.update_model(
                 conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
                 train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
-                data_counts=self.data.counts, hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir),
-                status="ready")
+                data_counts=self.data.counts, hyperparams=hyperparams, status="ready")
+
+    def whiten(self, weights_path: Path) -> dict:
+        """Fit the whitening on the best weights' embeddings of the training images, validate it, and if
+        it raises val Recall@1 write the whitened network to WEIGHTS_PATH; returns what was decided
+        ({"kept", "reason", ...}, with the keys registry.network_args reads when kept)."""
+        from .net import whitened_network
+        from .validate import embed_cached
+        from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, fit_whitening, keep_whitening
+
+        cfg, validator = self.cfg, self.data.validator
+        check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache)}
+        if validator is None or self.heads is not None:
+            check["reason"] = ("no validation split to check it on" if validator is None
+                               else "the cell heads are trained on the raw embedding")
+            self.report("whitening", check)
+            return check
+        raw_file = weights_path.parent / RAW_WEIGHTS_FILE
+        self.model.load_weights(raw_file if raw_file.is_file() else weights_path)  # the best epoch's network
+        self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache)})
+        base_dim = int(self.model.output_shape[-1])
+        try:
+            whitening = fit_whitening(embed_cached(self.model, self.data.cache, cfg.input_size))
+        except ValueError as exc:
+            check["reason"] = f"cannot fit: {exc}"
+            self.report("whitening", check)
+            return check
+        val = validator.embed(self.model)
+        check["val_raw"], check["val_whitened"] = validator.score(val), validator.score(whitening.apply(val))
+        kept, check["reason"] = keep_whitening(check["val_raw"], check["val_whitened"])
+        if kept and whitening.dims != base_dim:  # the registered dim stays the network's
+            kept, check["reason"] = False, f"it keeps {whitening.dims} of {base_dim} dimensions"
+        check.update(kept=kept, base_dim=base_dim, dims=whitening.dims, dims_requested=DEFAULT_WHITEN_DIMS,
+                     shrinkage=DEFAULT_WHITEN_SHRINKAGE)
+        if kept:
+            net = whitened_network(self.model, cfg.backbone, whitening, dim=base_dim, input_size=cfg.input_size,
+                                   gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
+            if not raw_file.is_file():
+                tmp = raw_file.with_name(f"next.{RAW_WEIGHTS_FILE}")
+                shutil.copyfile(weights_path, tmp)
+                os.replace(tmp, raw_file)
+            tmp = weights_path.with_name(f"next.{weights_path.name}")
+            net.save_weights(tmp)
+            os.replace(tmp, weights_path)  # a kill never leaves half a file; resume refits from raw_file
+        self.report("whitening", check)
+        return check

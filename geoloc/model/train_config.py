@@ -60,6 +60,7 @@ class TrainConfig:
     cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
     ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
     cell_weight: float = 0.3
+    whiten: bool = True              # fit a PCA-whitening on the training split, kept if it helps on val
 
     @property
     def batch(self) -> int:
@@ -106,4 +107,7 @@ class TrainConfig:
     @classmethod
     def from_hyperparams(cls, hp: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in hp.items() if k in names})
+        values = {k: v for k, v in hp.items() if k in names}
+        if "whiten" in values:  # a finished run stores what it kept: the whitening (a dict) or False
+            values["whiten"] = bool(values["whiten"])
+        return cls(**values)

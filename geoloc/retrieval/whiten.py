@@ -22,6 +22,7 @@ import numpy as np
 from ..db.engine import begin
 from ..errors import AlreadyExists, InputError, NotFound
 from ..splits import SPLITS
+from ..model.whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, Whitening, fit_whitening
 from . import postprocess as post
 from .baseline import THUMBNAIL_BACKBONE
 from .evaluate import WHITEN_FIT_SPLIT, split_embeddings
@@ -35,14 +36,14 @@ OPTIONS = {"whiten_dims": "--dims", "whiten_shrinkage": "--shrinkage"}  # PostPa
 class Whitened:
     row: object  # the new model's registry row (ready)
     source: object  # the source model's registry row
-    whitening: post.Whitening
+    whitening: Whitening
     fit_split: str
     fit_count: int
     seconds: float
 
 
-def whiten_model(source: str, name: str, dims: int | None = post.DEFAULT_WHITEN_DIMS,
-                 shrinkage: float = post.DEFAULT_WHITEN_SHRINKAGE, split: str = DEFAULT_FIT_SPLIT,
+def whiten_model(source: str, name: str, dims: int | None = DEFAULT_WHITEN_DIMS,
+                 shrinkage: float = DEFAULT_WHITEN_SHRINKAGE, split: str = DEFAULT_FIT_SPLIT,
                  out: Path | None = None) -> Whitened:
     """Register NAME, a ready model: SOURCE's network followed by the whitening fitted on SOURCE's
     stored embeddings of SPLIT (every image of the split must have one), keeping DIMS principal
@@ -63,7 +64,7 @@ def whiten_model(source: str, name: str, dims: int | None = post.DEFAULT_WHITEN_
         src = _source_row(conn, source)
         fit_x = _fit_embeddings(conn, src, split)
     try:
-        whitening = post.fit_whitening(fit_x, dims, shrinkage)
+        whitening = fit_whitening(fit_x, dims, shrinkage)
     except ValueError as exc:
         raise InputError(f"model '{source}': cannot whiten its embeddings of split {split} ({exc})") from None
     network = _whitened_network(source, src, whitening)
@@ -101,10 +102,13 @@ def _source_row(conn, source: str):
     if row.status != "ready":
         raise InputError(f"model '{source}' is not ready (status {row.status}): only a finished model can be "
                          "whitened", hint=f"finish its training with 'geoloc train --name {source} --resume'")
-    made_from = ((row.hyperparams or {}).get("whiten") or {}).get("from") or {}
+    whiten = (row.hyperparams or {}).get("whiten") or {}
+    made_from = whiten.get("from") or {}
     if made_from:
         raise InputError(f"model '{source}' is whitened already (from model '{made_from.get('name')}')",
                          hint=f"whiten '{made_from.get('name')}' instead")
+    if whiten:
+        raise InputError(f"model '{source}' is whitened already (its training kept the whitening it learned)")
     return row
 
 
@@ -124,24 +128,20 @@ def _fit_embeddings(conn, row, split: str) -> np.ndarray:
     return split_embeddings(conn, row.id, row.dim, split)
 
 
-def _whitened_network(source: str, src, whitening: post.Whitening):
+def _whitened_network(source: str, src, whitening: Whitening):
     """SOURCE's network (its weights checked against their sha256) with WHITENING appended."""
-    from ..model.net import build_model, set_whitening
+    from ..model.net import whitened_network
     from ..model.registry import load_embedder, network_args
 
     src_net, loaded = load_embedder(None, source)
     if loaded.id != src.id:
         raise InputError(f"model '{source}' was replaced while it was being whitened: run again")
-    net = build_model(src.backbone, weights="none", **{**network_args(src), "whiten_dim": whitening.dims})
-    for layer in src_net.layers:
-        net.get_layer(layer.name).set_weights(layer.get_weights())
-    projection = whitening.projection.astype(np.float32)
-    set_whitening(net, projection, (-whitening.mean @ whitening.projection).astype(np.float32))
+    net = whitened_network(src_net, src.backbone, whitening, **network_args(src))
     _check_equivalence(src_net, net, whitening)
     return net
 
 
-def _check_equivalence(src_net, net, whitening: post.Whitening) -> None:
+def _check_equivalence(src_net, net, whitening: Whitening) -> None:
     """The new network's output is Whitening.apply of the source's, on a couple of pixel arrays."""
     size = int(src_net.input_shape[1])
     pixels = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
@@ -151,7 +151,7 @@ def _check_equivalence(src_net, net, whitening: post.Whitening) -> None:
         raise RuntimeError("the whitened network does not compute the whitening of its source's embeddings")
 
 
-def _register(net, name: str, src, whitening: post.Whitening, dims: int | None, shrinkage: float, split: str,
+def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrinkage: float, split: str,
               fit_count: int, out: Path | None, seconds: float):
     from ..model import registry
     from ..model.train import WEIGHTS_FILE, models_root, new_model_folder
