@@ -185,9 +185,9 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
     `geoloc train --cells`). --retrain builds the new model under a temporary name and swaps
     it in only once it is ready, in one transaction: until then (or if that training fails) the old
     model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
-    from .cli.train import ProgressView, whitening_line
     from .model import registry
     from .model.train import TrainConfig, train
+    from .model.train_progress import ProgressView, whitening_line
 
     def status_of(name: str) -> str | None:
         with begin() as conn:

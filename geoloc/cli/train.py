@@ -102,6 +102,7 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         cfg = _config(opts)
     from ..model.train import Interrupted
     from ..model.train import train as run_training
+    from ..model.train_progress import ProgressView, whitening_line
 
     progress = ProgressView()
     try:
@@ -129,59 +130,3 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")
     if m.get("cell_heads"):
         click.echo(f"cell heads: {m['cell_heads']} cells of partition '{row.hyperparams.get('cells')}' (table model_cells)")
-
-
-def whitening_line(check: dict) -> str:
-    """One line for a run's whitening decision, e.g. 'whitening: val R@1 0.722 -> 0.774, kept'."""
-    if "val_raw" not in check:
-        return f"whitening: not fitted ({check.get('reason')})"
-    before, after = check["val_raw"].get("recall@1"), check["val_whitened"].get("recall@1")
-    verdict = "kept" if check["kept"] else f"not kept ({check.get('reason')})"
-    return f"whitening: val R@1 {before:.3f} -> {after:.3f}, {verdict}"
-
-
-class ProgressView:
-    """Renders `geoloc.model.train`'s progress reports on stderr: a bar per epoch, a line per event."""
-
-    def __init__(self):
-        self.bar = None
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def _line(self, text: str) -> None:
-        from tqdm import tqdm
-
-        tqdm.write(text, file=sys.stderr)
-
-    def __call__(self, kind: str, info: dict) -> None:
-        from tqdm import tqdm
-
-        if kind == "decoding":
-            self._line(f"decoding {info['images']:,} {info['split']} images")
-        elif kind == "plan":
-            self._line(f"plan: {info['total_steps']} steps ({info['epochs']} epochs) at {info['images_per_s']:.1f} img/s"
-                       f" to end in {info['seconds_left'] / 60:.1f} min (planned at step {info['planned_at_step']})")
-        elif kind == "epoch":
-            self.close()
-            self.bar = tqdm(total=info["steps"], initial=info["done"], desc=f"epoch {info['epoch']}/{info['epochs']}",
-                            unit="step", file=sys.stderr, dynamic_ncols=True)
-        elif kind == "step" and self.bar is not None:
-            self.bar.update(info["epoch_step"] - self.bar.n)
-            self.bar.set_postfix(loss=f"{info['loss']:.4f}", img_s=f"{info['images_per_s']:.1f}")
-        elif kind == "epoch_end":
-            self.close()
-            loss = info["loss"] if info["loss"] is not None else float("nan")
-            msg = f"epoch {info['epoch']}: loss {loss:.4f}  lr {info['lr']:.2e}"
-            if "val_recall@1" in info:
-                msg += "  val R@1/5/10 " + "/".join(f"{100 * info[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
-            self._line(msg)
-        elif kind == "whitening_fit":
-            self._line(f"whitening: embedding {info['images']:,} {info['split']} images to fit it")
-        elif kind == "whitening":
-            self._line(whitening_line(info))
-        elif kind == "stopped":
-            self.close()
-            self._line(f"{info['reason']}: stopping")
