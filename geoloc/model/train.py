@@ -233,8 +233,10 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     previous = _terminate_as_interrupt()
     try:
         run.loop(train_step)
+        run.finishing = True  # from here the model holds the best weights: the last checkpoint stays as it is
+        return run.finish(run_dir / WEIGHTS_FILE)  # the whitening step included: not ready before it ends
     except KeyboardInterrupt:
-        ckpt = run.checkpoint()
+        ckpt = run_dir / CHECKPOINT_DIR if run.finishing else run.checkpoint()
         raise Interrupted(name, run.step, ckpt) from None
     except BaseException:
         with begin() as conn:
@@ -243,7 +245,6 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return run.finish(run_dir / WEIGHTS_FILE)
 
 
 def _terminate_as_interrupt():
@@ -269,6 +270,7 @@ class _Run:
         self.epoch_end_s: float | None = None  # measured duration of this session's latest epoch end
         self.timed_steps, self.timed_seconds = 0, 0.0  # this session's steps after the traced first one
         self.heads, self.tracked = None, model
+        self.finishing = False
 
     @property
     def step(self) -> int:
@@ -471,16 +473,17 @@ class _Run:
             check["reason"] = f"cannot fit: {exc}"
             self.report("whitening", check)
             return check
-        val = validator.embed(self.model)
-        check["val_raw"], check["val_whitened"] = validator.score(val), validator.score(whitening.apply(val))
+        # both figures measured on the networks themselves: the whitened one computes in float32, which is
+        # what embedding will do with it
+        net = whitened_network(self.model, cfg.backbone, whitening, dim=base_dim, input_size=cfg.input_size,
+                               gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
+        check["val_raw"], check["val_whitened"] = validator(self.model), validator(net)
         kept, check["reason"] = keep_whitening(check["val_raw"], check["val_whitened"])
         if kept and whitening.dims != base_dim:  # the registered dim stays the network's
             kept, check["reason"] = False, f"it keeps {whitening.dims} of {base_dim} dimensions"
         check.update(kept=kept, base_dim=base_dim, dims=whitening.dims, dims_requested=DEFAULT_WHITEN_DIMS,
                      shrinkage=DEFAULT_WHITEN_SHRINKAGE)
         if kept:
-            net = whitened_network(self.model, cfg.backbone, whitening, dim=base_dim, input_size=cfg.input_size,
-                                   gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
             if not raw_file.is_file():
                 tmp = raw_file.with_name(f"next.{RAW_WEIGHTS_FILE}")
                 shutil.copyfile(weights_path, tmp)
