@@ -99,8 +99,10 @@ def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(im
         assert np.allclose(kernel, whitening.projection, rtol=1e-4, atol=1e-6 * np.abs(kernel).max())
         assert np.allclose(bias, -whitening.mean @ whitening.projection, rtol=1e-4, atol=1e-6 * np.abs(bias).max())
         assert recall(stored_val) == pytest.approx(check["val_whitened"], abs=1e-9)
-        assert (Path(row.weights_path).parent / "raw.weights.h5").is_file()
+        weights = Path(row.weights_path)
+        assert weights.name == "whitened.weights.h5" and (weights.parent / "best.weights.h5").is_file()
     else:
+        assert Path(row.weights_path).name == "best.weights.h5"
         assert np.allclose(stored_val, raw_val, atol=1e-5)
 
 
@@ -112,7 +114,8 @@ def test_no_whiten_stores_no_whitening(imported, cli):
     assert "whitening" not in res.stdout
     row = registry.get_model(None, "plain")
     assert row.hyperparams["whiten"] is False and "whitening_check" not in row.hyperparams
-    assert not (Path(row.weights_path).parent / "raw.weights.h5").exists()
+    weights = Path(row.weights_path)
+    assert weights.name == "best.weights.h5" and not (weights.parent / "whitened.weights.h5").exists()
     embedder, _ = registry.load_embedder(None, "plain")
     assert "whitening" not in [layer.name for layer in embedder.layers]
     assert TrainConfig.from_hyperparams(row.hyperparams).whiten is False

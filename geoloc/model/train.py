@@ -13,8 +13,8 @@ Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI
 
 At the end (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) is fitted on
 the best weights' embeddings of the training images and validated like an epoch; only if it raises
-val Recall@1 the model's weights become the network with the whitening as its last layers (the raw
-best weights stay beside them as raw.weights.h5). The model is marked ready only after this step, so
+val Recall@1 the model's weights become the network with the whitening as its last layers, written to
+whitened.weights.h5 beside the raw best weights (best.weights.h5, which a resumed run refits from). The model is marked ready only after this step, so
 a run killed during it redoes it on `--resume`.
 """
 
@@ -52,7 +52,7 @@ __all__ = ["CHECKPOINT_DIR", "CURVE_FILE", "WEIGHTS_FILE", "Interrupted", "Plan"
 Progress = Callable[[str, dict], None]
 INFERENCE_SPEEDUP = 3.0  # validation images/s per training images/s, assumed until an epoch end is measured
 EPOCH_END_OVERHEAD_S = 1.0  # checkpoint, curve and registry row of an epoch end, assumed until measured
-RAW_WEIGHTS_FILE = "raw.weights.h5"  # the best epoch's network without the whitening, when it is kept
+WHITENED_WEIGHTS_FILE = "whitened.weights.h5"  # the best epoch's network + whitening, when it is kept
 
 
 class Interrupted(KeyboardInterrupt):
@@ -436,6 +436,8 @@ class _Run:
             check = self.whiten(weights_path)
             hyperparams["whiten"] = check if check["kept"] else False
             hyperparams["whitening_check"] = check
+            if check["kept"]:
+                weights_path = weights_path.with_name(check["weights_file"])
         with begin() as conn:
             if self.heads is not None:  # the best epoch's heads, as rows beside the embedder
                 from .cell_heads import HEADS_FILE, store_heads
@@ -450,7 +452,7 @@ class _Run:
 
     def whiten(self, weights_path: Path) -> dict:
         """Fit the whitening on the best weights' embeddings of the training images, validate it, and if
-        it raises val Recall@1 write the whitened network to WEIGHTS_PATH; returns what was decided
+        it raises val Recall@1 write the whitened network beside WEIGHTS_PATH; returns what was decided
         ({"kept", "reason", ...}, with the keys registry.network_args reads when kept)."""
         from .net import whitened_network
         from .validate import embed_cached
@@ -463,8 +465,7 @@ class _Run:
                                else "the cell heads are trained on the raw embedding")
             self.report("whitening", check)
             return check
-        raw_file = weights_path.parent / RAW_WEIGHTS_FILE
-        self.model.load_weights(raw_file if raw_file.is_file() else weights_path)  # the best epoch's network
+        self.model.load_weights(weights_path)  # the best epoch's network
         self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache)})
         base_dim = int(self.model.output_shape[-1])
         try:
@@ -483,13 +484,11 @@ class _Run:
             kept, check["reason"] = False, f"it keeps {whitening.dims} of {base_dim} dimensions"
         check.update(kept=kept, base_dim=base_dim, dims=whitening.dims, dims_requested=DEFAULT_WHITEN_DIMS,
                      shrinkage=DEFAULT_WHITEN_SHRINKAGE)
-        if kept:
-            if not raw_file.is_file():
-                tmp = raw_file.with_name(f"next.{RAW_WEIGHTS_FILE}")
-                shutil.copyfile(weights_path, tmp)
-                os.replace(tmp, raw_file)
-            tmp = weights_path.with_name(f"next.{weights_path.name}")
+        if kept:  # a new file: the raw best weights stay where a resumed run refits from
+            whitened = weights_path.with_name(WHITENED_WEIGHTS_FILE)
+            tmp = whitened.with_name(f"next.{whitened.name}")
             net.save_weights(tmp)
-            os.replace(tmp, weights_path)  # a kill never leaves half a file; resume refits from raw_file
+            os.replace(tmp, whitened)  # a kill never leaves half a file
+            check["weights_file"] = whitened.name
         self.report("whitening", check)
         return check
