@@ -14,8 +14,8 @@ Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI
 At the end (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) is fitted on
 the best weights' embeddings of the training images and validated like an epoch; only if it raises
 val Recall@1 the model's weights become the network with the whitening as its last layers, written to
-whitened.weights.h5 beside the raw best weights (best.weights.h5, which a resumed run refits from). The model is marked ready only after this step, so
-a run killed during it redoes it on `--resume`.
+whitened.weights.h5 beside the raw best weights (best.weights.h5, which a resumed run refits from).
+The model is marked ready only after this step, so a run killed during it redoes it on `--resume`.
 """
 
 from __future__ import annotations

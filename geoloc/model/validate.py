@@ -59,16 +59,8 @@ class Validator:
         q = self.is_query
         return recall_at_k(emb[q], self.loc[q], emb[~q], self.loc[~q])
 
-    def embed(self, model) -> np.ndarray:
-        """MODEL's embeddings of the validation images (inference mode), in the order `score` expects."""
-        return embed_cached(model, self.cache, self.size)
-
-    def score(self, emb: np.ndarray) -> dict[str, float]:
-        """Recall@1/5/10 of embeddings of the validation images (rows L2-normalised)."""
-        return self._score(np.asarray(emb, dtype=np.float32))
-
     def __call__(self, model) -> dict[str, float]:
-        return self._score(self.embed(model))
+        return self._score(embed_cached(model, self.cache, self.size))
 
     def thumbnail_baseline(self, side: int = THUMBNAIL_SIZE) -> dict[str, float]:
         """The non-learned baseline on the same images: geoloc.thumbnail's vectors (as `evaluate` embeds them)."""
