@@ -134,7 +134,7 @@ def geodesic_within(lat: np.ndarray, lng: np.ndarray, centre: tuple[float, float
 def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
     """A model's embeddings (and their images' locations) from the configured database, copied into a
     benchmark database of their own, so timing the index-less query never locks the real table."""
-    from geoloc.model.registry import get_model
+    from geoloc.db.models import get_model
 
     with begin() as conn:
         row = get_model(conn, model)

@@ -175,7 +175,7 @@ def _report(row, method: str, database: int, k: int, consensus_k: int, hits: lis
 def evaluate_model(conn, model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
                    consensus_k: int = DEFAULT_CONSENSUS_K, method: str = "model", store: bool = True) -> MethodReport:
     """Evaluate one registered model whose embeddings of the split exist (inside the caller's transaction)."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, model_name)
     counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
@@ -303,7 +303,7 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
     """The model post-processed as each of RUNS (tuples of post-processing steps) says, on the same
     queries and database as evaluate_model, by exact search in numpy over the stored embeddings; the
     whitening is fitted on the model's embeddings of FIT_SPLIT. Inside the caller's transaction."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, model_name)
     pv = protocol_vectors(conn, row.id, row.dim, split, version)
@@ -361,7 +361,7 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     baseline_name = baseline_model_name(baseline or "thumbnail")
     if model is not None:
         with begin(url) as conn:  # an unknown model fails before any baseline work
-            from ..model.registry import get_model
+            from ..db.models import get_model
 
             get_model(conn, model)
     embed_images(baseline_name, split=split, version=version, progress=progress, url=url)

@@ -140,7 +140,7 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
 def has_cells(model: str, read_url: str | None = None, conn: Connection | None = None) -> bool:
     """Whether registered model MODEL has cell heads (False for unknown names and the baseline), in
     the database a search with CONN, READ_URL reads (search.reading)."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     with reading(conn, read_url) as conn:
         try:

@@ -83,7 +83,7 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                    top_cells: int = EVAL_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = EVAL_CELL_LEVEL,
                    store: bool = True, progress: bool = False, url: str | None = None) -> CellsReport:
     """The four methods side by side on SPLIT/VERSION; the cells and hybrid runs are stored."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     if not 1 <= top_cells <= 1000:
         raise InputError(f"--top-cells {top_cells}: must be between 1 and 1000")
