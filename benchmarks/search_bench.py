@@ -19,7 +19,7 @@ Filters: none, and "near": only points within --radius metres of a point (real d
 own location; synthetic: a random point), i.e. `geoloc search --near --within` (iterative scans).
 
 Methods (recall@k against exact brute force in numpy, float32):
-  SQL+HNSW    sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
+  SQL+HNSW    geoloc/sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
               hnsw.ef_search = --ef-search), one execute + fetch per query over loopback TCP
   SQL exact   the same statement in a transaction that dropped the HNSW index first (rolled back:
               the index stays; harmless in the benchmark's own database)
