@@ -19,7 +19,7 @@ Filters: none, and "near": only points within --radius metres of a point (real d
 own location; synthetic: a random point), i.e. `geoloc search --near --within` (iterative scans).
 
 Methods (recall@k against exact brute force in numpy, float32):
-  SQL+HNSW    sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
+  SQL+HNSW    geoloc/sql/search/knn.sql as `geoloc search` runs it (hnsw.iterative_scan = relaxed_order,
               hnsw.ef_search = --ef-search), one execute + fetch per query over loopback TCP
   SQL exact   the same statement in a transaction that dropped the HNSW index first (rolled back:
               the index stays; harmless in the benchmark's own database)
@@ -134,7 +134,7 @@ def geodesic_within(lat: np.ndarray, lng: np.ndarray, centre: tuple[float, float
 def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
     """A model's embeddings (and their images' locations) from the configured database, copied into a
     benchmark database of their own, so timing the index-less query never locks the real table."""
-    from geoloc.model.registry import get_model
+    from geoloc.db.models import get_model
 
     with begin() as conn:
         row = get_model(conn, model)

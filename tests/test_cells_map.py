@@ -36,7 +36,7 @@ def cells_db(subset_db):
     from geoloc.cells.partition import build_partition
     from geoloc.db.engine import begin
     from geoloc.model.cell_heads import CellLabels, build_heads, load_partition_classes, store_heads
-    from geoloc.model.registry import get_model
+    from geoloc.db.models import get_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEOLOC_DATABASE_URL", subset_db.url)

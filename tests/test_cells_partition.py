@@ -125,3 +125,19 @@ def test_build_without_images_stores_nothing(db_url, cli, engine):
     assert res.stderr == "Error: no images in split 'train' to partition\nHint: import images first: geoloc ingest images DIR\n"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM cell_partitions")).scalar_one() == 0
+
+
+def test_a_build_inside_the_callers_transaction_goes_with_it(imported, engine):
+    """With conn, build_partition is a step of the caller's transaction: list_partitions on the same
+    connection sees it, and a rollback leaves no partition and no cells."""
+    from geoloc.cells.partition import build_partition, list_partitions
+
+    with engine.connect() as conn:
+        with conn.begin() as tx:
+            summary = build_partition("inside", img_min=20, img_max=200, levels=1, conn=conn)
+            assert summary.images > 0 and len(summary.levels) == 1
+            assert [p["name"] for p in list_partitions(conn)] == ["inside"]
+            tx.rollback()
+    assert list_partitions() == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM cells")).scalar_one() == 0

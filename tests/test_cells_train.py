@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from geoloc.model import registry
+from geoloc.db import models as db_models
 from retrieval_data import TEMPLATE, copy_locations, drop_database
 from test_cells_partition import TRAIN_DIR, VAL_DIR
 
@@ -60,7 +60,7 @@ def db(trained, monkeypatch):
 @pytest.mark.slow
 def test_train_with_cells_stores_one_head_row_per_cell_and_the_partition(trained, db):
     assert "cell heads: " in trained[1] and "of partition 'p'" in trained[1]
-    row = registry.get_model(None, "m")
+    row = db_models.get_model(None, "m")
     with db.connect() as conn:
         part = conn.execute(sa.text("SELECT id FROM cell_partitions WHERE name = 'p'")).scalar_one()
         cells = conn.execute(sa.text("SELECT id FROM cells WHERE partition_id = :p ORDER BY id"), {"p": part}).scalars().all()
@@ -123,7 +123,7 @@ def test_hybrid_search_json_has_cell_probabilities_and_neighbours_inside_top_cel
     with db.connect() as conn:
         emb = load_embedder(conn, "m")
     query = emb.embed([image])[0]
-    expected = _expected_probabilities(db, registry.get_model(None, "m").id, query)
+    expected = _expected_probabilities(db, db_models.get_model(None, "m").id, query)
     best = sorted(expected, key=lambda c: -expected[c])[:len(cells)]
     assert [c["cell_id"] for c in cells] == best
     assert probs == pytest.approx([expected[c] for c in best], rel=1e-3, abs=1e-6)
@@ -155,7 +155,7 @@ def test_hybrid_query_is_one_statement_using_the_hnsw_index(trained, db):
     text = sqlfiles.read("search/knn_cells.sql")
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     assert code.rstrip().endswith(";") and code.count(";") == 1  # one statement
-    model_id = registry.get_model(None, "m").id
+    model_id = db_models.get_model(None, "m").id
     with begin() as conn:
         set_search_options(conn)
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
@@ -204,7 +204,7 @@ def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db
     with pytest.raises(Interrupted):
         train("r", cfg, on_step=ctrl_c, progress=False)
     row = train("r", resume=True, progress=False)
-    full = registry.get_model(None, "m")
+    full = db_models.get_model(None, "m")
     assert row.status == "ready" and row.metrics["steps"] == full.metrics["steps"] == 8
     assert row.metrics["cell_heads"] == full.metrics["cell_heads"] == sum(full.data_counts["cells_per_level"])
     assert [h["loss"] for h in row.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)

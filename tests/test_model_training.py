@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from geoloc.collect.locations import ingest_locations
 from geoloc.imagery.importer import ingest_images
+from geoloc.db import models as db_models
 from geoloc.model import registry
 from geoloc.model.sampler import PKSampler, load_split
 from geoloc.model.train import Interrupted, TrainConfig, save_untrained, train
@@ -70,7 +71,7 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     assert res.exit_code == 0, res.output
     assert "model 'full' ready: mobilenetv3small 64px dim 32, 10 steps" in res.stdout
     assert "16x16 thumbnails" in res.stdout
-    row = registry.get_model(None, "full")
+    row = db_models.get_model(None, "full")
     assert (row.status, row.backbone, row.dim, row.input_size, row.train_split) == \
         ("ready", "mobilenetv3small", 32, 64, "train")
     hp = row.hyperparams
@@ -110,10 +111,10 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     with pytest.raises(Interrupted) as stop:
         train("broken", TrainConfig(**TINY), on_step=ctrl_c, progress=False)
     assert stop.value.step == 7
-    assert registry.get_model(None, "broken").status == "training"
+    assert db_models.get_model(None, "broken").status == "training"
     res = cli("train", "--name", "broken", "--resume")
     assert res.exit_code == 0, res.output
-    resumed = registry.get_model(None, "broken")
+    resumed = db_models.get_model(None, "broken")
     assert resumed.status == "ready" and resumed.metrics["steps"] == row.metrics["steps"] == 10
     assert [h["global_step"] for h in resumed.history] == [5, 10]
     assert resumed.history[0]["loss"] == pytest.approx(history[0]["loss"], rel=1e-4)
@@ -136,7 +137,7 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(imported):
     with pytest.raises(Interrupted) as stop:
         train("killed", TrainConfig(**TINY), on_step=kill_at_3, progress=False)
     assert stop.value.step == 3
-    row = registry.get_model(None, "killed")
+    row = db_models.get_model(None, "killed")
     assert row.status == "training"
     ckpt = Path(stop.value.checkpoint)
     assert (ckpt / "model.weights.h5").stat().st_size > 0 and (ckpt / "optimizer.npz").is_file()
@@ -209,5 +210,5 @@ def test_untrained_model_registers_and_loads_back(db_url, tmp_path, monkeypatch)
         save_untrained("u", dim=16, input_size=48)
     assert str(err.value) == "model 'u' already exists"
     with pytest.raises(Exception) as err:
-        registry.get_model(None, "missing")
+        db_models.get_model(None, "missing")
     assert str(err.value) == "model 'missing' not found" and err.value.hint == "see 'geoloc models list'"

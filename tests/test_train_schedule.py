@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from geoloc.model import registry
+from geoloc.db import models as db_models
 from geoloc.model.schedule import WarmupCosine, epoch_ends, steps_that_fit
 from geoloc.model.train import TrainConfig, train
 from test_model_training import TINY, imported, subset  # noqa: F401
@@ -132,10 +132,10 @@ def test_sigterm_to_a_training_process_checkpoints_and_resume_finishes(imported,
     assert "Hint: continue with 'geoloc train --name term --resume'" in text
     step, ckpt = int(found[1]), Path(found[2])
     assert 5 <= step < 20 and json.loads((ckpt / "state.json").read_text())["step"] == step
-    assert registry.get_model(None, "term").status == "training"
+    assert db_models.get_model(None, "term").status == "training"
     res = cli("train", "--name", "term", "--resume")
     assert res.exit_code == 0, res.output
-    row = registry.get_model(None, "term")
+    row = db_models.get_model(None, "term")
     assert row.status == "ready" and row.metrics["steps"] == 20
     assert [h["global_step"] for h in row.history] == [5, 10, 15, 20]
     assert row.history[-1]["lr"] == pytest.approx(1e-5, rel=1e-3)

@@ -1,5 +1,5 @@
 """The QGIS views: every migration runs its own frozen SQL, and the migrated database ends with the
-views exactly as sql/views/ (the head's text) defines them."""
+views exactly as geoloc/sql/views/ (the head's text) defines them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from geoloc.db import sqlfiles
 from geoloc.db.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
-VIEW_FILES = sorted((REPO / "sql" / "views").glob("*.sql"))
+VIEW_FILES = sorted((REPO / "geoloc" / "sql" / "views").glob("*.sql"))
 CREATE = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(\w+)", re.IGNORECASE)
 
 
@@ -43,12 +43,12 @@ def test_migrated_views_match_the_head_files(engine):
     assert set(head) == {CREATE.findall(f.read_text())[0] for f in VIEW_FILES}
     assert set(migrated) == set(head), "a view file has no migration, or a migration's view has no file"
     changed = sorted(name for name in head if head[name] != migrated[name])
-    assert not changed, f"sql/views differs from the migrated database for {changed}: add a migration"
+    assert not changed, f"geoloc/sql/views differs from the migrated database for {changed}: add a migration"
 
 
 def test_an_edited_view_file_is_noticed(engine):
     """The comparison above is not blind: a changed definition shows up as a difference."""
-    f = REPO / "sql" / "views" / "collection_split_coverage.sql"
+    f = REPO / "geoloc" / "sql" / "views" / "collection_split_coverage.sql"
     edited = f.read_text().replace("SELECT", "SELECT 1 AS extra_column,", 1)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA head"))
@@ -60,7 +60,7 @@ def test_an_edited_view_file_is_noticed(engine):
 
 
 def test_migrations_do_not_read_the_head_sql(pg_cluster, monkeypatch, tmp_path):
-    """With sql/ empty, a new database still migrates to head with all its views (frozen copies)."""
+    """With geoloc/sql/ empty, a new database still migrates to head with all its views (frozen copies)."""
     name = "t_frozen_views"
     pg_cluster.provision(name)
     url = pg_cluster.url(name)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from geoloc.db.engine import begin, get_engine
 from geoloc.errors import InputError, NotFound
+from geoloc.db import models as db_models
 from geoloc.model import registry
 from geoloc.retrieval import search as S
 from geoloc.retrieval.embed import load_embedder
@@ -145,7 +146,7 @@ def test_refused_requests_name_the_problem_and_change_nothing(cli, subset, data_
     engine = get_engine(subset.url)
     make_tiny_model(tmp_path, "tiny2")  # ready, never embedded
     with begin() as conn:
-        registry.register_model(conn, "half", "mobilenetv3small", 32, 64, {}, None, status="training")
+        db_models.register_model(conn, "half", "mobilenetv3small", 32, 64, {}, None, status="training")
     before = _state(engine, data_dir)
     cases = [
         ((TINY_MODEL, "--name", WHITENED), [f"Error: model '{WHITENED}' already exists",
@@ -195,7 +196,7 @@ def test_weights_are_checked_at_load_like_any_models(cli, subset, data_dir):
     assert res.exit_code == 1 and res.stderr == f"Error: {message}\n"
 
     # the source's weights are checked too before anything is made from them
-    src = Path(registry.get_model(None, TINY_MODEL).weights_path)
+    src = Path(db_models.get_model(None, TINY_MODEL).weights_path)
     original = src.read_bytes()
     try:
         src.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
@@ -206,4 +207,4 @@ def test_weights_are_checked_at_load_like_any_models(cli, subset, data_dir):
     assert res.stderr == (f"Error: {src}: weights of model '{TINY_MODEL}' do not match their registered sha256 "
                           "(the file changed after training)\n")
     with pytest.raises(NotFound):
-        registry.get_model(None, "tiny-w3")
+        db_models.get_model(None, "tiny-w3")

@@ -21,9 +21,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import h3
+from sqlalchemy.engine import Connection
 
 from ..db import sqlfiles
-from ..db.engine import begin
+from ..db.engine import transaction
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
 
 DEFAULT_IMG_MIN = 25      # about one place's time-machine images (27 per location on average)
@@ -148,19 +149,20 @@ def check_name(name: str) -> str:
 def build_partition(name: str, img_min: int = DEFAULT_IMG_MIN, img_max: int = DEFAULT_IMG_MAX,
                     levels: int = DEFAULT_LEVELS, ratio: float = DEFAULT_RATIO, min_res: int = DEFAULT_MIN_RES,
                     max_res: int = DEFAULT_MAX_RES, split: str = DEFAULT_SPLIT, replace: bool = False,
-                    url: str | None = None) -> PartitionSummary:
+                    conn: Connection | None = None) -> PartitionSummary:
     """Build partition NAME from the images of SPLIT and store its cells and every location's cell.
 
     Everything happens in one transaction: a rebuild (replace=True) builds the new partition and
     swaps it in at commit, so readers see the old or the new one, never half of either. An old
     partition that a model's cell heads use is kept under the name NAME~<old id>; otherwise deleted.
+    With CONN the work is part of the caller's transaction instead.
     """
     check_name(name)
     settings = Settings(int(img_min), int(img_max), int(levels), float(ratio), int(min_res), int(max_res))
     settings.check()
     if split not in ("train", "val", "test"):
         raise InputError(f"--split '{split}': must be one of train, val, test")
-    with begin(url) as conn:
+    with transaction(conn) as conn:
         old = conn.execute(sqlfiles.text("cells/partition_by_name.sql"), {"name": name}).first()
         if old is not None and not replace:
             raise AlreadyExists(f"cell partition '{name}' already exists",
@@ -256,7 +258,7 @@ def get_partition(conn, name: str):
     return row
 
 
-def list_partitions(url: str | None = None) -> list[dict]:
+def list_partitions(conn: Connection | None = None) -> list[dict]:
     """Every partition with its cells per level."""
-    with begin(url) as conn:
+    with transaction(conn) as conn:
         return [dict(r._mapping) for r in conn.execute(sqlfiles.text("cells/list_partitions.sql")).all()]

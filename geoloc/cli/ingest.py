@@ -47,5 +47,6 @@ def area(file: Path, name: str, replace: bool, delete_answers: bool) -> None:
         click.echo(f"  {line}")
 
 
-# Commands of the collection and imagery stages register themselves on the group.
+# Imported for their side effect: the @ingest.command decorators in these modules add the collection
+# and imagery commands to the group (an 'unused import' to pyflakes, needed all the same).
 from . import ingest_collect, ingest_imagery  # noqa: E402,F401

@@ -60,7 +60,7 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
            map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
-    One SQL query per photo (sql/search/knn.sql) returns the neighbours with their locations; the
+    One SQL query per photo (geoloc/sql/search/knn.sql) returns the neighbours with their locations; the
     prediction is the best match's location and a consensus of the k neighbours (votes weighted by
     similarity).
 

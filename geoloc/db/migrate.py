@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -30,9 +32,15 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
 
 
+# geoloc/migrations, shipped in the wheel; the repository's alembic.ini points at the same folder.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config(str(config.REPO_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(config.REPO_ROOT / "migrations"))
+    """Alembic's configuration for geoloc's migrations (needs no alembic.ini, so an installed copy works)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["geoloc_url"] = url or config.database_target().url
     return cfg
 

@@ -332,7 +332,7 @@ class ModelCell(Base):
     """A model's classification head for one cell: logit = weight . embedding + bias.
 
     The head is linear on the L2-normalised embedding, so cell probabilities are computed in SQL
-    from a stored or query embedding (sql/search/knn_cells.sql). A partition used by a model
+    from a stored or query embedding (geoloc/sql/search/knn_cells.sql). A partition used by a model
     cannot be deleted (RESTRICT): rebuilding renames it aside instead.
     """
 

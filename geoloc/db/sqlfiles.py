@@ -1,4 +1,4 @@
-"""Loads the SQL kept in the repository's sql/ folder, so analysts and the code run the same text.
+"""Loads the SQL kept in the package's sql/ folder (geoloc/sql/), so analysts and the code run the same text.
 
 Values are always bound (`:name`). The only text ever put into a statement is an identifier-like
 word the code chose from a closed set, e.g. the vector type ``halfvec(256)`` of a model's index (a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # geoloc/sql, shipped in the wheel
 # what a placeholder may be filled with: a word, optionally with an integer type modifier
 # (vector(256)), or a whole number (a storage parameter of CREATE INDEX)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\([0-9]+\))?|[0-9]+")
@@ -22,12 +22,12 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\([0-9]+\))?|[0-9]+")
 
 @lru_cache(maxsize=None)
 def read(name: str) -> str:
-    """The text of sql/NAME (NAME may include a subfolder, e.g. 'views/locations.sql')."""
+    """The text of geoloc/sql/NAME (NAME may include a subfolder, e.g. 'views/locations.sql')."""
     return (SQL_DIR / name).read_text()
 
 
 def source(name: str, /, **identifiers: str | int) -> str:
-    """sql/NAME with its {placeholders} filled by IDENTIFIERS (see `fill`)."""
+    """geoloc/sql/NAME with its {placeholders} filled by IDENTIFIERS (see `fill`)."""
     return fill(read(name), **identifiers)
 
 
@@ -45,5 +45,5 @@ def fill(template: str, /, **identifiers: str | int) -> str:
 
 
 def text(name: str, /, **identifiers: str | int) -> sa.TextClause:
-    """sql/NAME as a SQLAlchemy statement with :named bind parameters ({placeholders}: see `source`)."""
+    """geoloc/sql/NAME as a SQLAlchemy statement with :named bind parameters ({placeholders}: see `source`)."""
     return sa.text(source(name, **identifiers))

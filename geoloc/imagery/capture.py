@@ -67,9 +67,9 @@ class _Run:
     """State shared by the worker threads of one run."""
 
     def __init__(self, backend: str, out: Path, settings, limiter: RateLimiter, version: str,
-                 max_attempts: int, backoff_s: float, url: str | None, bar: tqdm, summary: CaptureSummary):
+                 max_attempts: int, backoff_s: float, bar: tqdm, summary: CaptureSummary):
         self.backend, self.out, self.settings, self.limiter = backend, out, settings, limiter
-        self.version, self.max_attempts, self.backoff_s, self.url = version, max_attempts, backoff_s, url
+        self.version, self.max_attempts, self.backoff_s = version, max_attempts, backoff_s
         self.bar, self.summary = bar, summary
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
@@ -190,7 +190,7 @@ def _worker(run: _Run, index: int) -> None:
     backend = None
     try:
         backend = open_backend(run.backend, run.settings, run.limiter)
-        with check(run.url).connect() as conn:
+        with check().connect() as conn:
             with conn.begin():
                 queue.hold_session(conn)
             while not run.stop.is_set() and _work_one(conn, run, backend, worker):
@@ -206,8 +206,7 @@ def _worker(run: _Run, index: int) -> None:
 def ingest_capture(backend: str, split: str | None = None, location_ids: list[int] | None = None,
                    workers: int = DEFAULT_WORKERS, rate: float | None = DEFAULT_RATE, out: Path | None = None,
                    settings=None, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
-                   version: str = DEFAULT_VERSION, retry_failed: bool = False, progress: bool = False,
-                   url: str | None = None) -> CaptureSummary:
+                   version: str = DEFAULT_VERSION, retry_failed: bool = False, progress: bool = False) -> CaptureSummary:
     """Queue the selected locations (split or ids; none = just resume the queue) and capture them.
 
     Files go to OUT/<backend>/<location id>/<original-style name>.jpg; rows record OUT as root.
@@ -222,7 +221,7 @@ def ingest_capture(backend: str, split: str | None = None, location_ids: list[in
         raise InputError(f"--max-attempts: {max_attempts} must be at least 1")
     out = Path(out or default_out()).expanduser().resolve()
     summary = CaptureSummary(backend, out)
-    with begin(url) as conn:
+    with begin() as conn:
         if split is not None or location_ids is not None:
             selected = queue.select_locations(conn, split, location_ids)
             if location_ids is not None:
@@ -242,7 +241,7 @@ def ingest_capture(backend: str, split: str | None = None, location_ids: list[in
     limiter = RateLimiter(rate)
     with tqdm(total=pending, desc=f"capturing ({backend})", unit="loc", file=sys.stderr,
               disable=not progress) as bar:
-        run = _Run(backend, out, settings, limiter, version, max_attempts, backoff_s, url, bar, summary)
+        run = _Run(backend, out, settings, limiter, version, max_attempts, backoff_s, bar, summary)
         threads = [threading.Thread(target=_worker, args=(run, i), name=f"capture-w{i}", daemon=True)
                    for i in range(workers if pending else 0)]
         for t in threads:
@@ -256,7 +255,7 @@ def ingest_capture(backend: str, split: str | None = None, location_ids: list[in
             for t in threads:
                 t.join()
             raise
-    with check(url).connect() as conn:
+    with check().connect() as conn:
         summary.queue = queue.counts(conn, backend)
     summary.seconds = time.perf_counter() - started
     if run.fatal is not None:

@@ -161,7 +161,7 @@ def _split_version(root: Path, rel: PurePosixPath, split: str | None, version: s
 
 
 def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool = False,
-                  progress: bool = False, url: str | None = None, split: str | None = None,
+                  progress: bool = False, split: str | None = None,
                   version: str | None = None) -> ImportSummary:
     """Import every image under ROOT; bad files are listed in the summary (or, with STRICT, abort).
 
@@ -180,7 +180,7 @@ def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool
     root = root.resolve()
     summary = ImportSummary(root)
 
-    with check(url).connect() as conn:
+    with check().connect() as conn:
         locations = {r.id: r.split for r in conn.execute(sqlfiles.text("images/known_locations.sql"))}
         by_path = {r.path: r.root for r in conn.execute(sqlfiles.text("images/existing_paths.sql"))}
     existing_files = {os.path.join(r, p) for p, r in by_path.items()}
@@ -259,7 +259,7 @@ def ingest_images(root: Path, min_images: int = DEFAULT_MIN_IMAGES, strict: bool
         err.failures = list(summary.failures)
         raise err
 
-    with begin(url) as conn:
+    with begin() as conn:
         inserted = insert_images(conn, to_insert)
         mark_queries(conn, (r.location_id for r in inserted))
     per_split: dict = defaultdict(int)

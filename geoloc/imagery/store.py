@@ -31,7 +31,7 @@ from ..imagefile import MAX_IMAGE_BYTES, bomb_error, check_file, check_pixels
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One row for the images table (column names and order as in sql/images/create_staging.sql)."""
+    """One row for the images table (column names and order as in geoloc/sql/images/create_staging.sql)."""
 
     location_id: int
     heading: int

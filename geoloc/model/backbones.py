@@ -13,7 +13,6 @@ from typing import Callable
 import keras
 
 from ..errors import ConfigError
-from .train_config import DEFAULT_BACKBONE  # noqa: F401  (defined where no Keras is loaded)
 
 
 @dataclass(frozen=True)

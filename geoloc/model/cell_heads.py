@@ -4,7 +4,7 @@ One linear head per level of a partition sits on the L2-normalised embedding: lo
 The embedder itself is unchanged (`geoloc embed`/`search` see the same model), and since the heads
 are linear on the stored vectors, the registry keeps them as rows of model_cells (one weight vector
 and bias per cell) and SQL computes cell probabilities from any stored or query embedding
-(sql/search/knn_cells.sql). At prediction the levels combine hierarchically, as in GeoEstimation:
+(geoloc/sql/search/knn_cells.sql). At prediction the levels combine hierarchically, as in GeoEstimation:
 a finest cell's score is the product of its own and its ancestors' probabilities.
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..db.models import _finite
 from ..errors import InputError
-from . import registry
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -25,7 +25,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> Path:
     tmp.mkdir(parents=True)
     model.save_weights(tmp / "model.weights.h5")
     np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
-    (tmp / "state.json").write_text(json.dumps(registry._finite(state), indent=1))
+    (tmp / "state.json").write_text(json.dumps(_finite(state), indent=1))
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)

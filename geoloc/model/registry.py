@@ -14,10 +14,14 @@ from sqlalchemy.engine import Connection
 from ..db.models import get_model
 from ..errors import InputError
 
-# The rows' names, still imported from here by callers that have not moved to geoloc.db.models yet.
-from ..db.models import (FROZEN_SQLSTATE, LIST_HINT, NAME_RULE, TAKEN_HINT, TRAINING_LOCK_CLASS,  # noqa: F401
-                         _finite, busy, check_name, check_unfinished, list_models, lock_unfinished, register_model,
-                         release_training, replace_model, show_model, try_lock_training, unlock_training, update_model)
+# Still imported from here by geoloc.model.train, geoloc.retrieval.whiten and geoloc.demo; new code
+# imports them from geoloc.db.models.
+from ..db.models import (LIST_HINT, TAKEN_HINT, busy, check_name, check_unfinished, lock_unfinished,  # noqa: F401
+                         register_model, release_training, replace_model, try_lock_training, update_model)
+
+__all__ = ["file_sha256", "load_embedder", "network_args", "get_model",
+           "LIST_HINT", "TAKEN_HINT", "busy", "check_name", "check_unfinished", "lock_unfinished", "register_model",
+           "release_training", "replace_model", "try_lock_training", "update_model"]
 
 
 def file_sha256(path: Path) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from ..db import sqlfiles
+from ..db import models, sqlfiles
 from ..db.engine import begin
 from ..errors import AlreadyExists
 from . import registry
@@ -24,7 +24,7 @@ def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, 
     """
     from .net import build_model
 
-    registry.check_name(name)
+    models.check_name(name)
     with begin() as conn:
         if conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first() is not None:
             raise AlreadyExists(f"model '{name}' already exists", hint="choose another name")
@@ -35,15 +35,15 @@ def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, 
                    "gem_p": 3.0, "trainable_p": False, "untrained": True}
     root = Path(out).resolve() if out is not None else models_root()
     with begin() as conn:
-        row = registry.register_model(conn, name, backbone, int(model.output_shape[-1]), input_size,
-                                      hyperparams, None, train_seconds=0.0, status="training")
+        row = models.register_model(conn, name, backbone, int(model.output_shape[-1]), input_size,
+                                    hyperparams, None, train_seconds=0.0, status="training")
         run_dir = new_model_folder(root, row.id, name)
         try:
             path = run_dir / WEIGHTS_FILE
             model.save_weights(path)
-            return registry.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
-                                         weights_path=path, weights_sha256=registry.file_sha256(path),
-                                         status="ready")
+            return models.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
+                                       weights_path=path, weights_sha256=registry.file_sha256(path),
+                                       status="ready")
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise

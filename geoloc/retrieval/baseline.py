@@ -71,7 +71,7 @@ def thumbnail_batches(keys: Sequence[int], paths: Sequence[Path], batch: int, sk
 
 def ensure_thumbnail_model(conn: Connection | None, name: str = THUMBNAIL_MODEL):
     """The pseudo-model row of the thumbnail baseline, registered on first use."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     hyper = {"kind": "baseline", "size": THUMBNAIL_SIZE, "mean_subtracted": True, "l2": True}
     with transaction(conn) as conn:

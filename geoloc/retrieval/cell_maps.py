@@ -1,6 +1,6 @@
 """The top geo-cells of a hybrid search with their polygons, for the maps (`geoloc serve`, `--map`).
 
-The polygons come from PostGIS as GeoJSON (sql/cells/cell_polygons.sql). Each cell becomes the JSON of
+The polygons come from PostGIS as GeoJSON (geoloc/sql/cells/cell_polygons.sql). Each cell becomes the JSON of
 geoloc.retrieval.hybrid.CellProbability plus `geometry` (a GeoJSON MultiPolygon) and `images` (the
 cell's training images).
 """

@@ -217,20 +217,19 @@ class _Writer(threading.Thread):
 
 
 def embed_images(model: str, split: str | None = None, version: str | None = None, batch: int = DEFAULT_BATCH,
-                 chunk: int = CHUNK, reindex: bool = False, progress: bool = False,
-                 url: str | None = None) -> EmbedSummary:
+                 chunk: int = CHUNK, reindex: bool = False, progress: bool = False) -> EmbedSummary:
     """Embed every image (of SPLIT / VERSION) that MODEL has no embedding for, skipping unreadable
     files, then make its HNSW index current (REINDEX: build a fresh one in any case).
 
     A run, not a step of the caller's transaction: each chunk is committed on its own (other runs
     see it at once), the claims hold a session of their own and the index is built outside any
-    transaction, all on the configured database (URL: another one, for callers that still name it).
+    transaction, all on the configured database.
     """
     if batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
     if chunk < 1:
         raise InputError(f"--chunk {chunk}: must be at least 1")
-    engine = check(url)
+    engine = check()
     with engine.begin() as conn:
         emb = load_embedder(conn, model)
         scope = {"model_id": emb.model_id, "split": split, "version": version}

@@ -2,14 +2,14 @@
 
 Per (location, heading) of a split (and scraping version) the newest image is the query and all other
 images are the database; a retrieved image is correct within 25 m of the query's location. One
-statement (sql/evaluate/knn_all.sql) finds the k nearest database images of every query by exact
+statement (geoloc/sql/evaluate/knn_all.sql) finds the k nearest database images of every query by exact
 search, so the figures measure the embeddings, not the index. Recall@N, and the top-1 and consensus
 position errors (metres in EPSG:3006), are computed here from its rows; the run and every query's
 prediction are stored (eval_runs, eval_predictions; drawn by the view v_eval_predictions).
 
 With post-processing (geoloc.retrieval.postprocess: whitening learned on the training split, alpha
 query expansion, database-side augmentation) the same queries and database are read with their stored
-embeddings in one statement (sql/evaluate/protocol_vectors.sql) and searched exactly in numpy after
+embeddings in one statement (geoloc/sql/evaluate/protocol_vectors.sql) and searched exactly in numpy after
 each step, and after all steps combined; each is its own run (method 'model+whiten', ...).
 """
 
@@ -43,7 +43,7 @@ WHITEN_FIT_SPLIT = "train"  # the whitening of --post whiten is learned on this 
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved image of one query (a row of sql/evaluate/knn_all.sql)."""
+    """One retrieved image of one query (a row of geoloc/sql/evaluate/knn_all.sql)."""
 
     query_image_id: int
     query_location_id: int
@@ -152,7 +152,7 @@ def _protocol_params(model_id: int, split: str, version: str | None) -> dict:
 
 
 def protocol_hits(conn, model_id: int, dim: int, split: str, version: str | None, k: int) -> list[Hit]:
-    """The rows of sql/evaluate/knn_all.sql: k exact nearest database images of every query."""
+    """The rows of geoloc/sql/evaluate/knn_all.sql: k exact nearest database images of every query."""
     # the vector type (a closed set: vector or halfvec, and an integer) is written in before parsing
     stmt = sa.text(sqlfiles.read("evaluate/knn_all.sql").replace("{vtype}", vector_type(dim).text()))
     conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
@@ -175,7 +175,7 @@ def _report(row, method: str, database: int, k: int, consensus_k: int, hits: lis
 def evaluate_model(conn, model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
                    consensus_k: int = DEFAULT_CONSENSUS_K, method: str = "model", store: bool = True) -> MethodReport:
     """Evaluate one registered model whose embeddings of the split exist (inside the caller's transaction)."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, model_name)
     counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
@@ -215,7 +215,7 @@ def store_run(conn, report: MethodReport, split: str, version: str | None, k: in
 
 
 def insert_run(conn, model_id: int | None, method: str, split: str, version: str | None, metrics: dict) -> int:
-    """One eval_runs row (sql/evaluate/insert_run.sql); its id. Non-finite figures are stored as null."""
+    """One eval_runs row (geoloc/sql/evaluate/insert_run.sql); its id. Non-finite figures are stored as null."""
     return conn.execute(sqlfiles.text("evaluate/insert_run.sql"), {
         "model_id": model_id, "method": method, "split": split, "version": version,
         "metrics": json.dumps(_json_safe(metrics))}).scalar_one()
@@ -245,7 +245,7 @@ class ProtocolVectors:
 
 
 def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | None) -> ProtocolVectors:
-    """sql/evaluate/protocol_vectors.sql read in one statement."""
+    """geoloc/sql/evaluate/protocol_vectors.sql read in one statement."""
     stmt = sqlfiles.text("evaluate/protocol_vectors.sql").columns(embedding=VECTOR())
     rows = conn.execute(stmt, _protocol_params(model_id, split, version)).all()
     col = lambda name, dtype: np.array([getattr(r, name) for r in rows], dtype=dtype)  # noqa: E731
@@ -303,7 +303,7 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
     """The model post-processed as each of RUNS (tuples of post-processing steps) says, on the same
     queries and database as evaluate_model, by exact search in numpy over the stored embeddings; the
     whitening is fitted on the model's embeddings of FIT_SPLIT. Inside the caller's transaction."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, model_name)
     pv = protocol_vectors(conn, row.id, row.dim, split, version)
@@ -336,7 +336,7 @@ def _check_params(params: post.PostParams) -> None:
 
 def evaluate(model: str | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
-             store: bool = True, progress: bool = False, url: str | None = None,
+             store: bool = True, progress: bool = False,
              post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams()) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
 
@@ -360,13 +360,13 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     _check_params(params)
     baseline_name = baseline_model_name(baseline or "thumbnail")
     if model is not None:
-        with begin(url) as conn:  # an unknown model fails before any baseline work
-            from ..model.registry import get_model
+        with begin() as conn:  # an unknown model fails before any baseline work
+            from ..db.models import get_model
 
             get_model(conn, model)
-    embed_images(baseline_name, split=split, version=version, progress=progress, url=url)
+    embed_images(baseline_name, split=split, version=version, progress=progress)
     reports = []
-    with begin(url) as conn:
+    with begin() as conn:
         if model is not None:
             method = "baseline" if model == THUMBNAIL_MODEL else "model"
             reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store))

@@ -1,6 +1,6 @@
 """The hybrid search: cell probabilities and the cell-restricted k nearest images in one SQL statement.
 
-sql/search/knn_cells.sql computes the model's cell probabilities from the query embedding (the heads
+geoloc/sql/search/knn_cells.sql computes the model's cell probabilities from the query embedding (the heads
 are rows of model_cells), combines the levels hierarchically and searches the k nearest images under
 the HNSW index only inside the top cells' polygons. The hybrid prediction is the consensus of those
 neighbours; when no database image lies in the top cells it falls back to the best cell's centroid
@@ -58,7 +58,7 @@ class HybridResult(QueryResult):
 
 
 def knn_cells_statement(vtype: VectorType, explain: str = "") -> sa.TextClause:
-    """sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type), the
+    """geoloc/sql/search/knn_cells.sql for a model whose index casts to VTYPE (see search.search_type), the
     query embedding bound as a vector (vectors.bind_vectors); EXPLAIN ("" or search.EXPLAIN_PLAN) is
     put before it."""
     if explain not in ("", EXPLAIN_PLAN):
@@ -76,7 +76,7 @@ def model_has_cells(conn: Connection | None, model_id: int) -> bool:
 def knn_cells_params(model_id: int, query: np.ndarray, k: int = DEFAULT_K, top_cells: int = DEFAULT_TOP_CELLS,
                      show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(), split: str | None = None,
                      version: str | None = None, database_only: bool = False, cell_level: int | None = None) -> dict:
-    """The bind parameters of sql/search/knn_cells.sql."""
+    """The bind parameters of geoloc/sql/search/knn_cells.sql."""
     return {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
             "top_cells": int(top_cells), "show_cells": int(show_cells), "split": split, "version": version,
             "database_only": bool(database_only), "cell_level": cell_level, **region.params()}
@@ -86,7 +86,7 @@ def knn_cells(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: i
               top_cells: int = DEFAULT_TOP_CELLS, show_cells: int = DEFAULT_SHOW_CELLS, region: Region = Region(),
               split: str | None = None, version: str | None = None, database_only: bool = False,
               cell_level: int | None = None) -> tuple[list[CellProbability], list[Neighbour]]:
-    """Run sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
+    """Run geoloc/sql/search/knn_cells.sql (after set_search_options): (top cells, restricted neighbours)."""
     params = knn_cells_params(model_id, query, k, top_cells, show_cells, region, split, version, database_only,
                               cell_level)
     bind_vectors(conn)
@@ -140,7 +140,7 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
 def has_cells(model: str, read_url: str | None = None, conn: Connection | None = None) -> bool:
     """Whether registered model MODEL has cell heads (False for unknown names and the baseline), in
     the database a search with CONN, READ_URL reads (search.reading)."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     with reading(conn, read_url) as conn:
         try:

@@ -4,7 +4,7 @@ Same queries and database for all (the original protocol: per location and headi
 newest image is the query, every other image of the split is the database):
 - retrieval-only and the thumbnail baseline: geoloc.retrieval.evaluate (exact search; top-1 match);
 - cells-only: the best finest cell's centroid (hierarchical probability, computed in SQL);
-- hybrid: the top-1 neighbour found by sql/search/knn_cells.sql inside the top cells (the same
+- hybrid: the top-1 neighbour found by geoloc/sql/search/knn_cells.sql inside the top cells (the same
   statement `geoloc search` runs, with the query images left out of the database), or the best cell's
   centroid when no database image lies in those cells.
 Errors are metres in SWEREF99 TM (EPSG:3006). The cells and hybrid runs are stored in eval_runs
@@ -81,25 +81,25 @@ def _metres(tr, lat1, lng1, lat2, lng2) -> float:
 
 def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                    top_cells: int = EVAL_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = EVAL_CELL_LEVEL,
-                   store: bool = True, progress: bool = False, url: str | None = None) -> CellsReport:
+                   store: bool = True, progress: bool = False) -> CellsReport:
     """The four methods side by side on SPLIT/VERSION; the cells and hybrid runs are stored."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     if not 1 <= top_cells <= 1000:
         raise InputError(f"--top-cells {top_cells}: must be between 1 and 1000")
-    with begin(url) as conn:
+    with begin() as conn:
         row = get_model(conn, model)
         if not model_has_cells(conn, row.id):
             raise InputError(f"model '{model}' has no cell heads",
                              hint="train one with 'geoloc train --cells PARTITION'")
-    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress, url=url)
+    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress)
     tr = _transformer()
     rows = []
     for m in base.methods:
         rows.append(MethodRow("retrieval" if m.method == "model" else "baseline", m.model, m.queries,
                               [o.top1_error_m for o in m.outcomes],
                               {n: m.recall[n] for n in (1, 5) if n in m.recall}, run_id=m.run_id))
-    with begin(url) as conn:
+    with begin() as conn:
         cells_out, hybrid_out = _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr)
         cells_row = MethodRow("cells", row.name, len(cells_out), [o["error_m"] for o in cells_out],
                               extra={"cell_accuracy": {str(n): float(np.mean([o["true_rank"] is not None
@@ -156,7 +156,7 @@ def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
 def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, top_cells: int, k: int,
            cell_level: int | None) -> int:
     metrics = {"queries": r.queries, **r.summary(), "top_cells": top_cells, "cell_level": cell_level, "k": k,
-               "correct_within_m": R.CORRECT_M, "search": "hnsw (sql/search/knn_cells.sql)"}
+               "correct_within_m": R.CORRECT_M, "search": "hnsw (geoloc/sql/search/knn_cells.sql)"}
     run_id = R.insert_run(conn, model_id, r.method, split, version, metrics)
     conn.execute(sqlfiles.text("cells/insert_predictions.sql"), {
         "run_id": run_id,

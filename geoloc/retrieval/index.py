@@ -57,7 +57,7 @@ REBUILD_FRACTION = 0.1  # a model that lost more than this share of its indexed 
 NEXT, OLD = "_next", "_old"  # suffixes of a replacement being built and of the one it replaces
 BUILD_LOCK = -1  # advisory lock (model_id, -1) serialises index builds of one model
 LOCK_POLL_S = 0.2  # how often a waiting run retries an advisory lock
-ROWS_COMMENT = "geoloc rows="  # the index comment (sql/search/index_comment.sql): the model's row count
+ROWS_COMMENT = "geoloc rows="  # the index comment (geoloc/sql/search/index_comment.sql): the model's row count
 
 
 @dataclass(frozen=True)

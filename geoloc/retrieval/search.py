@@ -1,6 +1,6 @@
 """`geoloc search`: embed photos and find where they were taken with one SQL query each.
 
-The query (sql/search/knn.sql) joins images and locations and applies the optional region filter in
+The query (geoloc/sql/search/knn.sql) joins images and locations and applies the optional region filter in
 the same statement, choosing its plan per query by the region's size: a region with at most
 SMALL_REGION locations is read through the GiST index on locations and ranked exactly; no region or
 a larger one orders by the model's HNSW index expression, and pgvector 0.8's iterative index scan
@@ -159,7 +159,7 @@ def require_area(conn: Connection | None, area: str | None) -> None:
 
 
 def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") -> sa.TextClause:
-    """sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM)) filled
+    """geoloc/sql/search/knn.sql with the type of the model's index (VTYPE, default vector_type(DIM)) filled
     in (a type modifier cannot be bound) and the query embedding bound as a vector (run it on a
     connection prepared by vectors.bind_vectors); EXPLAIN ("", EXPLAIN_PLAN or EXPLAIN_ANALYZE) is
     put before it."""
@@ -176,7 +176,7 @@ def search_type(conn: Connection | None, model_id: int, dim: int) -> VectorType:
 
 def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
                        max_scan_tuples: int = MAX_SCAN_TUPLES) -> None:
-    """Transaction-local planner/index settings the knn query relies on (sql/search/search_options.sql)."""
+    """Transaction-local planner/index settings the knn query relies on (geoloc/sql/search/search_options.sql)."""
     conn.execute(sqlfiles.text("search/search_options.sql"),
                  {"ef_search": int(ef_search), "max_scan_tuples": int(max_scan_tuples)})
 

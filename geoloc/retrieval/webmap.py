@@ -4,7 +4,7 @@ Per query: a red circle at the consensus location, a blue one at the best match,
 per neighbour (popup: rank, location, file path, distance and a small thumbnail embedded in the page),
 the search region when one was given, and a legend naming each query photo. After a hybrid search
 (a model with cell heads) the most probable geo-cells are drawn too: each cell's polygon from PostGIS
-(sql/cells/cell_polygons.sql), filled in proportion to its probability, with its rank, id, level and
+(geoloc/sql/cells/cell_polygons.sql), filled in proportion to its probability, with its rank, id, level and
 probability as tooltip.
 
 File names and titles are user data: every string reaches the page through geoloc.htmlsafe

@@ -2,9 +2,9 @@
 
 One `Service` per worker process: it holds a pooled, read-only engine and the models it has loaded
 (each loaded once, then kept warm). Searches run the very statement of `geoloc search`
-(geoloc.retrieval.search.knn on sql/search/knn.sql) with the same options and region filter; for a
+(geoloc.retrieval.search.knn on geoloc/sql/search/knn.sql) with the same options and region filter; for a
 model with cell heads, the hybrid statement (geoloc.retrieval.hybrid.knn_cells on
-sql/search/knn_cells.sql), and the response adds the top cells with their polygons from PostGIS.
+geoloc/sql/search/knn_cells.sql), and the response adds the top cells with their polygons from PostGIS.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pgvector.sqlalchemy
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
-# The view as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+# The view as of this revision, frozen beside it (geoloc/sql/views/ holds the head's text and may move on).
 FROZEN = Path(__file__).resolve().parent / "sql"
 
 revision = '0012'

@@ -14,7 +14,7 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
-# The SQL as of this revision, frozen beside it (sql/views/ holds the head's text and may move on).
+# The SQL as of this revision, frozen beside it (geoloc/sql/views/ holds the head's text and may move on).
 FROZEN = Path(__file__).resolve().parent / "sql"
 
 VIEWS = ("v_images", "v_image_locations", "v_capture_jobs")
