@@ -249,7 +249,7 @@ def _evaluate_cells(model: str, split: str = EVAL_SPLIT, version: str | None = E
 
 def cells_table(model: str | None = None, split: str = EVAL_SPLIT, version: str | None = EVAL_VERSION,
                 url: str | None = None) -> dict | None:
-    """The geo-cells table from eval_runs (sql/cells/eval_table.sql): cells-only, retrieval-only, hybrid
+    """The geo-cells table from eval_runs (geoloc/sql/cells/eval_table.sql): cells-only, retrieval-only, hybrid
     and the thumbnail baseline of the newest cells evaluation on SPLIT/VERSION (MODEL's first); None
     when there is none. Keys: model, runs, queries, header, body (label, one text per method)."""
     from .retrieval.hybrid_eval import WITHIN_M
