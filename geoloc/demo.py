@@ -24,6 +24,7 @@ from . import config, htmlsafe
 from .db import sqlfiles
 from .db.engine import begin
 from .errors import InputError
+from .imagefile import image_file
 
 AREA = "stockholm"
 DEFAULT_MODEL = "stockholm-mobilenetv3small"
@@ -185,7 +186,7 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
     `geoloc train --cells`). --retrain builds the new model under a temporary name and swaps
     it in only once it is ready, in one transaction: until then (or if that training fails) the old
     model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
-    from .model import registry
+    from .db import models as registry
     from .model.train import TrainConfig, train
     from .model.train_progress import ProgressView, whitening_line
 
@@ -332,7 +333,7 @@ def public_url(url: str | None = None) -> str:
 def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path]:
     """Neighbours picture and map for a few test queries, using their stored embeddings (for a model
     with cell heads the map also draws each query's most probable cells)."""
-    from .model.registry import get_model
+    from .db.models import get_model
     from .retrieval.consensus import consensus
     from .retrieval.hybrid import HybridResult, knn_cells, model_has_cells
     from .retrieval.plots import plot_results
@@ -354,7 +355,7 @@ def _examples(out: Path, model: str, n: int = 4, k: int = 5) -> tuple[Path, Path
                 found = knn(conn, m.id, m.dim, q.embedding, k + 1, split=EVAL_SPLIT, version=EVAL_VERSION)
             hits = [h for h in found if h.image_id != q.id][:k]
             hits = [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(hits)]  # the query itself was #1
-            shown = (Path(q.root) / q.path, hits, hits[0] if hits else None, consensus(hits))
+            shown = (image_file(q), hits, hits[0] if hits else None, consensus(hits))
             results.append(HybridResult(*shown, cells=cells) if with_cells else QueryResult(*shown))
     from .retrieval.webmap import write_map
 

@@ -271,8 +271,10 @@ def test_training_killed_with_sigkill_resumes_to_a_ready_model(imported, db_url,
     assert file_sha256(Path(done.weights_path)) == done.weights_sha256
     assert _count(engine, "SELECT count(*) FROM models") == 1
     assert [p.name for p in (data / "models").iterdir()] == [str(row.id)]
+    # the whitened network is written beside the raw one only when the final step kept it
+    whitened = ["whitened.weights.h5"] if done.hyperparams.get("whiten") else []
     assert sorted(p.name for p in (data / "models" / str(row.id)).iterdir()) == \
-        ["best.weights.h5", "checkpoint", "training_curve.png"]
+        ["best.weights.h5", "checkpoint", "training_curve.png", *whitened]
 
 
 # ---------------------------------------------------------------- retrain: build new, then swap

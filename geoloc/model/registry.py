@@ -14,14 +14,6 @@ from sqlalchemy.engine import Connection
 from ..db.models import get_model
 from ..errors import InputError
 
-# Still imported from here by geoloc.model.train, geoloc.retrieval.whiten and geoloc.demo; new code
-# imports them from geoloc.db.models.
-from ..db.models import (LIST_HINT, TAKEN_HINT, busy, check_name, check_unfinished, lock_unfinished,  # noqa: F401
-                         register_model, release_training, replace_model, try_lock_training, update_model)
-
-__all__ = ["file_sha256", "load_embedder", "network_args", "get_model",
-           "LIST_HINT", "TAKEN_HINT", "busy", "check_name", "check_unfinished", "lock_unfinished", "register_model",
-           "release_training", "replace_model", "try_lock_training", "update_model"]
 
 
 def file_sha256(path: Path) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import Connection
 
-from .. import config
 from ..db import sqlfiles
+from ..imagefile import image_file
 from ..errors import ConfigError, InputError
 
 MIN_IMAGES_PER_PLACE = 2
@@ -56,7 +56,7 @@ def load_split(conn: Connection, split: str, versions: list[str] | None = None,
         headings=np.array([r.heading for r in rows], np.int64),
         is_query=np.array([r.is_query for r in rows], bool),
         versions=[r.version for r in rows],
-        paths=[str(Path(r.root or config.images_root()) / r.path) for r in rows],
+        paths=[str(image_file(r)) for r in rows],
     )
 
 

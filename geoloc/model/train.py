@@ -35,6 +35,7 @@ import numpy as np
 from ..db import sqlfiles
 from ..db.engine import begin, check
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
+from ..db import models as rows
 from . import registry
 from .checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
 from .folders import CURVE_FILE, WEIGHTS_FILE, models_root, new_model_folder
@@ -90,7 +91,7 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
     deadline = None if max_minutes is None else started + 60.0 * max_minutes
     report = progress if callable(progress) else _silent
     if not resume:
-        registry.check_name(name)
+        rows.check_name(name)
         cfg = config or TrainConfig()
         if epochs is not None:
             cfg = replace(cfg, epochs=epochs)
@@ -101,19 +102,19 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
     with begin() as conn:
         taken = conn.execute(sqlfiles.text("model/exists.sql"), {"name": name}).first()
     if resume and taken is None:
-        raise NotFound(f"model '{name}' not found: nothing to resume", hint=registry.LIST_HINT)
+        raise NotFound(f"model '{name}' not found: nothing to resume", hint=rows.LIST_HINT)
     if not resume and taken is not None:
         raise AlreadyExists(f"model '{name}' already exists",
-                            hint="choose another --name" if taken.status == "ready" else registry.TAKEN_HINT)
+                            hint="choose another --name" if taken.status == "ready" else rows.TAKEN_HINT)
     if resume:
-        registry.check_unfinished(name, taken.status)
+        rows.check_unfinished(name, taken.status)
 
     with check().connect() as lock_conn:  # this session holds the model's lock for the whole run
         locked: list[int] = []
         try:
             run_dir = None
             if resume:
-                row = registry.lock_unfinished(lock_conn, name)
+                row = rows.lock_unfinished(lock_conn, name)
                 locked.append(row.id)
                 cfg = TrainConfig.from_hyperparams(row.hyperparams)
                 if epochs is not None:
@@ -124,7 +125,7 @@ def train(name: str, config: TrainConfig | None = None, *, resume: bool = False,
             return _run(lock_conn, locked, name, cfg, run_dir, session)
         finally:
             if locked:
-                registry.release_training(lock_conn, locked[0])
+                rows.release_training(lock_conn, locked[0])
 
 
 class _Session:
@@ -145,14 +146,14 @@ def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, plan: Plan
     """Register NAME (status 'training'), lock it and create its folder <models root>/<id>, in one
     transaction: a name taken meanwhile raises AlreadyExists with nothing written."""
     with lock_conn.begin():
-        row = registry.register_model(lock_conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
+        row = rows.register_model(lock_conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
                                       _hyperparams(cfg, plan), None, train_split=cfg.split, data_counts=data.counts)
-        if not registry.try_lock_training(lock_conn, row.id):  # a new id: nobody else can hold it
-            raise registry.busy(name)
+        if not rows.try_lock_training(lock_conn, row.id):  # a new id: nobody else can hold it
+            raise rows.busy(name)
         locked.append(row.id)
         run_dir = new_model_folder(models_root(), row.id, name)
         try:
-            registry.update_model(lock_conn, name, hyperparams=_hyperparams(cfg, plan, run_dir),
+            rows.update_model(lock_conn, name, hyperparams=_hyperparams(cfg, plan, run_dir),
                                   weights_path=run_dir / WEIGHTS_FILE)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -204,7 +205,7 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     if resume:
         run_dir.mkdir(parents=True, exist_ok=True)  # the model's own folder, named after its id
         with begin() as conn:
-            registry.update_model(conn, name, status="training", hyperparams=_hyperparams(cfg, plan, run_dir))
+            rows.update_model(conn, name, status="training", hyperparams=_hyperparams(cfg, plan, run_dir))
     else:
         _, run_dir = _claim(lock_conn, locked, name, cfg, plan, model, data)
     if not continuing:
@@ -240,7 +241,7 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
         raise Interrupted(name, run.step, ckpt) from None
     except BaseException:
         with begin() as conn:
-            registry.update_model(conn, name, status="failed", history=run.state["history"])
+            rows.update_model(conn, name, status="failed", history=run.state["history"])
         raise
     finally:
         if previous is not None:
@@ -409,7 +410,7 @@ class _Run:
 
         training_curve(history, self.run_dir / CURVE_FILE, title=f"{self.name} ({self.cfg.backbone})")
         with begin() as conn:
-            registry.update_model(conn, self.name, history=history, train_seconds=self.elapsed(),
+            rows.update_model(conn, self.name, history=history, train_seconds=self.elapsed(),
                                   hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir))
         self.epoch_end_s = time.monotonic() - t_end
         self.report("epoch_end", entry)
@@ -443,9 +444,9 @@ class _Run:
                 from .cell_heads import HEADS_FILE, store_heads
 
                 self.heads.load_weights(weights_path.parent / HEADS_FILE)
-                metrics["cell_heads"] = store_heads(conn, registry.get_model(conn, self.name).id,
+                metrics["cell_heads"] = store_heads(conn, rows.get_model(conn, self.name).id,
                                                     self.data.cells, self.heads)
-            return registry.update_model(
+            return rows.update_model(
                 conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
                 train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
                 data_counts=self.data.counts, hyperparams=hyperparams, status="ready")

@@ -1,5 +1,7 @@
-"""Validation as `geoloc evaluate` will do it: newest image per place as query, the rest as database,
-Recall@K on location id, embeddings computed in inference mode (BatchNorm running statistics)."""
+"""Validation during training, close to `geoloc evaluate` but not the same: the newest image per place
+is the query and the rest the database, as there, but a hit is an image of the query's own location id
+(evaluate counts any image within 25 m, so the two differ where locations lie within 25 m of each
+other). Embeddings are computed in inference mode (BatchNorm running statistics)."""
 
 from __future__ import annotations
 

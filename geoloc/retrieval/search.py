@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from ..db import sqlfiles
 from ..db.engine import begin, transaction
 from ..errors import InputError, NotFound
+from ..imagefile import image_file
 from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
@@ -87,7 +88,7 @@ class Neighbour:
 def neighbour_of(row) -> Neighbour:
     """A Neighbour from a result row with knn.sql's column names."""
     return Neighbour(row.rank, row.image_id, row.location_id, row.heading, row.capture_month, float(row.distance),
-                     Path(row.root) / row.path, row.split, row.version, row.lat, row.lng)
+                     image_file(row), row.split, row.version, row.lat, row.lng)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def whiten_model(source: str, name: str, dims: int | None = DEFAULT_WHITEN_DIMS,
     InputError / NotFound / AlreadyExists (one line, nothing written) for a bad name or parameter, a
     taken name, a missing or unfinished source, or a split without (all) its embeddings.
     """
-    from ..model.registry import check_name
+    from ..db.models import check_name
 
     started = time.monotonic()
     check_name(name)
@@ -83,7 +83,7 @@ def _check_params(dims: int | None, shrinkage: float, split: str) -> None:
 
 
 def _check_free(conn, name: str) -> None:
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     try:
         get_model(conn, name)
@@ -94,7 +94,7 @@ def _check_free(conn, name: str) -> None:
 
 def _source_row(conn, source: str):
     """SOURCE's row if it is a ready network that is not whitened already; errors otherwise."""
-    from ..model.registry import get_model
+    from ..db.models import get_model
 
     row = get_model(conn, source)
     if row.backbone == THUMBNAIL_BACKBONE:
@@ -153,6 +153,7 @@ def _check_equivalence(src_net, net, whitening: Whitening) -> None:
 
 def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrinkage: float, split: str,
               fit_count: int, out: Path | None, seconds: float):
+    from ..db import models as rows
     from ..model import registry
     from ..model.train import WEIGHTS_FILE, models_root, new_model_folder
 
@@ -166,18 +167,18 @@ def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrin
     root = Path(out).resolve() if out is not None else models_root()
     with begin() as conn:
         try:
-            row = registry.register_model(conn, name, src.backbone, whitening.dims, src.input_size, hyperparams,
-                                          None, train_split=src.train_split, train_seconds=seconds,
-                                          status="training")
+            row = rows.register_model(conn, name, src.backbone, whitening.dims, src.input_size, hyperparams,
+                                      None, train_split=src.train_split, train_seconds=seconds,
+                                      status="training")
         except AlreadyExists:  # taken meanwhile by another process
             raise AlreadyExists(f"model '{name}' already exists", hint="choose another --name") from None
         run_dir = new_model_folder(root, row.id, name)
         try:
             path = run_dir / WEIGHTS_FILE
             net.save_weights(path)
-            return registry.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
-                                         weights_path=path, weights_sha256=registry.file_sha256(path),
-                                         status="ready")
+            return rows.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
+                                     weights_path=path, weights_sha256=registry.file_sha256(path),
+                                     status="ready")
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise

@@ -24,7 +24,7 @@ from .. import config
 from ..db import sqlfiles
 from ..db.engine import get_engine
 from ..errors import DatabaseUnavailable, InputError, NotFound
-from ..imagefile import check_file, open_image
+from ..imagefile import check_file, image_file, open_image
 from ..retrieval import hybrid as H
 from ..retrieval import search as S
 from ..retrieval.cell_maps import cells_with_polygons
@@ -217,7 +217,7 @@ class Service:
         if row is None:
             raise NotFound(f"image {image_id} not found")
         try:
-            return check_file(Path(row.root) / row.path)
+            return check_file(image_file(row))
         except InputError:
             raise NotFound(f"image {image_id}: its file is missing or unreadable") from None
 
