@@ -12,7 +12,6 @@ sha256 registered, rebuilt by registry.load_embedder from its row (hyperparams "
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +152,7 @@ def _check_equivalence(src_net, net, whitening: Whitening) -> None:
 
 def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrinkage: float, split: str,
               fit_count: int, out: Path | None, seconds: float):
-    from ..db import models as rows
-    from ..model import registry
-    from ..model.train import WEIGHTS_FILE, models_root, new_model_folder
+    from ..model.folders import store_ready_model
 
     hp_src = src.hyperparams or {}
     hyperparams = {
@@ -164,21 +161,9 @@ def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrin
         "whiten": {"from": {"name": src.name, "id": src.id}, "base_dim": src.dim, "dims": whitening.dims,
                    "dims_requested": dims, "shrinkage": shrinkage, "fit_split": split, "fit_count": fit_count},
     }
-    root = Path(out).resolve() if out is not None else models_root()
     with begin() as conn:
         try:
-            row = rows.register_model(conn, name, src.backbone, whitening.dims, src.input_size, hyperparams,
-                                      None, train_split=src.train_split, train_seconds=seconds,
-                                      status="training")
+            return store_ready_model(conn, name, net, src.backbone, whitening.dims, src.input_size, hyperparams,
+                                     out, train_split=src.train_split, train_seconds=seconds)
         except AlreadyExists:  # taken meanwhile by another process
             raise AlreadyExists(f"model '{name}' already exists", hint="choose another --name") from None
-        run_dir = new_model_folder(root, row.id, name)
-        try:
-            path = run_dir / WEIGHTS_FILE
-            net.save_weights(path)
-            return rows.update_model(conn, name, hyperparams={**hyperparams, "run_dir": str(run_dir)},
-                                     weights_path=path, weights_sha256=registry.file_sha256(path),
-                                     status="ready")
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
