@@ -46,3 +46,7 @@ class DimensionMismatch(GeolocError):
 
 class RemoteError(GeolocError):
     """A remote API answered in a way that stops the run (REQUEST_DENIED, repeated failures)."""
+
+
+class MigrationError(GeolocError):
+    """A migration cannot be applied to the data in the database; nothing was changed."""

@@ -43,7 +43,7 @@ from ..imagefile import image_file
 from . import index as hnsw
 from .baseline import THUMBNAIL_BACKBONE, THUMBNAIL_MODEL, ensure_thumbnail_model, thumbnail_batches
 from .claims import CHUNK, ChunkClaims
-from .vectors import vector_cursor
+from .vectors import HALFVEC_MAX, vector_cursor
 
 DEFAULT_BATCH = 64
 
@@ -96,7 +96,8 @@ class EmbedSummary:
 
 
 def check_dim(model: str, dim: int, vectors: np.ndarray) -> np.ndarray:
-    """VECTORS as float32 (n, dim); DimensionMismatch before anything is stored otherwise."""
+    """VECTORS as float32 (n, dim); DimensionMismatch (wrong shape) or InputError (a value NaN, inf or
+    beyond what halfvec holds) before anything is stored otherwise."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim == 1:
         vectors = vectors.reshape(1, -1)
@@ -106,6 +107,9 @@ def check_dim(model: str, dim: int, vectors: np.ndarray) -> np.ndarray:
         raise DimensionMismatch(f"model '{model}' has dim {dim}, got {vectors.shape[1]}")
     if not np.isfinite(vectors).all():
         raise InputError(f"model '{model}' produced non-finite embeddings (NaN or inf)")
+    if (np.abs(vectors) > HALFVEC_MAX).any():
+        raise InputError(f"model '{model}' produced embedding values beyond ±{HALFVEC_MAX:g}, "
+                         "more than the embeddings column (halfvec) holds")
     return vectors
 
 

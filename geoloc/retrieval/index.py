@@ -1,15 +1,17 @@
 """Per-model HNSW indexes on the shared embeddings table.
 
-All models share one ``embeddings`` column of type ``vector`` without a dimension, which no index can
-take. Each model therefore gets a *partial* index (``WHERE model_id = N``) on an expression that casts
-to its dimension, ``(embedding::vector(D))``. A query uses that index only when its ORDER BY is the very
-same expression (``embedding::vector(D) <=> q``) and its WHERE implies ``model_id = N``; `vector_type`
-is the one place that writes the expression, so the index and every query agree.
+All models share one ``embeddings`` column of type ``halfvec`` (16-bit floats) without a dimension,
+which no index can take. Each model therefore gets a *partial* index (``WHERE model_id = N``) on an
+expression that casts to its dimension, ``(embedding::halfvec(D))``. A query uses that index only when
+its ORDER BY is the very same expression (``embedding::halfvec(D) <=> q``) and its WHERE implies
+``model_id = N``; `vector_type` is the one place that writes the expression, so the index and every
+query agree.
 
 pgvector's HNSW takes ``vector`` up to 2,000 dimensions and ``halfvec`` up to 4,000. Indexes are
-``halfvec`` by default (DEFAULT_INDEX_KIND: 16-bit floats in the graph, 40 % less index memory,
-recall@10 within 0.001 of ``vector`` in benchmarks/scale_bench.py; the table keeps float32), and
-models beyond 4,000 dimensions get no index (searched exactly). An index of another type than the
+``halfvec`` by default (DEFAULT_INDEX_KIND: the stored values as they are, 40 % less index memory
+than a ``vector`` graph, recall@10 within 0.001 of ``vector`` in benchmarks/scale_bench.py), and
+models beyond 4,000 dimensions get no index (searched exactly). A ``vector(D)`` index widens the
+stored halfvec values to float32 (nothing gained, twice the memory). An index of another type than the
 default is rebuilt by the next `ensure_index` (every `geoloc embed`); searches read the type of the
 index that exists (`indexed_type`), so they use it meanwhile. Cosine distance (``<=>``,
 ``*_cosine_ops``) on the L2-normalised embeddings ranks exactly like inner product and Euclidean.

@@ -21,6 +21,8 @@ from sqlalchemy.types import UserDefinedType
 
 from ..db.engine import psycopg_connection
 
+HALFVEC_MAX = 65504.0  # the largest value the embeddings column (halfvec, 16-bit floats) holds
+
 
 class BinaryVector(UserDefinedType):
     """A bind parameter of type `vector`: a numpy array or list of floats goes out as pgvector's

@@ -7,7 +7,7 @@ SELECT i.id, ST_Y(l.geom) AS lat, ST_X(l.geom) AS lng,
         WHERE lc.partition_id = CAST(:partition_id AS integer) AND lc.location_id = l.id
           AND (CAST(:level AS integer) IS NULL OR lc.level = CAST(:level AS integer))
         ORDER BY lc.level DESC LIMIT 1) AS true_cell,
-       e.embedding
+       e.embedding::vector AS embedding
 FROM images AS i
 JOIN locations AS l ON l.id = i.location_id
 JOIN embeddings AS e ON e.image_id = i.id AND e.model_id = CAST(:model_id AS integer)

@@ -5,7 +5,7 @@
 -- ties in distance by image id as knn_all.sql does. x, y: the location in SWEREF99 TM (EPSG:3006), where
 -- the Euclidean distance is the metres knn_all.sql measures with ST_Distance.
 WITH pool AS (
-    SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding
+    SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding::vector AS embedding
     FROM images AS i
     JOIN embeddings AS e ON e.image_id = i.id AND e.model_id = CAST(:model_id AS integer)
     WHERE i.split = CAST(:split AS text)

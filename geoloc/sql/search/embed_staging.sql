@@ -1,4 +1,5 @@
--- Staging table for one chunk of new embeddings: filled with a binary COPY, then merged.
+-- Staging table for one chunk of new embeddings: filled with a binary COPY of float32 vectors, then
+-- merged (embed_insert.sql casts them to the table's halfvec).
 CREATE TEMP TABLE embedding_staging (
     image_id  bigint NOT NULL,
     embedding vector NOT NULL

@@ -16,8 +16,8 @@
 -- the region's bounding box through the GiST index, stopping at small_region + 1):
 --   small  a region with at most small_region locations: those locations through the GiST index,
 --          their images and this model's embeddings by primary key, ranked EXACTLY by the
---          uncast column (embedding <=> query, which no HNSW index serves, so the planner never
---          walks the graph for it). Exact, and cheap because the region is small.
+--          uncast halfvec column (embedding <=> query as halfvec, which no HNSW index serves, so the
+--          planner never walks the graph for it). Exact, and cheap because the region is small.
 --   large  no region, or a large one: ORDER BY the model's HNSW index expression; pgvector 0.8's
 --          iterative scan keeps walking the graph until k rows have passed the filters. A large
 --          region holds enough of the graph's neighbours that the walk stays short.
@@ -63,7 +63,7 @@ region_size AS MATERIALIZED (
 ),
 small AS MATERIALIZED (
     SELECT e.image_id,
-           e.embedding <=> CAST(:query AS vector) AS distance
+           e.embedding <=> CAST(:query AS halfvec) AS distance
     FROM locations AS l
     JOIN images AS i ON i.location_id = l.id
     JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.image_id = i.id
