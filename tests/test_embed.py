@@ -95,8 +95,9 @@ def test_stored_vectors_belong_to_their_images(engine, small):
     pick = rows[::9]
     expected = keras_model.predict(load_images([Path(r.file) for r in pick], 64), verbose=0)
     got = np.array([r.embedding for r in pick])
-    np.testing.assert_allclose(got, expected, atol=1e-4)
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # stored as 16-bit floats: rounded by at most 2^-11 of each value (and of the norm)
+    np.testing.assert_allclose(got, expected, rtol=2.0 ** -11, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5 + 2.0 ** -11)
 
 
 def test_a_vector_of_the_wrong_dimension_is_refused_before_anything_is_written(engine, imported):
