@@ -89,9 +89,16 @@ def test_the_whitened_models_embeddings_are_the_numpy_whitening_of_its_sources(s
     dst_ids, dst_vectors = _embeddings(engine, WHITENED)
     assert len(src_ids) == subset.images and np.array_equal(dst_ids, src_ids)
 
-    expected = fit_whitening(src_vectors, DIMS, SHRINKAGE).apply(src_vectors)
+    # the whitening fitted on the stored source embeddings, applied to the source network's float32
+    # outputs (what the whitened network computes), then stored as 16-bit floats: rounded by at most
+    # 2^-11 of each value
+    with begin() as conn:
+        files = conn.execute(sa.text("SELECT root || '/' || path FROM images WHERE id = ANY(:ids) ORDER BY id"),
+                             {"ids": src_ids.tolist()}).scalars().all()
+        src_outputs = load_embedder(conn, TINY_MODEL).embed([Path(f) for f in files])
+    expected = fit_whitening(src_vectors, DIMS, SHRINKAGE).apply(src_outputs)
     assert dst_vectors.shape == (subset.images, DIMS)
-    assert np.abs(dst_vectors - expected).max() < 1e-4
+    np.testing.assert_allclose(dst_vectors, expected, rtol=2.0 ** -11, atol=1e-4)
 
     assert (dst.status, dst.backbone, dst.input_size, dst.dim) == ("ready", src.backbone, src.input_size, DIMS)
     assert dst.hyperparams["whiten"] == {"from": {"name": TINY_MODEL, "id": src.id}, "base_dim": 32, "dims": DIMS,
