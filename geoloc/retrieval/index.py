@@ -11,9 +11,9 @@ pgvector's HNSW takes ``vector`` up to 2,000 dimensions and ``halfvec`` up to 4,
 ``halfvec`` by default (DEFAULT_INDEX_KIND: the stored values as they are, 40 % less index memory
 than a ``vector`` graph, recall@10 within 0.001 of ``vector`` in benchmarks/scale_bench.py), and
 models beyond 4,000 dimensions get no index (searched exactly). A ``vector(D)`` index widens the
-stored halfvec values to float32 (nothing gained, twice the memory). An index of another type than the
-default is rebuilt by the next `ensure_index` (every `geoloc embed`); searches read the type of the
-index that exists (`indexed_type`), so they use it meanwhile. Cosine distance (``<=>``,
+stored halfvec values back to float32 (the same values in a larger graph). An index of another type
+than the default is rebuilt by the next `ensure_index` (every `geoloc embed`); searches read the type
+of the index that exists (`indexed_type`), so they use it meanwhile. Cosine distance (``<=>``,
 ``*_cosine_ops``) on the L2-normalised embeddings ranks exactly like inner product and Euclidean.
 
 Replacing an index never leaves a model without one: the new graph is built beside the old under

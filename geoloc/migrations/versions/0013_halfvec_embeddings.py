@@ -1,7 +1,7 @@
 """Embeddings stored as halfvec: 16-bit floats, half the bytes of float32 vector.
 
-`embeddings.embedding` becomes ``halfvec`` (no fixed dimension, as before): 1M x 256 takes about
-0.6 GB instead of 1.17 GB, and an exact ranking reads half the bytes. halfvec keeps about three
+`embeddings.embedding` becomes ``halfvec`` (no fixed dimension, as before): the table of 1M x 256
+takes 0.64 GB instead of 1.22 GB, and an exact ranking reads half the bytes. halfvec keeps about three
 significant digits, which loses nothing measurable on L2-normalised embeddings; its largest value
 is 65504, so the migration refuses (one clear error, nothing changed) when a stored value is larger.
 
