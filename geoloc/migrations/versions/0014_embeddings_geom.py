@@ -7,7 +7,7 @@ fills it on every insert or update of an embedding (whatever the statement wrote
 location or re-assigning an image updates the copies of its embeddings.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-01
 """
 from alembic import op
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from geoalchemy2 import Geometry
 
 revision = '0014'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
