@@ -19,6 +19,8 @@ DEFAULT_DB = "geoloc"
 DEFAULT_USER = "geoloc"  # the application role: owns the database and everything migrations create
 ADMIN_USER = "geoloc_admin"  # bootstrap superuser of the embedded cluster: roles, databases, extensions
 READER_USER = "geoloc_reader"  # read-only role for QGIS, analysts and read-only services
+# extensions every geoloc database needs (btree_gist: the model id beside the point in one GiST index)
+EXTENSIONS = ("postgis", "vector", "btree_gist")
 REPLICATION_USER = "geoloc_replicator"  # streams WAL to standbys (geoloc db replica); nothing else
 EMBEDDED_HOST = "127.0.0.1"
 PG_MAJOR = os.environ.get("GEOLOC_PG_MAJOR", "15")

@@ -98,7 +98,7 @@ def _ran(lines: list[str], needle: str) -> bool:
 def test_a_small_region_is_read_through_the_gist_index_and_ranked_exactly(scale_db):
     url, model_id, vectors, lat, lng = scale_db
     lines = _plan_lines(url, model_id, S.Region(*CENTRE, 250.0))
-    assert _ran(lines, "idx_locations_geom"), "\n".join(lines)
+    assert _ran(lines, "ix_embeddings_model_geom"), "\n".join(lines)
     assert not _ran(lines, f"embeddings_hnsw_{model_id}"), "\n".join(lines)
     # the exact ranking: the same ids, in the same order, as brute force over the region
     q = _vectors(1, seed=7)[0]
@@ -111,7 +111,7 @@ def test_a_small_region_is_read_through_the_gist_index_and_ranked_exactly(scale_
 
 def test_a_large_region_walks_the_models_hnsw_index(scale_db):
     url, model_id, *_ = scale_db
-    region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: more than SMALL_REGION locations
+    region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: more than SMALL_REGION embeddings
     lines = _plan_lines(url, model_id, region)
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
     with begin(url) as conn:
@@ -121,7 +121,7 @@ def test_a_large_region_walks_the_models_hnsw_index(scale_db):
         assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region, small_region=N) == "gist+exact"
 
 
-def test_the_threshold_counts_the_regions_locations(scale_db):
+def test_the_threshold_counts_the_models_embeddings_in_the_region(scale_db):
     """A 1 km region holds about 900 of the 20,000 points (about 1,150 in its bounding box): exact
     under a threshold of 2,000, the graph under a threshold of 500."""
     url, model_id, _, lat, lng = scale_db
@@ -134,7 +134,7 @@ def test_the_threshold_counts_the_regions_locations(scale_db):
         assert S.explain(conn, model_id, DIM, q, 10, region, small_region=500) == "hnsw"
 
 
-def test_an_area_is_sized_by_the_locations_in_its_bounding_box(scale_db):
+def test_an_area_is_sized_by_the_embeddings_in_its_bounding_box(scale_db):
     url, model_id, *_ = scale_db
     engine = get_engine(url)
     with engine.begin() as conn:
@@ -154,7 +154,7 @@ def test_without_a_region_the_exact_branch_is_not_even_planned(scale_db):
     url, model_id, *_ = scale_db
     lines = _plan_lines(url, model_id, S.Region())
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
-    assert not _ran(lines, "idx_locations_geom"), "\n".join(lines)  # region_size is not computed
+    assert not _ran(lines, "ix_embeddings_model_geom"), "\n".join(lines)  # region_size is not computed
     small = "\n".join(lines[lines.index("  CTE small"):lines.index("  CTE large")])
     assert "One-Time Filter: false" in small and "Scan" not in small, small
 

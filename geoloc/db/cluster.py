@@ -48,7 +48,6 @@ SERVER_SETTINGS = {
     "logging_collector": "off",
 }
 ROLES = (config.ADMIN_USER, config.DEFAULT_USER, config.READER_USER)
-EXTENSIONS = ("postgis", "vector")
 
 
 def password_rejected(error: BaseException | None) -> bool:
@@ -370,7 +369,7 @@ class Cluster:
         from psycopg import sql
 
         with self._admin(name) as conn:
-            for ext in EXTENSIONS:
+            for ext in config.EXTENSIONS:
                 conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
             conn.execute(sql.SQL(sqlfiles.read("roles/reader_grants.sql")).format(
                 app=sql.Identifier(config.DEFAULT_USER), reader=sql.Identifier(config.READER_USER)))

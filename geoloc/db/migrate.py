@@ -14,7 +14,6 @@ from .. import config
 from ..errors import ExtensionMissing
 from .engine import check
 
-REQUIRED_EXTENSIONS = ("postgis", "vector")
 # Tables owned by extensions, and the per-model HNSW indexes created at run time by `geoloc embed`.
 EXTENSION_TABLES = {"spatial_ref_sys", "geometry_columns", "geography_columns", "raster_columns",
                     "raster_overviews"}
@@ -46,7 +45,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def ensure_extensions(url: str | None = None) -> None:
-    """PostGIS and pgvector in the database: already there (the embedded cluster's admin created them),
+    """The extensions of config.EXTENSIONS in the database: already there (the embedded cluster's admin created them),
     or created now by a role allowed to (an external server)."""
     engine = check(url)
     with engine.begin() as conn:
@@ -55,7 +54,7 @@ def ensure_extensions(url: str | None = None) -> None:
             row.name
             for row in conn.execute(sa.text("SELECT name FROM pg_available_extensions"))
         }
-        for ext in REQUIRED_EXTENSIONS:
+        for ext in config.EXTENSIONS:
             if ext in installed:
                 continue
             if ext not in available:

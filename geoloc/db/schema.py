@@ -240,7 +240,13 @@ class Embedding(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     embedding = mapped_column(HALFVEC(), nullable=False)
-    __table_args__ = (Index("ix_embeddings_image_id", "image_id"),)
+    # the image's location, copied so that a region-limited search reads one table; set by a trigger
+    # on every insert/update and kept equal when a location moves (migration 0014's triggers)
+    geom = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False), nullable=False)
+    __table_args__ = (
+        Index("ix_embeddings_image_id", "image_id"),
+        Index("ix_embeddings_model_geom", "model_id", "geom", postgresql_using="gist"),
+    )
 
 
 class EvalRun(Base):

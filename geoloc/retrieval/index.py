@@ -32,6 +32,11 @@ Operations notes (pgvector 0.8.0, as installed):
   records the model's row count in its comment, and `ensure_index` (run by every `geoloc embed`)
   rebuilds it when the model has lost more than REBUILD_FRACTION of those rows. Indexes of deleted
   models are dropped.
+
+Region-limited searches need no per-model index of their own: the schema's GiST index on embeddings
+(model_id, geom) serves every model. `ensure_index` refreshes the table's planner statistics
+(ANALYZE) whenever the model's row count changed, so a search right after `geoloc embed` sizes its
+region from the new rows.
 """
 
 from __future__ import annotations
@@ -175,6 +180,8 @@ def ensure_index(conn: Connection | None, model_id: int, dim: int, rebuild: bool
                 built = True
             elif recorded != rows:
                 _comment(ac, index_name(model_id), rows)
+            if built or recorded != rows:
+                ac.execute(sqlfiles.text("search/analyze_embeddings.sql"))
         finally:
             _unlock(ac, model_id)
     return IndexOutcome(index_name(model_id), bool(rows), built, time.perf_counter() - started)

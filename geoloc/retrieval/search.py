@@ -34,10 +34,12 @@ DEFAULT_K = 5
 MAX_K = 1000
 DEFAULT_EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may walk before it gives up
-# regions whose bounding box holds at most this many locations are ranked exactly (GiST plan), larger
-# ones through the HNSW iterative scan: where the two plans' latencies cross at 100k x 256 (about
-# 1,000-1,300 locations in the circle, benchmarks/README.md "Scale")
+# regions whose bounding box holds at most this many of the model's embeddings are ranked exactly (GiST
+# plan), larger ones through the HNSW iterative scan: where the two plans' latencies cross at 100k x 256
+# (benchmarks/README.md "Scale")
 SMALL_REGION = 1500
+# the GiST index on embeddings (model_id, geom) that the exact plan of a small region reads
+GEO_INDEX = "ix_embeddings_model_geom"
 # what EXPLAIN reports on knn's statement: the plan only, or the plan as it ran (never-executed branches)
 EXPLAIN_PLAN = "EXPLAIN (COSTS OFF) "
 EXPLAIN_ANALYZE = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "
@@ -213,7 +215,7 @@ def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, 
 def explain(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
             region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None) -> str:
     """Which plan knn's statement ran for this query: 'hnsw' (the model's HNSW index), 'gist+exact'
-    (the region's locations through the GiST index, ranked exactly) or 'seq' (neither: no index)."""
+    (the region's embeddings through the GiST index, ranked exactly) or 'seq' (neither: no index)."""
     return plan_of(explain_lines(conn, model_id, dim, query, k, region, vtype, small_region))
 
 
@@ -222,8 +224,7 @@ def plan_of(lines: list[str]) -> str:
     ran = [ln for ln in lines if "never executed" not in ln]
     if any("embeddings_hnsw_" in ln for ln in ran):
         return "hnsw"
-    if any("Index Scan" in ln and "locations" in ln and "geom" in ln for ln in ran) or \
-            any("idx_locations_geom" in ln for ln in ran):
+    if any(GEO_INDEX in ln for ln in ran):
         return "gist+exact"
     return "seq"
 

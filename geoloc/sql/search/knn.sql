@@ -4,23 +4,29 @@
 --   split, version      only database images of that split / scraping version (NULL: all)
 --   lat, lng, within_m  only images whose location lies within within_m metres of (lat, lng):
 --                       a slightly larger box in degrees (&&, served by the GiST index on
---                       locations and estimated from the column's statistics), then the true
---                       distance on the spheroid (geography). Written as ST_Distance(...) <= within_m
---                       rather than ST_DWithin: the latter's geography support function estimates a
---                       tiny selectivity without a geography index, which misleads the planner.
+--                       embeddings (model_id, geom) and estimated from the column's statistics),
+--                       then the true distance on the spheroid (geography). Written as
+--                       ST_Distance(...) <= within_m rather than ST_DWithin: the latter's geography
+--                       support function estimates a tiny selectivity without a geography index,
+--                       which misleads the planner.
 --   area                only images whose location lies in the polygon of areas.name = area
---   small_region        the most locations a region's bounding box may hold to be ranked exactly
+--   small_region        the most embeddings a region's bounding box may hold to be ranked exactly
 --                       (geoloc.retrieval.search.SMALL_REGION; measured in benchmarks/README.md)
 --
--- Two plans, chosen per query at run time by the region's size (region_size counts the locations in
--- the region's bounding box through the GiST index, stopping at small_region + 1):
---   small  a region with at most small_region locations: those locations through the GiST index,
---          their images and this model's embeddings by primary key, ranked EXACTLY by the
---          uncast halfvec column (embedding <=> query as halfvec, which no HNSW index serves, so the
---          planner never walks the graph for it). Exact, and cheap because the region is small.
+-- The region is tested on embeddings.geom, the image's location copied onto each embedding row (kept
+-- equal to locations.geom by triggers), so neither plan joins a candidate to images or locations;
+-- images are read only for the split/version filters and for the k rows returned.
+--
+-- Two plans, chosen per query at run time by the region's size (region_size counts this model's
+-- embeddings in the region's bounding box through the GiST index, stopping at small_region + 1):
+--   small  a region with at most small_region embeddings: those rows through the GiST index on
+--          (model_id, geom), ranked EXACTLY by the uncast halfvec column (embedding <=> query as
+--          halfvec, which no HNSW index serves, so the planner never walks the graph for it). Exact,
+--          and cheap because the region is small.
 --   large  no region, or a large one: ORDER BY the model's HNSW index expression; pgvector 0.8's
---          iterative scan keeps walking the graph until k rows have passed the filters. A large
---          region holds enough of the graph's neighbours that the walk stays short.
+--          iterative scan keeps walking the graph until k rows have passed the filters, each checked
+--          on the row the walk already read. A large region holds enough of the graph's neighbours
+--          that the walk stays short.
 -- Each branch is gated by a one-time filter on region_size, so exactly one of them runs (EXPLAIN
 -- ANALYZE shows the other as "never executed"); without a region the small branch is pruned when
 -- the statement is planned and region_size is never computed.
@@ -55,30 +61,32 @@ WITH region_box AS MATERIALIZED (
            END AS box
 ),
 region_size AS MATERIALIZED (
-    SELECT count(*) AS locations
+    SELECT count(*) AS embeddings
     FROM (SELECT 1
           FROM region_box AS r
-          JOIN locations AS l ON l.geom && r.box
+          JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.geom && r.box
           LIMIT CAST(:small_region AS integer) + 1) AS inside
 ),
 small AS MATERIALIZED (
     SELECT e.image_id,
            e.embedding <=> CAST(:query AS halfvec) AS distance
-    FROM locations AS l
-    JOIN images AS i ON i.location_id = l.id
-    JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.image_id = i.id
-    WHERE (CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
-      AND (SELECT locations FROM region_size) <= CAST(:small_region AS integer)
-      AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
-      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
-      AND l.geom && (SELECT box FROM region_box)
+    FROM embeddings AS e
+    WHERE e.model_id = CAST(:model_id AS integer)
+      AND (CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
+      AND (SELECT embeddings FROM region_size) <= CAST(:small_region AS integer)
+      AND e.geom && (SELECT box FROM region_box)
       AND (CAST(:within_m AS float8) IS NULL
-           OR ST_Distance(l.geom::geography,
+           OR ST_Distance(e.geom::geography,
                           ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
               <= CAST(:within_m AS float8))
       AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, e.geom)))
+      AND (CAST(:split AS text) IS NULL AND CAST(:version AS text) IS NULL
+           OR EXISTS (SELECT 1 FROM images AS i
+                      WHERE i.id = e.image_id
+                        AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
+                        AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))))
     ORDER BY distance
     LIMIT :k
 ),
@@ -86,23 +94,24 @@ large AS MATERIALIZED (
     SELECT e.image_id,
            e.embedding::{vtype} <=> CAST(:query AS {vtype}) AS distance
     FROM embeddings AS e
-    JOIN images AS i ON i.id = e.image_id
-    JOIN locations AS l ON l.id = i.location_id
     WHERE e.model_id = CAST(:model_id AS integer)
       AND NOT ((CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
-               AND (SELECT locations FROM region_size) <= CAST(:small_region AS integer))
-      AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
-      AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
+               AND (SELECT embeddings FROM region_size) <= CAST(:small_region AS integer))
       AND (CAST(:within_m AS float8) IS NULL
-           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
+           OR (e.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
                                    CAST(:within_m AS float8) / (111000 * cos(radians(CAST(:lat AS float8)))),
                                    CAST(:within_m AS float8) / 110000)
-               AND ST_Distance(l.geom::geography,
+               AND ST_Distance(e.geom::geography,
                                ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
                    <= CAST(:within_m AS float8)))
       AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, e.geom)))
+      AND (CAST(:split AS text) IS NULL AND CAST(:version AS text) IS NULL
+           OR EXISTS (SELECT 1 FROM images AS i
+                      WHERE i.id = e.image_id
+                        AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
+                        AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))))
     ORDER BY distance
     LIMIT :k
 ),

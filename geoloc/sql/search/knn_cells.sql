@@ -54,23 +54,22 @@ nearest AS MATERIALIZED (
            e.embedding::{vtype} <=> CAST(:query AS {vtype}) AS distance
     FROM embeddings AS e
     JOIN images AS i ON i.id = e.image_id
-    JOIN locations AS l ON l.id = i.location_id
     WHERE e.model_id = CAST(:model_id AS integer)
       AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
       AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
       AND NOT (CAST(:database_only AS boolean) AND i.is_query)
       AND (CAST(:top_cells AS integer) = 0
-           OR EXISTS (SELECT 1 FROM allowed AS a WHERE ST_Intersects(a.geom, l.geom)))
+           OR EXISTS (SELECT 1 FROM allowed AS a WHERE ST_Intersects(a.geom, e.geom)))
       AND (CAST(:within_m AS float8) IS NULL
-           OR (l.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
+           OR (e.geom && ST_Expand(ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326),
                                    CAST(:within_m AS float8) / (111000 * cos(radians(CAST(:lat AS float8)))),
                                    CAST(:within_m AS float8) / 110000)
-               AND ST_Distance(l.geom::geography,
+               AND ST_Distance(e.geom::geography,
                                ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
                    <= CAST(:within_m AS float8)))
       AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, l.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, e.geom)))
     ORDER BY distance
     LIMIT :k
 )
