@@ -35,9 +35,10 @@ MAX_K = 1000
 DEFAULT_EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may walk before it gives up
 # regions whose bounding box holds at most this many of the model's embeddings are ranked exactly (GiST
-# plan), larger ones through the HNSW iterative scan: where the two plans' latencies cross at 100k x 256
-# (benchmarks/README.md "Scale")
-SMALL_REGION = 1500
+# plan), larger ones through the HNSW iterative scan. With the region tested on each embedding row the
+# graph walk is as fast as the exact ranking from about 300-500 rows at 100k and 1M (benchmarks/README.md
+# "Scale"); up to this size the exact plan costs a few milliseconds and gives recall 1.
+SMALL_REGION = 500
 # the GiST index on embeddings (model_id, geom) that the exact plan of a small region reads
 GEO_INDEX = "ix_embeddings_model_geom"
 # what EXPLAIN reports on knn's statement: the plan only, or the plan as it ran (never-executed branches)
