@@ -79,6 +79,7 @@ def upgrade() -> None:
     # (pgvector 0.8.0 can corrupt an HNSW index while vacuuming dead rows). The rebuild is serial:
     # parallel HNSW builds overflow a buffer in pgvector < 0.8.2.
     op.execute("SET LOCAL max_parallel_maintenance_workers = 0")
+    op.execute("SET LOCAL maintenance_work_mem = '1GB'")  # as a build of geoloc.retrieval.index gets
     op.execute("ALTER TABLE embeddings ALTER COLUMN geom TYPE geometry(Point, 4326) "
                "USING image_location_geom(image_id)")
     op.alter_column('embeddings', 'geom', nullable=False)
