@@ -160,6 +160,52 @@ def test_pk_sampler_batches_are_p_places_by_k_images_and_deterministic():
     assert len(set(first_cycle.tolist())) >= 32
 
 
+def _streets(n_streets=6, locations_per_street=10, headings=4, images=3):
+    """Streets 5 km apart, each a row of locations 10 m apart; every location has HEADINGS places of
+    IMAGES images. Returns per image: place, location and (x, y) metres, and each place's street."""
+    place, location, xy = [], [], []
+    for street in range(n_streets):
+        for j in range(locations_per_street):
+            loc = street * locations_per_street + j
+            for h in range(headings):
+                place += [loc * headings + h] * images
+                location += [loc] * images
+                xy += [(street * 5000.0, j * 10.0)] * images
+    place, location = np.array(place), np.array(location)
+    return place, location, np.array(xy), location // locations_per_street
+
+
+def test_nearby_batches_hold_one_street_and_never_two_headings_of_a_location():
+    place, location, xy, _ = _streets()
+    sampler = PKSampler(place, places=8, per_place=3, seed=3, batches="nearby",
+                        location_of_image=location, xy_of_image=xy)
+    idx, lab = sampler.epoch(0, steps=40)
+    for b_idx, b_lab in zip(idx, lab):
+        assert len(set(b_lab)) == 8
+        streets = {int(location[i]) // 10 for i in b_idx}
+        assert len(streets) == 1  # the 8 places come from the anchor's street (5 km to the next)
+        batch_locations = [int(location[b_idx[b_lab == g][0]]) for g in set(b_lab)]
+        assert len(set(batch_locations)) == 8  # one heading per location
+        for g in set(b_lab):
+            assert set(place[b_idx[b_lab == g]]) == {g}
+    again, _ = PKSampler(place, 8, 3, seed=3, batches="nearby", location_of_image=location,
+                         xy_of_image=xy).epoch(0, 40)
+    np.testing.assert_array_equal(idx, again)
+    # random batches of the same data mix the streets
+    rnd_idx, _ = PKSampler(place, 8, 3, seed=3).epoch(0, 40)
+    assert np.mean([len({int(location[i]) // 10 for i in b}) > 1 for b in rnd_idx]) > 0.9
+
+
+def test_nearby_batches_need_locations_and_enough_of_them():
+    place, location, xy, _ = _streets(n_streets=1, locations_per_street=5)
+    with pytest.raises(ConfigError, match="nearby batches need"):
+        PKSampler(place, 8, 3, seed=0, batches="nearby")
+    with pytest.raises(InputError, match=r"^only 5 locations among the training places, fewer than --places 8"):
+        PKSampler(place, 8, 3, seed=0, batches="nearby", location_of_image=location, xy_of_image=xy).epoch(0, 1)
+    with pytest.raises(ConfigError, match="unknown batches 'near'"):
+        PKSampler(place, 8, 3, seed=0, batches="near")
+
+
 def test_pk_sampler_needs_enough_places():
     with pytest.raises(InputError, match=r"^only 3 places with 2\+ images, fewer than --places 8$"):
         PKSampler(np.repeat(np.arange(3), 5), places=8, per_place=4, seed=0)

@@ -7,11 +7,12 @@ import sys
 import click
 
 from ..errors import ConfigError
+from ..model.train_config import BATCHES
 
 COMMANDS = ["train"]
 
 # options that define a run; with --resume the stored values are used and these must not be given
-_RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "lr",
+_RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "batches", "lr",
                 "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
                 "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
                 "cells", "ms_weight", "cell_weight", "whiten")
@@ -47,6 +48,9 @@ def _config(opts: dict):
 @click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
 @click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
 @click.option("--per-place", type=int, help="K: images of each place per batch [4].")
+@click.option("--batches", type=click.Choice(BATCHES),
+              help="How a batch's places are chosen: random, or nearby (one place and P - 1 of the "
+                   "nearest places of other locations: harder negatives) [random].")
 @click.option("--lr", type=float, help="Peak learning rate of Adam [2e-3].")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), help="Warm-up + cosine, or constant [cosine].")
 @click.option("--warmup-steps", type=int, help="Linear warm-up steps of the cosine schedule [100].")

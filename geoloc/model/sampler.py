@@ -5,6 +5,14 @@ function of the seed: a resumed run regenerates the interrupted epoch and skips 
 A place needs at least 2 images (one positive pair); places with 2..K-1 images are filled up by
 sampling their images again (with replacement; augmentation makes the repeats differ), places with
 fewer than 2 are skipped and counted.
+
+Two ways to choose a batch's P places (BATCHES):
+  random  P distinct places of the permutation.
+  nearby  one place of the permutation (the anchor) and P - 1 places drawn from the anchor's
+          NEARBY_POOL x (P - 1) nearest places of *other* locations, at most one per location, so
+          the negatives of a batch are the streets around it, which a query is confused with; the
+          other headings of a place's own location never sit in its batch (the evaluation counts
+          them as correct answers, so they must not be pushed away as negatives).
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ from sqlalchemy.engine import Connection
 from ..db import sqlfiles
 from ..imagefile import image_file
 from ..errors import ConfigError, InputError
+from .train_config import BATCHES
 
 MIN_IMAGES_PER_PLACE = 2
+NEARBY_POOL = 4  # a nearby batch draws its P - 1 places from the anchor's 4 x (P - 1) nearest places
 
 
 @dataclass
@@ -60,10 +70,25 @@ def load_split(conn: Connection, split: str, versions: list[str] | None = None,
     )
 
 
-class PKSampler:
-    """Batches of `places` distinct places x `per_place` images (indices into the image arrays)."""
+def location_xy(conn: Connection, location_ids: np.ndarray) -> np.ndarray:
+    """(n, 2) metric coordinates of each entry of LOCATION_IDS (one row per image)."""
+    unique = np.unique(location_ids)
+    rows = conn.execute(sqlfiles.text("model/location_xy.sql"), {"ids": unique.tolist()}).all()
+    xy = {r.id: (r.x, r.y) for r in rows}
+    return np.array([xy[int(i)] for i in location_ids], np.float64).reshape(-1, 2)
 
-    def __init__(self, place_of_image: np.ndarray, places: int, per_place: int, seed: int):
+
+class PKSampler:
+    """Batches of `places` distinct places x `per_place` images (indices into the image arrays).
+
+    With BATCHES = "nearby", LOCATION_OF_IMAGE and XY_OF_IMAGE ((n, 2) metric coordinates of each
+    image's location) place each batch around an anchor place (module docstring)."""
+
+    def __init__(self, place_of_image: np.ndarray, places: int, per_place: int, seed: int,
+                 batches: str = "random", location_of_image: np.ndarray | None = None,
+                 xy_of_image: np.ndarray | None = None):
+        if batches not in BATCHES:
+            raise ConfigError(f"unknown batches '{batches}' (choose {' or '.join(BATCHES)})")
         if places < 2 or per_place < 2:
             raise ConfigError(f"a batch needs at least 2 places x 2 images (got {places} x {per_place})")
         order = np.argsort(place_of_image, kind="stable")
@@ -77,6 +102,16 @@ class PKSampler:
                 hint="import more images ('geoloc ingest images') or lower --places",
             )
         self.places, self.per_place, self.seed = places, per_place, seed
+        self.batches = batches
+        self.pools: list[np.ndarray] | None = None
+        self.location_of_place: np.ndarray | None = None
+        if batches == "nearby":
+            if location_of_image is None or xy_of_image is None:
+                raise ConfigError("nearby batches need each image's location and its coordinates")
+            first = np.array([g[0] for g in self.groups], np.int64)
+            self.location_of_place = np.asarray(location_of_image)[first]
+            self.pools = nearby_pools(np.asarray(xy_of_image, np.float64)[first], self.location_of_place,
+                                      NEARBY_POOL * (places - 1))
 
     @property
     def batch_size(self) -> int:
@@ -102,6 +137,8 @@ class PKSampler:
         return idx, lab
 
     def _distinct_places(self, rng: np.random.Generator, queue: deque[int]) -> list[int]:
+        if self.pools is not None:
+            return self._nearby_places(rng, queue)
         chosen: list[int] = []
         held: list[int] = []  # already in this batch: kept for the next one, in order
         while len(chosen) < self.places:
@@ -111,3 +148,34 @@ class PKSampler:
             (held if g in chosen else chosen).append(g)
         queue.extendleft(reversed(held))
         return chosen
+
+    def _nearby_places(self, rng: np.random.Generator, queue: deque[int]) -> list[int]:
+        """The next anchor of the permutation and up to P - 1 places of its pool, one per location;
+        topped up from the permutation (other locations only) if the pool runs short."""
+        if not queue:
+            queue.extend(rng.permutation(len(self.groups)).tolist())
+        anchor = queue.popleft()
+        chosen, locations = [anchor], {int(self.location_of_place[anchor])}
+        candidates = rng.permutation(self.pools[anchor]).tolist() + rng.permutation(len(self.groups)).tolist()
+        for g in candidates:
+            if len(chosen) == self.places:
+                break
+            if int(self.location_of_place[g]) not in locations:
+                chosen.append(g)
+                locations.add(int(self.location_of_place[g]))
+        if len(chosen) < self.places:
+            raise InputError(f"only {len(locations)} locations among the training places, fewer than "
+                             f"--places {self.places} for nearby batches")
+        return chosen
+
+
+def nearby_pools(xy: np.ndarray, location: np.ndarray, size: int) -> list[np.ndarray]:
+    """For each place (row of XY, metres), the SIZE nearest places of other locations, nearest first."""
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    same = np.bincount(np.unique(location, return_inverse=True)[1]).max()  # headings of the busiest location
+    k = min(n, size + same)
+    _, nearest = cKDTree(xy).query(xy, k=k)
+    nearest = nearest.reshape(n, -1)
+    return [row[location[row] != location[i]][:size] for i, row in enumerate(nearest)]

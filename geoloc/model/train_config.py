@@ -15,6 +15,7 @@ DEFAULT_EPOCHS = 20  # without a time budget; with one, as many epochs as fit (s
 SCRATCH_BN_MOMENTUM = 0.9  # from scratch the running statistics must follow weights that change fast
 PRETRAINED_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default: pretrained statistics move slowly
 LR_SCHEDULES = ("cosine", "constant")
+BATCHES = ("random", "nearby")  # how a batch's places are chosen (geoloc.model.sampler)
 SPLITS = ("train", "val", "test")
 
 
@@ -37,6 +38,7 @@ class TrainConfig:
     steps_per_epoch: int = 150
     places: int = 8
     per_place: int = 4
+    batches: str = "random"          # "random" or "nearby" places per batch (BATCHES, geoloc.model.sampler)
     lr: float = 2e-3
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100
@@ -93,6 +95,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
+        if self.batches not in BATCHES:
+            raise ConfigError(f"unknown batches '{self.batches}' (choose {' or '.join(BATCHES)})")
         if self.lr <= 0:
             raise ConfigError(f"learning rate must be positive (got {self.lr})")
         if self.lr_schedule not in LR_SCHEDULES:

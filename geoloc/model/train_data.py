@@ -29,7 +29,7 @@ def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) ->
     places or a validation split without query and database images.
     """
     from .data import cache_side, decode_cache
-    from .sampler import PKSampler, load_split
+    from .sampler import PKSampler, load_split, location_xy
     from .validate import Validator
 
     train = load_split(conn, cfg.split, cfg.versions, cfg.include_queries)
@@ -37,7 +37,8 @@ def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) ->
         raise InputError(f"no images in split '{cfg.split}'"
                          + (f" (versions {', '.join(cfg.versions)})" if cfg.versions else ""),
                          hint="import images first: geoloc ingest images DIR")
-    sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed)
+    xy = location_xy(conn, train.location_ids) if cfg.batches == "nearby" else None
+    sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed, cfg.batches, train.location_ids, xy)
     cells = None
     if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
         from .cell_heads import place_labels
