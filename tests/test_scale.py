@@ -114,6 +114,12 @@ def test_a_large_region_walks_the_models_hnsw_index(scale_db):
     region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: more than SMALL_REGION embeddings
     lines = _plan_lines(url, model_id, region)
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
+    # the region was sized by a plain GiST scan that stopped after SMALL_REGION + 1 rows (a bitmap
+    # scan would have collected all of the region's 8,000 rows first)
+    size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
+    assert "Bitmap" not in size, size
+    scan = next(ln for ln in size.splitlines() if "Index Scan using ix_embeddings_model_geom" in ln)
+    assert f"rows={S.SMALL_REGION + 1} " in scan, scan
     with begin(url) as conn:
         S.set_search_options(conn)
         assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region) == "hnsw"
