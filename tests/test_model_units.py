@@ -201,7 +201,7 @@ def test_nearby_batches_need_locations_and_enough_of_them():
     with pytest.raises(ConfigError, match="nearby batches need"):
         PKSampler(place, 8, 3, seed=0, batches="nearby")
     with pytest.raises(InputError, match=r"^only 5 locations among the training places, fewer than --places 8"):
-        PKSampler(place, 8, 3, seed=0, batches="nearby", location_of_image=location, xy_of_image=xy).epoch(0, 1)
+        PKSampler(place, 8, 3, seed=0, batches="nearby", location_of_image=location, xy_of_image=xy)
     with pytest.raises(ConfigError, match="unknown batches 'near'"):
         PKSampler(place, 8, 3, seed=0, batches="near")
 

@@ -110,6 +110,9 @@ class PKSampler:
                 raise ConfigError("nearby batches need each image's location and its coordinates")
             first = np.array([g[0] for g in self.groups], np.int64)
             self.location_of_place = np.asarray(location_of_image)[first]
+            if len(np.unique(self.location_of_place)) < places:
+                raise InputError(f"only {len(np.unique(self.location_of_place))} locations among the training "
+                                 f"places, fewer than --places {places} for nearby batches")
             self.pools = nearby_pools(np.asarray(xy_of_image, np.float64)[first], self.location_of_place,
                                       NEARBY_POOL * (places - 1))
 
@@ -163,10 +166,7 @@ class PKSampler:
             if int(self.location_of_place[g]) not in locations:
                 chosen.append(g)
                 locations.add(int(self.location_of_place[g]))
-        if len(chosen) < self.places:
-            raise InputError(f"only {len(locations)} locations among the training places, fewer than "
-                             f"--places {self.places} for nearby batches")
-        return chosen
+        return chosen  # P places: __init__ checked that there are P locations
 
 
 def nearby_pools(xy: np.ndarray, location: np.ndarray, size: int) -> list[np.ndarray]:
