@@ -100,18 +100,21 @@ def test_a_time_budget_plans_a_finished_schedule(imported):
     assert steps > 11  # it planned after 10 timed steps and went on
     assert plan["epochs"] == math.ceil(total / 20) and len(row.history) == math.ceil(steps / 20)
     last = row.history[-1]
-    assert last["global_step"] == steps and last["planned_steps"] == total
+    planned = last["planned_steps"]
+    # the plan after the last epoch is the one it ran under, unless a re-plan there found no time
+    # for another epoch and ended the run where it stood
+    assert last["global_step"] == steps and (planned == total or total == steps < planned), (steps, planned, total)
     plans = [info for kind, info in seen if kind == "plan"]
     assert plans and plans[-1]["total_steps"] == total
     assert [kind for kind, _ in seen].count("epoch_end") == len(row.history)
-    # The plan follows the wall clock, which a busy machine makes uneven: the run either finished its
-    # last plan, ending at the bottom of the cosine (1 % of lr 1e-3), or that plan was a little too
-    # optimistic and the deadline stopped it close to the end, where the cosine is already low. A fixed
-    # 20-epoch schedule cut by the same budget would stop with the rate still near its peak.
-    if steps == total:
+    # The plan follows the wall clock, which a busy machine makes uneven: the run either finished the
+    # plan of its last epoch, ending at the bottom of the cosine (1 % of lr 1e-3), or that plan was a
+    # little too optimistic and the deadline stopped it close to the end, where the cosine is already
+    # low. A fixed 20-epoch schedule cut by the same budget would stop with the rate still near its peak.
+    if steps == planned:
         assert last["complete"] and last["lr"] == pytest.approx(1e-5, rel=1e-3)
     else:
-        assert steps >= 0.8 * total and last["lr"] < 0.15e-3, (steps, total, last["lr"])
+        assert steps >= 0.8 * planned and last["lr"] < 0.15e-3, (steps, planned, last["lr"])
 
 
 @pytest.mark.slow
