@@ -6,7 +6,7 @@ A place needs at least 2 images (one positive pair); places with 2..K-1 images a
 sampling their images again (with replacement; augmentation makes the repeats differ), places with
 fewer than 2 are skipped and counted.
 
-Two ways to choose a batch's P places (BATCHES):
+Two ways to choose a batch's P places (geoloc.model.train_config.BATCHES):
   random  P distinct places of the permutation.
   nearby  one place of the permutation (the anchor) and P - 1 places drawn from the anchor's
           NEARBY_POOL x (P - 1) nearest places of *other* locations, at most one per location, so
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from ..db import sqlfiles
 from ..imagefile import image_file
 from ..errors import ConfigError, InputError
-from .train_config import BATCHES
+from .train_config import check_batches
 
 MIN_IMAGES_PER_PLACE = 2
 NEARBY_POOL = 4  # a nearby batch draws its P - 1 places from the anchor's 4 x (P - 1) nearest places
@@ -81,14 +81,13 @@ def location_xy(conn: Connection, location_ids: np.ndarray) -> np.ndarray:
 class PKSampler:
     """Batches of `places` distinct places x `per_place` images (indices into the image arrays).
 
-    With BATCHES = "nearby", LOCATION_OF_IMAGE and XY_OF_IMAGE ((n, 2) metric coordinates of each
+    With batches = "nearby", LOCATION_OF_IMAGE and XY_OF_IMAGE ((n, 2) metric coordinates of each
     image's location) place each batch around an anchor place (module docstring)."""
 
     def __init__(self, place_of_image: np.ndarray, places: int, per_place: int, seed: int,
                  batches: str = "random", location_of_image: np.ndarray | None = None,
                  xy_of_image: np.ndarray | None = None):
-        if batches not in BATCHES:
-            raise ConfigError(f"unknown batches '{batches}' (choose {' or '.join(BATCHES)})")
+        check_batches(batches)
         if places < 2 or per_place < 2:
             raise ConfigError(f"a batch needs at least 2 places x 2 images (got {places} x {per_place})")
         order = np.argsort(place_of_image, kind="stable")

@@ -19,6 +19,12 @@ BATCHES = ("random", "nearby")  # how a batch's places are chosen (geoloc.model.
 SPLITS = ("train", "val", "test")
 
 
+def check_batches(batches: str) -> None:
+    """ConfigError unless BATCHES names a way of choosing a batch's places (BATCHES)."""
+    if batches not in BATCHES:
+        raise ConfigError(f"unknown batches '{batches}' (choose {' or '.join(BATCHES)})")
+
+
 def default_bn_momentum(weights: str) -> float:
     """BatchNorm momentum for a start from WEIGHTS: 0.9 from scratch ("none"), 0.99 from pretrained ones."""
     return SCRATCH_BN_MOMENTUM if str(weights) == "none" else PRETRAINED_BN_MOMENTUM
@@ -95,8 +101,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
-        if self.batches not in BATCHES:
-            raise ConfigError(f"unknown batches '{self.batches}' (choose {' or '.join(BATCHES)})")
+        check_batches(self.batches)
         if self.lr <= 0:
             raise ConfigError(f"learning rate must be positive (got {self.lr})")
         if self.lr_schedule not in LR_SCHEDULES:
