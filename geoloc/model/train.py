@@ -147,14 +147,14 @@ def _claim(lock_conn, locked: list[int], name: str, cfg: TrainConfig, plan: Plan
     transaction: a name taken meanwhile raises AlreadyExists with nothing written."""
     with lock_conn.begin():
         row = rows.register_model(lock_conn, name, cfg.backbone, int(model.output_shape[-1]), cfg.input_size,
-                                      _hyperparams(cfg, plan), None, train_split=cfg.split, data_counts=data.counts)
+                                  _hyperparams(cfg, plan), None, train_split=cfg.split, data_counts=data.counts)
         if not rows.try_lock_training(lock_conn, row.id):  # a new id: nobody else can hold it
             raise rows.busy(name)
         locked.append(row.id)
         run_dir = new_model_folder(models_root(), row.id, name)
         try:
             rows.update_model(lock_conn, name, hyperparams=_hyperparams(cfg, plan, run_dir),
-                                  weights_path=run_dir / WEIGHTS_FILE)
+                              weights_path=run_dir / WEIGHTS_FILE)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
@@ -411,7 +411,7 @@ class _Run:
         training_curve(history, self.run_dir / CURVE_FILE, title=f"{self.name} ({self.cfg.backbone})")
         with begin() as conn:
             rows.update_model(conn, self.name, history=history, train_seconds=self.elapsed(),
-                                  hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir))
+                              hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir))
         self.epoch_end_s = time.monotonic() - t_end
         self.report("epoch_end", entry)
 
