@@ -186,16 +186,17 @@ def recall(found, truth) -> float:
     return float(np.mean([len(set(map(int, f)) & set(map(int, t))) / len(t) for f, t in zip(found, truth) if len(t)]))
 
 
-def run_sql(url: str, model_id: int, dim: int, queries, regions, k: int, ef_search: int):
+def run_sql(url: str, model_id: int, dim: int, queries, regions, k: int, ef_search: int,
+            small_region: int | None = None):
     found, lat = [], []
     with get_engine(url).connect() as conn:
         vt = hnsw.indexed_type(conn, model_id, dim) or hnsw.vector_type(dim)
         S.set_search_options(conn, ef_search)
-        plan = S.explain(conn, model_id, dim, queries[0], k, regions[0], vtype=vt)
-        S.knn(conn, model_id, dim, queries[0], k, regions[0], vtype=vt)  # warm-up
+        plan = S.explain(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, small_region=small_region)
+        S.knn(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, small_region=small_region)  # warm-up
         for q, region in zip(queries, regions):
             t = time.perf_counter()
-            rows = S.knn(conn, model_id, dim, q, k, region, vtype=vt)
+            rows = S.knn(conn, model_id, dim, q, k, region, vtype=vt, small_region=small_region)
             lat.append(time.perf_counter() - t)
             found.append([r.image_id for r in rows])
         conn.rollback()
@@ -260,7 +261,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--sweep-only", action="store_true", help="only the plan sweep (index as it is)")
     ap.add_argument("--sweep", help="radii in metres, e.g. 100,250,500,1000,2000: time both plans of each "
-                                    "(exact GiST and HNSW forced by the threshold) to place SMALL_REGION")
+                                    "(exact GiST and HNSW forced by the threshold) to place SMALL_REGION_PER_SQRT")
     args = ap.parse_args()
     kinds = args.kind or [hnsw.DEFAULT_INDEX_KIND]
     radii = args.radius or [250.0, 1000.0]
@@ -320,9 +321,8 @@ def sweep(url, model_id, args, lat, lng, vectors, queries, centres) -> None:
         masks = [geodesic_within(lat, lng, c, r) for c in centres[:nq]]
         truth, _ = truth_of(vectors, queries[:nq], masks, args.k)
         row = {}
-        for plan, threshold in (("exact", 10**9), ("hnsw", 0)):
-            S.SMALL_REGION = threshold  # Region.params reads it per call
-            f, lt, _ = run_sql(url, model_id, args.dim, queries[:nq], regions, args.k, args.ef_search)
+        for plan, threshold in (("exact", S.UNLIMITED_REGION), ("hnsw", 0)):
+            f, lt, _ = run_sql(url, model_id, args.dim, queries[:nq], regions, args.k, args.ef_search, threshold)
             row[plan] = (ms(lt)[0], recall(f, truth))
         print(f"{r:>9g}{np.mean([m.sum() for m in masks]):>11,.0f}{row['exact'][0]:>11.2f}{row['hnsw'][0]:>10.2f}"
               f"{row['hnsw'][1]:>13.3f}  {load_avg()}", flush=True)

@@ -84,7 +84,7 @@ def scale_db(pg_cluster):
     pg_cluster.drop_database(name)
 
 
-def _plan_lines(url, model_id, region, small_region=S.SMALL_REGION, k=10) -> list[str]:
+def _plan_lines(url, model_id, region, small_region=None, k=10) -> list[str]:
     q = _vectors(1, seed=7)[0]
     with begin(url) as conn:
         S.set_search_options(conn)
@@ -111,20 +111,56 @@ def test_a_small_region_is_read_through_the_gist_index_and_ranked_exactly(scale_
 
 def test_a_large_region_walks_the_models_hnsw_index(scale_db):
     url, model_id, *_ = scale_db
-    region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: more than SMALL_REGION embeddings
+    region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: far more than the threshold
     lines = _plan_lines(url, model_id, region)
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
-    # the region was sized by a plain GiST scan that stopped after SMALL_REGION + 1 rows (a bitmap
-    # scan would have collected all of the region's 8,000 rows first)
+    # the region was sized by a plain GiST scan that stopped after threshold + 1 rows (a bitmap scan
+    # would have collected all of the region's 8,000 rows first); 7 * sqrt(20,000) = 990
     size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
     assert "Bitmap" not in size, size
     scan = next(ln for ln in size.splitlines() if "Index Scan using ix_embeddings_model_geom" in ln)
-    assert f"rows={S.SMALL_REGION + 1} " in scan, scan
+    assert "rows=991 " in scan, scan
     with begin(url) as conn:
         S.set_search_options(conn)
         assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region) == "hnsw"
         # the same region ranked exactly when the threshold is raised above its size
         assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region, small_region=N) == "gist+exact"
+
+
+def test_the_threshold_grows_with_the_square_root_of_the_models_size(scale_db):
+    """Exact ranking costs a fixed time per row of the box, the graph walk about k / (the region's
+    share of the rows) steps: they cross at a box size proportional to sqrt(rows)."""
+    url, model_id, *_ = scale_db
+    with begin(url) as conn:
+        assert S.model_region_threshold(conn, model_id) == 990  # 7 * sqrt(20,000) = 989.9
+    assert S.region_threshold(1_000_000) == 7000 and S.region_threshold(100_000) == 2214
+    assert S.region_threshold(1000) == 500  # never below 500 rows
+    # a model without a usable graph has every region ranked exactly: there is nothing to walk
+    assert S.region_threshold(None) >= 2**31 - 2
+
+
+def test_the_exact_plan_tests_the_circle_only_on_the_leading_rows(scale_db):
+    """The box's rows are ranked by distance first; the true circle (a spheroid distance each) is
+    checked in that order until k rows pass, not on all rows of the box."""
+    url, model_id, vectors, lat, lng = scale_db
+    region = S.Region(*CENTRE, 800.0)  # about 580 points in the circle, 740 in its box
+    lines = _plan_lines(url, model_id, region, small_region=N)
+    small = lines[lines.index("  CTE small"):lines.index("  CTE large")]
+    sort = next(ln for ln in small if "->  Sort (actual rows=" in ln)
+    checked = int(sort.split("actual rows=")[1].split()[0])
+    assert 10 <= checked < 30, "\n".join(small)
+    q = _vectors(1, seed=7)[0]
+    with begin(url) as conn:
+        S.set_search_options(conn)
+        found = [n.image_id for n in S.knn(conn, model_id, DIM, q, 10, region, small_region=N)]
+    assert found == _exact(vectors, q, _within(lat, lng, CENTRE, 800.0), 10)
+
+
+def test_search_transactions_never_compile_with_jit(scale_db):
+    url, *_ = scale_db
+    with begin(url) as conn:
+        S.set_search_options(conn)
+        assert conn.execute(sa.text("SHOW jit")).scalar() == "off"
 
 
 def test_the_threshold_counts_the_models_embeddings_in_the_region(scale_db):
@@ -162,7 +198,8 @@ def test_without_a_region_the_exact_branch_is_not_even_planned(scale_db):
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
     assert not _ran(lines, "ix_embeddings_model_geom"), "\n".join(lines)  # region_size is not computed
     small = "\n".join(lines[lines.index("  CTE small"):lines.index("  CTE large")])
-    assert "One-Time Filter: false" in small and "Scan" not in small, small
+    assert "One-Time Filter: false" in small, small
+    assert "Index Scan" not in small and "Seq Scan" not in small, small
 
 
 # ------------------------------------------------------------------------------------- halfvec

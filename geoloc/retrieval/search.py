@@ -1,14 +1,16 @@
 """`geoloc search`: embed photos and find where they were taken with one SQL query each.
 
-The query (geoloc/sql/search/knn.sql) joins images and locations and applies the optional region filter in
-the same statement, choosing its plan per query by the region's size: a region with at most
-SMALL_REGION locations is read through the GiST index on locations and ranked exactly; no region or
-a larger one orders by the model's HNSW index expression, and pgvector 0.8's iterative index scan
-keeps walking the graph until k rows pass the filter.
+The query (geoloc/sql/search/knn.sql) applies the optional region filter and joins images and
+locations for the k rows it returns, choosing its plan per query by the region's size: a region whose
+bounding box holds at most `small_region` of the model's embeddings is read through the GiST index on
+embeddings (model_id, geom) and ranked exactly; no region or a larger one orders by the model's HNSW
+index expression, and pgvector 0.8's iterative index scan keeps walking the graph until k rows pass
+the filter. The threshold grows with the square root of the model's size (region_threshold).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -27,18 +29,22 @@ from ..imagefile import image_file
 from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
-from .index import VectorType, indexed_type, vector_type
+from .index import VectorType, index_state, indexed_type, vector_type
 from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
 MAX_K = 1000
 DEFAULT_EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may walk before it gives up
-# regions whose bounding box holds at most this many of the model's embeddings are ranked exactly (GiST
-# plan), larger ones through the HNSW iterative scan. With the region tested on each embedding row the
-# graph walk is as fast as the exact ranking from about 300-500 rows at 100k and 1M (benchmarks/README.md
-# "Scale"); up to this size the exact plan costs a few milliseconds and gives recall 1.
-SMALL_REGION = 500
+# Regions whose bounding box holds at most region_threshold(rows) = max(SMALL_REGION_MIN,
+# SMALL_REGION_PER_SQRT * sqrt(rows)) of a model's ROWS embeddings are ranked exactly (GiST plan), larger
+# ones through the HNSW iterative scan. The exact ranking costs about 2-4 us per row of the box; the
+# graph walk costs about k / (the region's share of the rows) graph steps, so the two cross where the
+# box holds a number of rows proportional to sqrt(rows): measured at about 10,000 of 1M (table in
+# location order) and 1,900 of 100k (benchmarks/README.md "Where the two region plans cross").
+SMALL_REGION_MIN = 500
+SMALL_REGION_PER_SQRT = 7
+UNLIMITED_REGION = 2**31 - 2  # knn.sql adds 1 to it as an integer
 # the GiST index on embeddings (model_id, geom) that the exact plan of a small region reads
 GEO_INDEX = "ix_embeddings_model_geom"
 # what EXPLAIN reports on knn's statement: the plan only, or the plan as it ran (never-executed branches)
@@ -61,10 +67,25 @@ class Region:
     def empty(self) -> bool:
         return self.within_m is None and self.area is None
 
-    def params(self, small_region: int | None = None) -> dict:
-        """knn.sql's region parameters (SMALL_REGION: the plan threshold, default SMALL_REGION)."""
-        return {"lat": self.lat, "lng": self.lng, "within_m": self.within_m, "area": self.area,
-                "small_region": int(SMALL_REGION if small_region is None else small_region)}
+    def params(self) -> dict:
+        """The region's parameters of knn.sql and knn_cells.sql."""
+        return {"lat": self.lat, "lng": self.lng, "within_m": self.within_m, "area": self.area}
+
+
+def region_threshold(rows: int | None) -> int:
+    """The most embeddings a region's bounding box may hold to be ranked exactly, for a model whose
+    HNSW index holds ROWS rows (None: a model without a valid index, whose every region is ranked
+    exactly since there is no graph to walk)."""
+    if rows is None:
+        return UNLIMITED_REGION
+    return max(SMALL_REGION_MIN, round(SMALL_REGION_PER_SQRT * math.sqrt(max(rows, 0))))
+
+
+def model_region_threshold(conn: Connection | None, model_id: int) -> int:
+    """region_threshold of the model, sized by the rows its HNSW index recorded at its last build or
+    update (index.index_state)."""
+    valid, rows = index_state(conn, model_id)
+    return region_threshold((rows or 0) if valid else None)
 
 
 @dataclass
@@ -186,19 +207,30 @@ def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
 
 
 def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: str | None,
-               version: str | None, small_region: int | None = None) -> dict:
+               version: str | None, small_region: int) -> dict:
     return {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
-            "split": split, "version": version, **region.params(small_region)}
+            "split": split, "version": version, "small_region": int(small_region), **region.params()}
+
+
+def resolve_threshold(conn: Connection, model_id: int, region: Region, small_region: int | None) -> int:
+    """SMALL_REGION as given, else the model's own (model_region_threshold); no lookup without a
+    region, where knn.sql never reads it."""
+    if small_region is not None:
+        return int(small_region)
+    return SMALL_REGION_MIN if region.empty else model_region_threshold(conn, model_id)
 
 
 def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
         region: Region = Region(), split: str | None = None, version: str | None = None,
-        vtype: VectorType | None = None) -> list[Neighbour]:
+        vtype: VectorType | None = None, small_region: int | None = None) -> list[Neighbour]:
     """The k nearest images to one embedding (call set_search_options first in the transaction).
-    VTYPE: the type of the model's index (search_type), looked up when not given."""
+    VTYPE: the type of the model's index (search_type) and SMALL_REGION: the plan threshold
+    (model_region_threshold), each looked up when not given."""
     vtype = vtype or search_type(conn, model_id, dim)
+    small_region = resolve_threshold(conn, model_id, region, small_region)
     bind_vectors(conn)
-    rows = conn.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version))
+    rows = conn.execute(knn_statement(dim, vtype),
+                        knn_params(model_id, query, k, region, split, version, small_region))
     return [neighbour_of(r) for r in rows]
 
 
@@ -207,6 +239,7 @@ def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, 
                   explain: str = EXPLAIN_ANALYZE) -> list[str]:
     """The lines EXPLAIN (EXPLAIN_ANALYZE or EXPLAIN_PLAN) prints for knn's statement on this query."""
     vtype = vtype or search_type(conn, model_id, dim)
+    small_region = resolve_threshold(conn, model_id, region, small_region)
     bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype, explain),
                         knn_params(model_id, query, k, region, None, None, small_region))
@@ -283,8 +316,9 @@ def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | t
     with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, k))
         vtype = search_type(conn, emb.model_id, emb.dim)
+        threshold = resolve_threshold(conn, emb.model_id, region, None)
         for path, v in zip(paths, vectors):
-            neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype)
+            neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype, threshold)
             results.append(QueryResult(path, neighbours, neighbours[0] if neighbours else None,
                                        consensus(neighbours), region))
     return results

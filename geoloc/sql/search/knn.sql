@@ -11,7 +11,8 @@
 --                       which misleads the planner.
 --   area                only images whose location lies in the polygon of areas.name = area
 --   small_region        the most embeddings a region's bounding box may hold to be ranked exactly
---                       (geoloc.retrieval.search.SMALL_REGION; measured in benchmarks/README.md)
+--                       (geoloc.retrieval.search.model_region_threshold: grows with the square root
+--                       of the model's size; measured in benchmarks/README.md)
 --
 -- The region is tested on embeddings.geom, the image's location copied onto each embedding row (kept
 -- equal to locations.geom by triggers), so neither plan joins a candidate to images or locations;
@@ -21,8 +22,11 @@
 -- embeddings in the region's bounding box through the GiST index, stopping at small_region + 1):
 --   small  a region with at most small_region embeddings: those rows through the GiST index on
 --          (model_id, geom), ranked EXACTLY by the uncast halfvec column (embedding <=> query as
---          halfvec, which no HNSW index serves, so the planner never walks the graph for it). Exact,
---          and cheap because the region is small.
+--          halfvec, which no HNSW index serves, so the planner never walks the graph for it). Only
+--          the bounding box is tested while ranking: the sorted rows are then checked against the
+--          region's true shape (circle on the spheroid, area polygon) and the split/version filters
+--          in distance order until k pass (OFFSET 0 keeps the planner from pushing those tests
+--          below the sort), so the costly tests run on about k rows instead of the whole box.
 --   large  no region, or a large one: ORDER BY the model's HNSW index expression; pgvector 0.8's
 --          iterative scan keeps walking the graph until k rows have passed the filters, each checked
 --          on the row the walk already read. A large region holds enough of the graph's neighbours
@@ -50,6 +54,8 @@
 --                                                   -- few rows: nested loops only (else the large
 --                                                   -- branch may join the graph walk to a
 --                                                   -- materialised list of the region's images)
+--   SET LOCAL enable_bitmapscan = off;              -- region_size's GiST scan stops at small_region + 1
+--   SET LOCAL jit = off;                            -- compiling costs more than this statement runs
 -- relaxed_order may hand rows back slightly out of order, so the outer query sorts the k rows again.
 WITH region_box AS MATERIALIZED (
     SELECT CASE
@@ -68,26 +74,28 @@ region_size AS MATERIALIZED (
           LIMIT CAST(:small_region AS integer) + 1) AS inside
 ),
 small AS MATERIALIZED (
-    SELECT e.image_id,
-           e.embedding <=> CAST(:query AS halfvec) AS distance
-    FROM embeddings AS e
-    WHERE e.model_id = CAST(:model_id AS integer)
-      AND (CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
-      AND (SELECT embeddings FROM region_size) <= CAST(:small_region AS integer)
-      AND e.geom && (SELECT box FROM region_box)
-      AND (CAST(:within_m AS float8) IS NULL
-           OR ST_Distance(e.geom::geography,
+    SELECT r.image_id, r.distance
+    FROM (SELECT e.image_id, e.geom, e.embedding <=> CAST(:query AS halfvec) AS distance
+          FROM embeddings AS e
+          WHERE e.model_id = CAST(:model_id AS integer)
+            AND (CAST(:within_m AS float8) IS NOT NULL OR CAST(:area AS text) IS NOT NULL)
+            AND (SELECT embeddings FROM region_size) <= CAST(:small_region AS integer)
+            AND e.geom && (SELECT box FROM region_box)
+          ORDER BY distance
+          OFFSET 0) AS r
+    WHERE (CAST(:within_m AS float8) IS NULL
+           OR ST_Distance(r.geom::geography,
                           ST_SetSRID(ST_MakePoint(CAST(:lng AS float8), CAST(:lat AS float8)), 4326)::geography)
               <= CAST(:within_m AS float8))
       AND (CAST(:area AS text) IS NULL
            OR EXISTS (SELECT 1 FROM areas AS a
-                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, e.geom)))
+                      WHERE a.name = CAST(:area AS text) AND ST_Intersects(a.geom, r.geom)))
       AND (CAST(:split AS text) IS NULL AND CAST(:version AS text) IS NULL
            OR EXISTS (SELECT 1 FROM images AS i
-                      WHERE i.id = e.image_id
+                      WHERE i.id = r.image_id
                         AND (CAST(:split AS text) IS NULL OR i.split = CAST(:split AS text))
                         AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))))
-    ORDER BY distance
+    ORDER BY r.distance
     LIMIT :k
 ),
 large AS MATERIALIZED (

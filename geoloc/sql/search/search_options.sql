@@ -13,6 +13,9 @@
 --   no bitmap scans: knn.sql counts a region's rows only up to small_region + 1, which a plain GiST
 --   index scan stops after; a bitmap scan first collects every row of the region (57,000 for 1 km at
 --   1M rows: 15 ms spent before the graph walk even starts).
+--   no JIT: a statement this short never earns its compile time back; the cost of the large
+--   branch's exact-sort alternative crossed jit_above_cost at 1M rows and the compile added 15-20 ms
+--   to every 250 m search (benchmarks/README.md).
 SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('hnsw.ef_search', CAST(:ef_search AS text), true),
        set_config('hnsw.max_scan_tuples', CAST(:max_scan_tuples AS text), true),
@@ -21,4 +24,5 @@ SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('enable_mergejoin', 'off', true),
        set_config('enable_material', 'off', true),
        set_config('enable_bitmapscan', 'off', true),
-       set_config('max_parallel_workers_per_gather', '0', true);
+       set_config('max_parallel_workers_per_gather', '0', true),
+       set_config('jit', 'off', true);
