@@ -187,20 +187,20 @@ def recall(found, truth) -> float:
 
 
 def run_sql(url: str, model_id: int, dim: int, queries, regions, k: int, ef_search: int,
-            small_region: int | None = None):
+            plan: S.RegionPlan | None = None):
     found, lat = [], []
     with get_engine(url).connect() as conn:
         vt = hnsw.indexed_type(conn, model_id, dim) or hnsw.vector_type(dim)
         S.set_search_options(conn, ef_search)
-        plan = S.explain(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, small_region=small_region)
-        S.knn(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, small_region=small_region)  # warm-up
+        used = S.explain(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, plan=plan)
+        S.knn(conn, model_id, dim, queries[0], k, regions[0], vtype=vt, plan=plan)  # warm-up
         for q, region in zip(queries, regions):
             t = time.perf_counter()
-            rows = S.knn(conn, model_id, dim, q, k, region, vtype=vt, small_region=small_region)
+            rows = S.knn(conn, model_id, dim, q, k, region, vtype=vt, plan=plan)
             lat.append(time.perf_counter() - t)
             found.append([r.image_id for r in rows])
         conn.rollback()
-    return found, lat, plan
+    return found, lat, used
 
 
 def run_faiss(index, lat_, lng_, queries, regions, masks, k: int, ef_search: int):
@@ -322,7 +322,8 @@ def sweep(url, model_id, args, lat, lng, vectors, queries, centres) -> None:
         truth, _ = truth_of(vectors, queries[:nq], masks, args.k)
         row = {}
         for plan, threshold in (("exact", S.UNLIMITED_REGION), ("hnsw", 0)):
-            f, lt, _ = run_sql(url, model_id, args.dim, queries[:nq], regions, args.k, args.ef_search, threshold)
+            f, lt, _ = run_sql(url, model_id, args.dim, queries[:nq], regions, args.k, args.ef_search,
+                               S.RegionPlan(threshold, args.n))
             row[plan] = (ms(lt)[0], recall(f, truth))
         print(f"{r:>9g}{np.mean([m.sum() for m in masks]):>11,.0f}{row['exact'][0]:>11.2f}{row['hnsw'][0]:>10.2f}"
               f"{row['hnsw'][1]:>13.3f}  {load_avg()}", flush=True)

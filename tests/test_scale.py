@@ -84,11 +84,11 @@ def scale_db(pg_cluster):
     pg_cluster.drop_database(name)
 
 
-def _plan_lines(url, model_id, region, small_region=None, k=10) -> list[str]:
+def _plan_lines(url, model_id, region, plan=None, k=10) -> list[str]:
     q = _vectors(1, seed=7)[0]
     with begin(url) as conn:
         S.set_search_options(conn)
-        return S.explain_lines(conn, model_id, DIM, q, k, region, small_region=small_region)
+        return S.explain_lines(conn, model_id, DIM, q, k, region, plan=plan)
 
 
 def _ran(lines: list[str], needle: str) -> bool:
@@ -114,17 +114,40 @@ def test_a_large_region_walks_the_models_hnsw_index(scale_db):
     region = S.Region(*CENTRE, 3000.0)  # about 40 % of the points: far more than the threshold
     lines = _plan_lines(url, model_id, region)
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
-    # the region was sized by a plain GiST scan that stopped after threshold + 1 rows (a bitmap scan
-    # would have collected all of the region's 8,000 rows first); 7 * sqrt(20,000) = 990
+    # the region was sized by the statistics' estimate, without reading its rows
     size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
-    assert "Bitmap" not in size, size
-    scan = next(ln for ln in size.splitlines() if "Index Scan using ix_embeddings_model_geom" in ln)
-    assert "rows=991 " in scan, scan
+    assert not _ran(size.splitlines(), "ix_embeddings_model_geom"), size
     with begin(url) as conn:
         S.set_search_options(conn)
         assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region) == "hnsw"
         # the same region ranked exactly when the threshold is raised above its size
-        assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region, small_region=N) == "gist+exact"
+        assert S.explain(conn, model_id, DIM, _vectors(1, seed=7)[0], 10, region,
+                         plan=S.RegionPlan(N, N)) == "gist+exact"
+
+
+def test_without_the_models_size_the_region_is_counted_up_to_the_threshold(scale_db):
+    """A plain GiST scan that stops after threshold + 1 rows (a bitmap scan would collect all of the
+    region's 8,000 rows first)."""
+    url, model_id, *_ = scale_db
+    lines = _plan_lines(url, model_id, S.Region(*CENTRE, 3000.0), plan=S.RegionPlan(500))
+    size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
+    assert "Bitmap" not in size, size
+    scan = next(ln for ln in size.splitlines() if "Index Scan using ix_embeddings_model_geom" in ln)
+    assert "rows=501 " in scan, scan
+    assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
+
+
+def test_without_statistics_the_box_share_is_null_and_search_counts(pg_cluster):
+    name = "t_scale_no_stats"
+    pg_cluster.create_database(name, template="geoloc_template")
+    url = pg_cluster.url(name)
+    try:
+        with get_engine(url).connect() as conn:
+            share = conn.execute(sa.text("SELECT embeddings_box_share(ST_MakeEnvelope(18, 59.3, 18.1, 59.4, 4326))"))
+            assert share.scalar() is None  # a fresh table has no statistics: NULL, not an error
+    finally:
+        get_engine(url).dispose()
+        pg_cluster.drop_database(name)
 
 
 def test_the_threshold_grows_with_the_square_root_of_the_models_size(scale_db):
@@ -132,7 +155,7 @@ def test_the_threshold_grows_with_the_square_root_of_the_models_size(scale_db):
     share of the rows) steps: they cross at a box size proportional to sqrt(rows)."""
     url, model_id, *_ = scale_db
     with begin(url) as conn:
-        assert S.model_region_threshold(conn, model_id) == 990  # 7 * sqrt(20,000) = 989.9
+        assert S.region_plan(conn, model_id) == S.RegionPlan(990, N)  # 7 * sqrt(20,000) = 989.9
     assert S.region_threshold(1_000_000) == 7000 and S.region_threshold(100_000) == 2214
     assert S.region_threshold(1000) == 500  # never below 500 rows
     # a model without a usable graph has every region ranked exactly: there is nothing to walk
@@ -144,7 +167,7 @@ def test_the_exact_plan_tests_the_circle_only_on_the_leading_rows(scale_db):
     checked in that order until k rows pass, not on all rows of the box."""
     url, model_id, vectors, lat, lng = scale_db
     region = S.Region(*CENTRE, 800.0)  # about 580 points in the circle, 740 in its box
-    lines = _plan_lines(url, model_id, region, small_region=N)
+    lines = _plan_lines(url, model_id, region, plan=S.RegionPlan(N, N))
     small = lines[lines.index("  CTE small"):lines.index("  CTE large")]
     sort = next(ln for ln in small if "->  Sort (actual rows=" in ln)
     checked = int(sort.split("actual rows=")[1].split()[0])
@@ -152,7 +175,7 @@ def test_the_exact_plan_tests_the_circle_only_on_the_leading_rows(scale_db):
     q = _vectors(1, seed=7)[0]
     with begin(url) as conn:
         S.set_search_options(conn)
-        found = [n.image_id for n in S.knn(conn, model_id, DIM, q, 10, region, small_region=N)]
+        found = [n.image_id for n in S.knn(conn, model_id, DIM, q, 10, region, plan=S.RegionPlan(N, N))]
     assert found == _exact(vectors, q, _within(lat, lng, CENTRE, 800.0), 10)
 
 
@@ -172,8 +195,9 @@ def test_the_threshold_counts_the_models_embeddings_in_the_region(scale_db):
     with begin(url) as conn:
         S.set_search_options(conn)
         q = _vectors(1, seed=7)[0]
-        assert S.explain(conn, model_id, DIM, q, 10, region, small_region=2000) == "gist+exact"
-        assert S.explain(conn, model_id, DIM, q, 10, region, small_region=500) == "hnsw"
+        for rows in (N, None):  # estimated from the statistics, or counted
+            assert S.explain(conn, model_id, DIM, q, 10, region, plan=S.RegionPlan(2000, rows)) == "gist+exact"
+            assert S.explain(conn, model_id, DIM, q, 10, region, plan=S.RegionPlan(500, rows)) == "hnsw"
 
 
 def test_an_area_is_sized_by_the_embeddings_in_its_bounding_box(scale_db):

@@ -2,10 +2,10 @@
 
 The query (geoloc/sql/search/knn.sql) applies the optional region filter and joins images and
 locations for the k rows it returns, choosing its plan per query by the region's size: a region whose
-bounding box holds at most `small_region` of the model's embeddings is read through the GiST index on
-embeddings (model_id, geom) and ranked exactly; no region or a larger one orders by the model's HNSW
+bounding box holds at most `small_region` of the model's embeddings (estimated from the statistics of
+embeddings.geom) is read through the GiST index on embeddings (model_id, geom) and ranked exactly; no region or a larger one orders by the model's HNSW
 index expression, and pgvector 0.8's iterative index scan keeps walking the graph until k rows pass
-the filter. The threshold grows with the square root of the model's size (region_threshold).
+the filter. The threshold grows with the square root of the model's size (region_plan).
 """
 
 from __future__ import annotations
@@ -72,6 +72,22 @@ class Region:
         return {"lat": self.lat, "lng": self.lng, "within_m": self.within_m, "area": self.area}
 
 
+@dataclass(frozen=True)
+class RegionPlan:
+    """Where knn.sql switches from the exact ranking of a region to the graph walk: SMALL_REGION, the
+    most of the model's embeddings a region's bounding box may hold to be ranked exactly, and
+    MODEL_ROWS, the model's embeddings, which the box's share of the table (estimated from the
+    statistics of embeddings.geom) is multiplied by. Without MODEL_ROWS, or without statistics, the
+    box's rows are counted instead, up to SMALL_REGION + 1."""
+
+    small_region: int = 0
+    model_rows: int | None = None
+
+    def params(self) -> dict:
+        return {"small_region": int(self.small_region),
+                "model_rows": None if self.model_rows is None else int(self.model_rows)}
+
+
 def region_threshold(rows: int | None) -> int:
     """The most embeddings a region's bounding box may hold to be ranked exactly, for a model whose
     HNSW index holds ROWS rows (None: a model without a valid index, whose every region is ranked
@@ -81,11 +97,13 @@ def region_threshold(rows: int | None) -> int:
     return max(SMALL_REGION_MIN, round(SMALL_REGION_PER_SQRT * math.sqrt(max(rows, 0))))
 
 
-def model_region_threshold(conn: Connection | None, model_id: int) -> int:
-    """region_threshold of the model, sized by the rows its HNSW index recorded at its last build or
-    update (index.index_state)."""
+def region_plan(conn: Connection | None, model_id: int) -> RegionPlan:
+    """The model's RegionPlan: its threshold (region_threshold) and size, both from the rows its
+    HNSW index recorded at its last build or update (index.index_state)."""
     valid, rows = index_state(conn, model_id)
-    return region_threshold((rows or 0) if valid else None)
+    if not valid:
+        return RegionPlan(region_threshold(None))
+    return RegionPlan(region_threshold(rows or 0), rows)
 
 
 @dataclass
@@ -207,50 +225,49 @@ def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
 
 
 def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: str | None,
-               version: str | None, small_region: int) -> dict:
+               version: str | None, plan: RegionPlan) -> dict:
     return {"query": np.asarray(query, np.float32), "model_id": int(model_id), "k": int(k),
-            "split": split, "version": version, "small_region": int(small_region), **region.params()}
+            "split": split, "version": version, **plan.params(), **region.params()}
 
 
-def resolve_threshold(conn: Connection, model_id: int, region: Region, small_region: int | None) -> int:
-    """SMALL_REGION as given, else the model's own (model_region_threshold); no lookup without a
-    region, where knn.sql never reads it."""
-    if small_region is not None:
-        return int(small_region)
-    return SMALL_REGION_MIN if region.empty else model_region_threshold(conn, model_id)
+def plan_for(conn: Connection, model_id: int, region: Region, plan: RegionPlan | None) -> RegionPlan:
+    """PLAN as given, else the model's own (region_plan); no lookup without a region, where knn.sql
+    reads neither value."""
+    if plan is not None:
+        return plan
+    return RegionPlan() if region.empty else region_plan(conn, model_id)
 
 
 def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
         region: Region = Region(), split: str | None = None, version: str | None = None,
-        vtype: VectorType | None = None, small_region: int | None = None) -> list[Neighbour]:
+        vtype: VectorType | None = None, plan: RegionPlan | None = None) -> list[Neighbour]:
     """The k nearest images to one embedding (call set_search_options first in the transaction).
-    VTYPE: the type of the model's index (search_type) and SMALL_REGION: the plan threshold
-    (model_region_threshold), each looked up when not given."""
+    VTYPE: the type of the model's index (search_type) and PLAN: where the region's plans switch
+    (region_plan), each looked up when not given."""
     vtype = vtype or search_type(conn, model_id, dim)
-    small_region = resolve_threshold(conn, model_id, region, small_region)
+    plan = plan_for(conn, model_id, region, plan)
     bind_vectors(conn)
-    rows = conn.execute(knn_statement(dim, vtype),
-                        knn_params(model_id, query, k, region, split, version, small_region))
+    rows = conn.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version, plan))
     return [neighbour_of(r) for r in rows]
 
 
 def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
-                  region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None,
+                  region: Region = Region(), vtype: VectorType | None = None, plan: RegionPlan | None = None,
                   explain: str = EXPLAIN_ANALYZE) -> list[str]:
     """The lines EXPLAIN (EXPLAIN_ANALYZE or EXPLAIN_PLAN) prints for knn's statement on this query."""
     vtype = vtype or search_type(conn, model_id, dim)
-    small_region = resolve_threshold(conn, model_id, region, small_region)
+    plan = plan_for(conn, model_id, region, plan)
     bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype, explain),
-                        knn_params(model_id, query, k, region, None, None, small_region))
+                        knn_params(model_id, query, k, region, None, None, plan))
     return list(rows.scalars())
 
 
 def explain(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
-            region: Region = Region(), vtype: VectorType | None = None, small_region: int | None = None) -> str:
+            region: Region = Region(), vtype: VectorType | None = None, plan: RegionPlan | None = None) -> str:
     """Which plan knn's statement ran for this query: 'hnsw' (the model's HNSW index), 'gist+exact'
     (the region's embeddings through the GiST index, ranked exactly) or 'seq' (neither: no index)."""
-    return plan_of(explain_lines(conn, model_id, dim, query, k, region, vtype, small_region))
+    return plan_of(explain_lines(conn, model_id, dim, query, k, region, vtype, plan))
 
 
 def plan_of(lines: list[str]) -> str:
@@ -316,9 +333,9 @@ def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | t
     with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, k))
         vtype = search_type(conn, emb.model_id, emb.dim)
-        threshold = resolve_threshold(conn, emb.model_id, region, None)
+        plan = plan_for(conn, emb.model_id, region, None)
         for path, v in zip(paths, vectors):
-            neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype, threshold)
+            neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype, plan)
             results.append(QueryResult(path, neighbours, neighbours[0] if neighbours else None,
                                        consensus(neighbours), region))
     return results

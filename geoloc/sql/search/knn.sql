@@ -11,15 +11,20 @@
 --                       which misleads the planner.
 --   area                only images whose location lies in the polygon of areas.name = area
 --   small_region        the most embeddings a region's bounding box may hold to be ranked exactly
---                       (geoloc.retrieval.search.model_region_threshold: grows with the square root
---                       of the model's size; measured in benchmarks/README.md)
+--   model_rows          the model's embeddings (NULL: unknown)
+--                       (both from geoloc.retrieval.search.region_plan: the threshold grows with the
+--                       square root of the model's size; measured in benchmarks/README.md)
 --
 -- The region is tested on embeddings.geom, the image's location copied onto each embedding row (kept
 -- equal to locations.geom by triggers), so neither plan joins a candidate to images or locations;
 -- images are read only for the split/version filters and for the k rows returned.
 --
--- Two plans, chosen per query at run time by the region's size (region_size counts this model's
--- embeddings in the region's bounding box through the GiST index, stopping at small_region + 1):
+-- Two plans, chosen per query at run time by the region's size: region_size estimates this model's
+-- embeddings in the region's bounding box as the box's share of the table by the statistics of
+-- embeddings.geom (embeddings_box_share: PostGIS's selectivity estimate, well under a millisecond)
+-- times model_rows (the models of one database embed the same images, so each is spread like the
+-- table); without statistics or model_rows it counts them through the GiST index,
+-- stopping at small_region + 1:
 --   small  a region with at most small_region embeddings: those rows through the GiST index on
 --          (model_id, geom), ranked EXACTLY by the uncast halfvec column (embedding <=> query as
 --          halfvec, which no HNSW index serves, so the planner never walks the graph for it). Only
@@ -54,7 +59,7 @@
 --                                                   -- few rows: nested loops only (else the large
 --                                                   -- branch may join the graph walk to a
 --                                                   -- materialised list of the region's images)
---   SET LOCAL enable_bitmapscan = off;              -- region_size's GiST scan stops at small_region + 1
+--   SET LOCAL enable_bitmapscan = off;              -- region_size's count stops at small_region + 1
 --   SET LOCAL jit = off;                            -- compiling costs more than this statement runs
 -- relaxed_order may hand rows back slightly out of order, so the outer query sorts the k rows again.
 WITH region_box AS MATERIALIZED (
@@ -67,11 +72,13 @@ WITH region_box AS MATERIALIZED (
            END AS box
 ),
 region_size AS MATERIALIZED (
-    SELECT count(*) AS embeddings
-    FROM (SELECT 1
-          FROM region_box AS r
-          JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.geom && r.box
-          LIMIT CAST(:small_region AS integer) + 1) AS inside
+    SELECT coalesce(
+        (SELECT embeddings_box_share(r.box) * CAST(:model_rows AS float8) FROM region_box AS r),
+        (SELECT count(*)
+         FROM (SELECT 1
+               FROM region_box AS r
+               JOIN embeddings AS e ON e.model_id = CAST(:model_id AS integer) AND e.geom && r.box
+               LIMIT CAST(:small_region AS integer) + 1) AS inside)) AS embeddings
 ),
 small AS MATERIALIZED (
     SELECT r.image_id, r.distance
