@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_bench import LowRankClusters, bench_url, copy_places, geodesic_within, random_points  # noqa: E402
+from search_bench import (LowRankClusters, bench_url, copy_places, faiss_hnsw, geodesic_within,  # noqa: E402
+                          random_points)
 
 from geoloc.db.engine import begin, get_engine  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
@@ -225,18 +226,6 @@ def run_faiss(index, lat_, lng_, queries, regions, masks, k: int, ef_search: int
     return found, lat
 
 
-def build_faiss(vectors, ef_search: int):
-    import faiss
-
-    t = time.perf_counter()
-    index = faiss.IndexHNSWFlat(vectors.shape[1], hnsw.HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = hnsw.HNSW_EF_CONSTRUCTION
-    index.add(vectors)
-    index.hnsw.efSearch = ef_search
-    faiss.omp_set_num_threads(1)
-    return index, time.perf_counter() - t
-
-
 def ms(lat) -> tuple[float, float]:
     a = np.array(lat) * 1000
     return float(np.percentile(a, 50)), float(np.percentile(a, 95))
@@ -295,7 +284,7 @@ def main() -> None:
                             "plan": "", "note": "", "load": load_avg()})
         if not args.no_faiss:
             log("building FAISS HNSW (in-process) ...")
-            index, fb = build_faiss(vectors, args.ef_search)
+            index, fb = faiss_hnsw(vectors, args.ef_search)
             meta["faiss_build_s"] = fb
             log(f"FAISS built in {fb:.1f} s")
             for label, regions, masks in regions_by:
@@ -339,7 +328,7 @@ def print_table(results, meta) -> None:
         print(f"index {kind}: build {'' if b is None else f'{b:.0f} s'}, table {m['table'] / 2**20:,.0f} MiB, "
               f"index {m['index'] / 2**20:,.0f} MiB")
     if "faiss_build_s" in meta:
-        print(f"FAISS HNSW build {meta['faiss_build_s']:.0f} s; embeddings loaded in {meta['load_s']:.0f} s")
+        print(f"FAISS HNSW build (one thread) {meta['faiss_build_s']:.0f} s; embeddings loaded in {meta['load_s']:.0f} s")
     head = f"{'method':<22}{'filter':<8}{'p50 ms':>8}{'p95 ms':>8}{'recall':>8}{'/FAISS':>8}{'/NumPy':>8}  plan"
     print(head + "\n" + "-" * len(head))
     for r in results:

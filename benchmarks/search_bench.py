@@ -323,16 +323,23 @@ def _plan(conn, ds: Dataset, k: int, region: Region) -> str:
     return "plan: seq+sort"
 
 
-def build_faiss(ds: Dataset, ef_search: int):
+def faiss_hnsw(vectors: np.ndarray, ef_search: int):
+    """(FAISS IndexHNSWFlat of VECTORS with geoloc's M / ef_construction, seconds to build it). One
+    thread for the build, as pgvector 0.8.0 builds single-process, and for the queries, as one
+    PostgreSQL backend answers one query (FAISS's default is every core)."""
     import faiss
 
+    faiss.omp_set_num_threads(1)
     t = time.perf_counter()
-    index = faiss.IndexHNSWFlat(ds.dim, hnsw.HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], hnsw.HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = hnsw.HNSW_EF_CONSTRUCTION
-    index.add(ds.vectors)
-    ds.build["FAISS HNSW"] = time.perf_counter() - t
+    index.add(vectors)
     index.hnsw.efSearch = ef_search
-    faiss.omp_set_num_threads(1)  # one query, one thread: as a PostgreSQL backend
+    return index, time.perf_counter() - t
+
+
+def build_faiss(ds: Dataset, ef_search: int):
+    index, ds.build["FAISS HNSW"] = faiss_hnsw(ds.vectors, ef_search)
     return index
 
 
