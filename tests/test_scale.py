@@ -155,9 +155,9 @@ def test_the_threshold_grows_with_the_square_root_of_the_models_size(scale_db):
     share of the rows) steps: they cross at a box size proportional to sqrt(rows)."""
     url, model_id, *_ = scale_db
     with begin(url) as conn:
-        assert S.region_plan(conn, model_id) == S.RegionPlan(990, N)  # 7 * sqrt(20,000) = 989.9
-    assert S.region_threshold(1_000_000) == 7000 and S.region_threshold(100_000) == 2214
-    assert S.region_threshold(1000) == 500  # never below 500 rows
+        assert S.region_plan(conn, model_id) == S.RegionPlan(1556, N)  # 11 * sqrt(20,000) = 1555.6
+    assert S.region_threshold(1_000_000) == 11_000 and S.region_threshold(100_000) == 3479
+    assert S.region_threshold(1000) == 500  # never below 500 rows (11 * sqrt(1,000) = 348)
     # a model without a usable graph has every region ranked exactly: there is nothing to walk
     assert S.region_threshold(None) >= 2**31 - 2
 

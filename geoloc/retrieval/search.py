@@ -38,12 +38,13 @@ DEFAULT_EF_SEARCH = 100
 MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may walk before it gives up
 # Regions whose bounding box holds at most region_threshold(rows) = max(SMALL_REGION_MIN,
 # SMALL_REGION_PER_SQRT * sqrt(rows)) of a model's ROWS embeddings are ranked exactly (GiST plan), larger
-# ones through the HNSW iterative scan. The exact ranking costs about 2-4 us per row of the box; the
-# graph walk costs about k / (the region's share of the rows) graph steps, so the two cross where the
-# box holds a number of rows proportional to sqrt(rows): measured at about 10,000 of 1M (table in
-# location order) and 1,900 of 100k (benchmarks/README.md "Where the two region plans cross").
+# ones through the HNSW iterative scan. The exact ranking costs a fixed time per row of the box (about
+# 1.3 us at 1M in location order, 3 us at 100k); the graph walk takes about k / (the region's share of
+# the rows) steps, so the two cross where the box holds a number of rows proportional to sqrt(rows):
+# measured at about 12,700 of 1M and 3,300 of 100k (benchmarks/README.md "Where the two region plans
+# cross").
 SMALL_REGION_MIN = 500
-SMALL_REGION_PER_SQRT = 7
+SMALL_REGION_PER_SQRT = 11
 UNLIMITED_REGION = 2**31 - 2  # knn.sql adds 1 to it as an integer
 # the GiST index on embeddings (model_id, geom) that the exact plan of a small region reads
 GEO_INDEX = "ix_embeddings_model_geom"
