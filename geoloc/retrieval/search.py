@@ -41,8 +41,7 @@ MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan may wal
 # ones through the HNSW iterative scan. The exact ranking costs a fixed time per row of the box (about
 # 1.3 us at 1M in location order, 3 us at 100k); the graph walk takes about k / (the region's share of
 # the rows) steps, so the two cross where the box holds a number of rows proportional to sqrt(rows):
-# measured at about 12,700 of 1M and 3,300 of 100k (benchmarks/README.md "Where the two region plans
-# cross").
+# measured at about 12,700 of 1M and 3,300 of 100k (benchmarks/README.md, Scale, "Current statement").
 SMALL_REGION_MIN = 500
 SMALL_REGION_PER_SQRT = 11
 UNLIMITED_REGION = 2**31 - 2  # knn.sql adds 1 to it as an integer
