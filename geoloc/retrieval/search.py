@@ -3,9 +3,10 @@
 The query (geoloc/sql/search/knn.sql) applies the optional region filter and joins images and
 locations for the k rows it returns, choosing its plan per query by the region's size: a region whose
 bounding box holds at most `small_region` of the model's embeddings (estimated from the statistics of
-embeddings.geom) is read through the GiST index on embeddings (model_id, geom) and ranked exactly; no region or a larger one orders by the model's HNSW
-index expression, and pgvector 0.8's iterative index scan keeps walking the graph until k rows pass
-the filter. The threshold grows with the square root of the model's size (region_plan).
+embeddings.geom) is read through the GiST index on embeddings (model_id, geom) and ranked exactly;
+no region or a larger one orders by the model's HNSW index expression, and pgvector 0.8's iterative
+index scan keeps walking the graph until k rows pass the filter. The threshold grows with the square
+root of the model's size (region_plan).
 """
 
 from __future__ import annotations
