@@ -200,8 +200,9 @@ def test_nearby_batches_need_locations_and_enough_of_them():
     place, location, xy, _ = _streets(n_streets=1, locations_per_street=5)
     with pytest.raises(ConfigError, match="nearby batches need"):
         PKSampler(place, 8, 3, seed=0, batches="nearby")
-    with pytest.raises(InputError, match=r"^only 5 locations among the training places, fewer than --places 8"):
+    with pytest.raises(InputError, match=r"^only 5 locations among the training places, fewer than --places 8") as e:
         PKSampler(place, 8, 3, seed=0, batches="nearby", location_of_image=location, xy_of_image=xy)
+    assert "--batches random" in e.value.hint
     with pytest.raises(ConfigError, match="unknown batches 'near'"):
         PKSampler(place, 8, 3, seed=0, batches="near")
 

@@ -49,8 +49,8 @@ def _config(opts: dict):
 @click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
 @click.option("--per-place", type=int, help="K: images of each place per batch [4].")
 @click.option("--batches", type=click.Choice(BATCHES),
-              help="How a batch's places are chosen: random, or nearby (one place and P - 1 of the "
-                   "nearest places of other locations: harder negatives) [random].")
+              help="How a batch's places are chosen: nearby (one place and P - 1 of the nearest "
+                   "places of other locations: harder negatives), or random [nearby].")
 @click.option("--lr", type=float, help="Peak learning rate of Adam [2e-3].")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), help="Warm-up + cosine, or constant [cosine].")
 @click.option("--warmup-steps", type=int, help="Linear warm-up steps of the cosine schedule [100].")

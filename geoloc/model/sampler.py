@@ -111,7 +111,8 @@ class PKSampler:
             self.location_of_place = np.asarray(location_of_image)[first]
             if len(np.unique(self.location_of_place)) < places:
                 raise InputError(f"only {len(np.unique(self.location_of_place))} locations among the training "
-                                 f"places, fewer than --places {places} for nearby batches")
+                                 f"places, fewer than --places {places} for nearby batches",
+                                 hint="lower --places, or draw places at random with --batches random")
             self.pools = nearby_pools(np.asarray(xy_of_image, np.float64)[first], self.location_of_place,
                                       NEARBY_POOL * (places - 1))
 

@@ -44,7 +44,7 @@ class TrainConfig:
     steps_per_epoch: int = 150
     places: int = 8
     per_place: int = 4
-    batches: str = "random"          # "random" or "nearby" places per batch (BATCHES, geoloc.model.sampler)
+    batches: str = "nearby"          # "nearby" or "random" places per batch (BATCHES, geoloc.model.sampler)
     lr: float = 2e-3
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100
