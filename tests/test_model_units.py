@@ -362,3 +362,11 @@ def test_weights_from_file_and_exact_errors(tmp_path):
     odd.write_bytes(b"x")
     with pytest.raises(InputError, match=r"not a \.keras model or \.h5 weights file$"):
         build_model("mobilenetv3small", weights=str(odd))
+
+
+def test_a_run_recorded_before_batches_were_an_option_resumes_with_random_batches():
+    from geoloc.model.train_config import TrainConfig
+
+    assert TrainConfig().batches == "nearby"  # today's default
+    assert TrainConfig.from_hyperparams({"dim": 256, "places": 8}).batches == "random"
+    assert TrainConfig.from_hyperparams({"batches": "nearby"}).batches == "nearby"

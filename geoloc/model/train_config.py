@@ -119,4 +119,5 @@ class TrainConfig:
         values = {k: v for k, v in hp.items() if k in names}
         if "whiten" in values:  # a finished run stores what it kept: the whitening (a dict) or False
             values["whiten"] = bool(values["whiten"])
+        values.setdefault("batches", "random")  # runs recorded before the option drew them at random
         return cls(**values)
