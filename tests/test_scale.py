@@ -94,6 +94,11 @@ def _plan_lines(url, model_id, region, plan=None, k=10) -> list[str]:
         return S.explain_lines(conn, model_id, DIM, q, k, region, plan=plan)
 
 
+def _cte(lines: list[str], name: str, following: str) -> str:
+    """The EXPLAIN lines of knn.sql's CTE NAME, up to the CTE FOLLOWING it."""
+    return "\n".join(lines[lines.index(f"  CTE {name}"):lines.index(f"  CTE {following}")])
+
+
 def _ran(lines: list[str], needle: str) -> bool:
     return any(needle in ln and "never executed" not in ln for ln in lines)
 
@@ -118,7 +123,7 @@ def test_a_large_region_walks_the_models_hnsw_index(scale_db):
     lines = _plan_lines(url, model_id, region)
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
     # the region was sized by the statistics' estimate, without reading its rows
-    size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
+    size = _cte(lines, "region_size", "small")
     assert not _ran(size.splitlines(), "ix_embeddings_model_geom"), size
     with begin(url) as conn:
         S.set_search_options(conn)
@@ -133,7 +138,7 @@ def test_without_the_models_size_the_region_is_counted_up_to_the_threshold(scale
     region's 8,000 rows first)."""
     url, model_id, *_ = scale_db
     lines = _plan_lines(url, model_id, S.Region(*CENTRE, 3000.0), plan=S.RegionPlan(500))
-    size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
+    size = _cte(lines, "region_size", "small")
     assert "Bitmap" not in size, size
     scan = next(ln for ln in size.splitlines() if "Index Scan using ix_embeddings_model_geom" in ln)
     assert "rows=501 " in scan, scan
@@ -154,7 +159,7 @@ def test_without_statistics_the_box_share_is_null_and_search_counts(pg_cluster):
             assert conn.execute(sa.text(f"SELECT embeddings_box_share({box})")).scalar() is None  # not an error
         region, plan = S.Region(*CENTRE, 3000.0), S.RegionPlan(500, 40)
         lines = _plan_lines(url, model_id, region, plan)
-        size = "\n".join(lines[lines.index("  CTE region_size"):lines.index("  CTE small")])
+        size = _cte(lines, "region_size", "small")
         assert _ran(size.splitlines(), " on embeddings e "), size  # the rows were read: counted
         q = _vectors(1, seed=7)[0]
         with begin(url) as conn:
@@ -184,7 +189,7 @@ def test_the_exact_plan_tests_the_circle_only_on_the_leading_rows(scale_db):
     url, model_id, vectors, lat, lng = scale_db
     region = S.Region(*CENTRE, 800.0)  # about 580 points in the circle, 740 in its box
     lines = _plan_lines(url, model_id, region, plan=S.RegionPlan(N, N))
-    small = lines[lines.index("  CTE small"):lines.index("  CTE large")]
+    small = _cte(lines, "small", "large").splitlines()
     sort = next(ln for ln in small if "->  Sort (actual rows=" in ln)
     checked = int(sort.split("actual rows=")[1].split()[0])
     assert 10 <= checked < 30, "\n".join(small)
@@ -237,7 +242,7 @@ def test_without_a_region_the_exact_branch_is_not_even_planned(scale_db):
     lines = _plan_lines(url, model_id, S.Region())
     assert _ran(lines, f"Index Scan using embeddings_hnsw_{model_id}"), "\n".join(lines)
     assert not _ran(lines, "ix_embeddings_model_geom"), "\n".join(lines)  # region_size is not computed
-    small = "\n".join(lines[lines.index("  CTE small"):lines.index("  CTE large")])
+    small = _cte(lines, "small", "large")
     assert "One-Time Filter: false" in small, small
     assert "Index Scan" not in small and "Seq Scan" not in small, small
 

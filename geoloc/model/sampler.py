@@ -109,8 +109,9 @@ class PKSampler:
                 raise ConfigError("nearby batches need each image's location and its coordinates")
             first = np.array([g[0] for g in self.groups], np.int64)
             self.location_of_place = np.asarray(location_of_image)[first]
-            if len(np.unique(self.location_of_place)) < places:
-                raise InputError(f"only {len(np.unique(self.location_of_place))} locations among the training "
+            locations = len(np.unique(self.location_of_place))
+            if locations < places:
+                raise InputError(f"only {locations} locations among the training "
                                  f"places, fewer than --places {places} for nearby batches",
                                  hint="lower --places, or draw places at random with --batches random")
             self.pools = nearby_pools(np.asarray(xy_of_image, np.float64)[first], self.location_of_place,
