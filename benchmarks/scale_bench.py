@@ -116,7 +116,7 @@ def ensure_loaded(n: int, dim: int, seed: int, vectors, lat, lng, chunk: int) ->
     return url, model_id, load_s
 
 
-def ensure_index(url: str, model_id: int, dim: int, kind: str, memory: str) -> float | None:
+def ensure_index(url: str, model_id: int, dim: int, kind: str, memory: str | None) -> float | None:
     """Build the model's index as KIND unless it already is (then None: the earlier build's time is
     in the models row)."""
     import sqlalchemy as sa
@@ -243,7 +243,8 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=S.DEFAULT_EF_SEARCH)
     ap.add_argument("--radius", type=float, action="append", help="metres (repeatable) [250, 1000]")
     ap.add_argument("--chunk", type=int, default=20_000, help="rows per store_embeddings transaction")
-    ap.add_argument("--build-memory", default="2GB")
+    ap.add_argument("--build-memory", help="maintenance_work_mem of the HNSW build, e.g. 2GB "
+                    "[the product's: sized from the rows]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load-only", action="store_true", help="load and build the index(es), then stop")
     ap.add_argument("--no-faiss", action="store_true")

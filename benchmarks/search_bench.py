@@ -131,7 +131,7 @@ def geodesic_within(lat: np.ndarray, lng: np.ndarray, centre: tuple[float, float
     return mask
 
 
-def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
+def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: str | None) -> Dataset:
     """A model's embeddings (and their images' locations) from the configured database, copied into a
     benchmark database of their own, so timing the index-less query never locks the real table."""
     from geoloc.db.models import get_model
@@ -155,7 +155,8 @@ def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: s
                    [int(ids[i]) for i in pick], [(float(lat[i]), float(lng[i])) for i in pick], build)
 
 
-def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, bench_db: str, memory: str) -> Dataset:
+def synthetic_dataset(n: int, dim: int, n_queries: int, seed: int, bench_db: str,
+                      memory: str | None) -> Dataset:
     """Deterministic synthetic vectors with random points in the Stockholm box."""
     gen = LowRankClusters(dim, seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -212,7 +213,8 @@ def copy_places(cur, lat, lng) -> None:
             cp.write_row((i + 1, i + 1, 0, 0, "/benchmark", f"{i + 1}.jpg", "0" * 64, 0, 0, 0, "test", "v1"))
 
 
-def ensure_loaded(db: str, name: str, vectors, lat, lng, memory: str) -> tuple[str, int, dict[str, float]]:
+def ensure_loaded(db: str, name: str, vectors, lat, lng,
+                  memory: str | None) -> tuple[str, int, dict[str, float]]:
     """(url, model id, build seconds): DB holds exactly these vectors under model NAME, HNSW-indexed.
 
     A database loaded by an earlier run with the same data (fingerprint) is reused as it is, so a
@@ -459,7 +461,8 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=100)
     ap.add_argument("--radius", type=float, default=1000.0, help="metres of the geographic filter [1000]")
     ap.add_argument("--bench-db", default="geoloc_bench", help="database for the synthetic vectors [geoloc_bench]")
-    ap.add_argument("--build-memory", default="2GB", help="maintenance_work_mem for the synthetic HNSW build")
+    ap.add_argument("--build-memory", help="maintenance_work_mem of the HNSW builds, e.g. 2GB "
+                    "[the product's: sized from the rows]")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -25,6 +26,8 @@ REPLICATION_USER = "geoloc_replicator"  # streams WAL to standbys (geoloc db rep
 EMBEDDED_HOST = "127.0.0.1"
 PG_MAJOR = os.environ.get("GEOLOC_PG_MAJOR", "15")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INDEX_MEMORY = "4GB"  # the most an HNSW build may hold in memory (enough for about 2.5M x halfvec(256))
+MEMORY_UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3}  # PostgreSQL's memory units
 
 
 def _default_data_dir() -> Path:
@@ -67,6 +70,20 @@ def pg_port() -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"GEOLOC_PG_PORT: {port} is outside 1..65535")
     return port
+
+
+def memory_kb(value: str, setting: str) -> int:
+    """A PostgreSQL memory size such as '512MB' or '4GB' in kB; SETTING names where it came from."""
+    m = re.fullmatch(r"\s*(\d+)\s*(kB|MB|GB|TB)\s*", value)
+    if not m or int(m[1]) == 0:
+        raise ConfigError(f"{setting}: '{value}' is not a memory size such as 512MB or 4GB "
+                          f"(units {', '.join(MEMORY_UNITS_KB)})")
+    return int(m[1]) * MEMORY_UNITS_KB[m[2]]
+
+
+def index_memory_kb() -> int:
+    """GEOLOC_INDEX_MEMORY: the most memory (maintenance_work_mem) one HNSW build may take on the server."""
+    return memory_kb(os.environ.get("GEOLOC_INDEX_MEMORY") or DEFAULT_INDEX_MEMORY, "GEOLOC_INDEX_MEMORY")
 
 
 def cluster_root() -> Path:

@@ -122,6 +122,16 @@ def test_embed_errors_are_one_line(cli, engine, small):
     assert res.stderr == "Error: --chunk 0: must be at least 1\n"
 
 
+def test_a_bad_index_memory_setting_stops_embed_before_anything_is_stored(cli, engine, small, monkeypatch):
+    monkeypatch.setenv("GEOLOC_INDEX_MEMORY", "lots")
+    res = cli("embed", "--model", TINY_MODEL)
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: GEOLOC_INDEX_MEMORY: 'lots' is not a memory size such as 512MB or 4GB")
+    assert len(res.stderr.splitlines()) <= 2  # the error, perhaps a hint
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM embeddings")).scalar() == 0
+
+
 def test_large_models_are_indexed_as_halfvec_and_huge_ones_not_at_all(engine, imported):
     assert hnsw.vector_type(2000, "vector") == hnsw.VectorType("vector", 2000)
     assert hnsw.vector_type(2001) == hnsw.VectorType("halfvec", 2001)

@@ -200,6 +200,26 @@ def test_the_exact_plan_tests_the_circle_only_on_the_leading_rows(scale_db):
     assert found == _exact(vectors, q, _within(lat, lng, CENTRE, 800.0), 10)
 
 
+def test_a_regional_search_reads_the_models_index_from_the_catalog_once(scale_db):
+    """The type the query casts to and the region's plan both come from one read of the index."""
+    url, model_id, vectors, *_ = scale_db
+    engine = get_engine(url)
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        with begin(url) as conn:
+            S.set_search_options(conn)
+            found = S.knn(conn, model_id, DIM, vectors[0], 5, S.make_region(CENTRE, 2000))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert len(found) == 5
+    assert sum("pg_index" in st for st in seen) == 1
+
+
 def test_search_transactions_never_compile_with_jit(scale_db):
     url, *_ = scale_db
     with begin(url) as conn:
@@ -270,6 +290,51 @@ def test_a_halfvec_index_is_used_by_search_and_finds_the_same_neighbours(scale_d
 
 
 # --------------------------------------------------------------------------- pgvector version
+
+def test_a_build_gets_the_memory_its_graph_needs_and_says_when_it_had_too_little(scale_db, monkeypatch):
+    """pgvector keeps the graph in maintenance_work_mem and goes on on disk, many times slower, once it
+    is full: a build is given its graph's size (pgvector's notice is the judge), and a build capped
+    below that by GEOLOC_INDEX_MEMORY says so."""
+    url, model_id, *_ = scale_db
+    engine = get_engine(url)
+    out = hnsw.ensure_index(engine, model_id, DIM, rebuild=True)
+    assert out.built and out.spilled is None
+    # the graph's estimate, without the margin build_memory adds, is at most 5 % short and 25 % over
+    graph_kb = hnsw.graph_bytes(N, hnsw.vector_type(DIM)) / 1024
+    assert hnsw.ensure_index(engine, model_id, DIM, rebuild=True, memory=f"{round(graph_kb * 1.05)}kB").spilled is None
+    assert hnsw.ensure_index(engine, model_id, DIM, rebuild=True, memory=f"{round(graph_kb * 0.8)}kB").spilled
+    # 1 MB holds about a thousand elements of the 20,000
+    monkeypatch.setenv("GEOLOC_INDEX_MEMORY", "1MB")
+    out = hnsw.ensure_index(engine, model_id, DIM, rebuild=True)
+    assert out.built and out.present
+    assert out.spilled.startswith("the HNSW graph outgrew its 1024kB of build memory after ")
+    assert "GEOLOC_INDEX_MEMORY" in out.spilled
+    monkeypatch.delenv("GEOLOC_INDEX_MEMORY")
+    assert hnsw.ensure_index(engine, model_id, DIM, rebuild=True).spilled is None
+
+
+def test_a_million_halfvec_rows_get_more_than_the_gigabyte_that_held_831k(monkeypatch):
+    """Measured with pgvector 0.8.0: 1 GiB of maintenance_work_mem held 830,988 halfvec(256) elements at
+    m = 16, so a million need at least 1,048,576 kB x 1,000,000 / 830,988 = 1,261,851 kB."""
+    monkeypatch.delenv("GEOLOC_INDEX_MEMORY", raising=False)
+    kb = int(hnsw.build_memory(1_000_000, hnsw.vector_type(256, "halfvec")).removesuffix("kB"))
+    assert 1_261_851 <= kb <= 2 * 1_261_851
+    # never more than GEOLOC_INDEX_MEMORY (4 GB unless set), never less than 64 MB
+    assert hnsw.build_memory(10_000_000, hnsw.vector_type(256, "halfvec")) == "4194304kB"
+    assert hnsw.build_memory(10, hnsw.vector_type(256, "halfvec")) == "65536kB"
+    monkeypatch.setenv("GEOLOC_INDEX_MEMORY", "16GB")
+    assert hnsw.build_memory(10_000_000, hnsw.vector_type(256, "halfvec")) != "4194304kB"
+
+
+@pytest.mark.parametrize("value", ["lots", "0GB", "4 G", "-1MB", "1.5GB"])
+def test_an_unusable_index_memory_is_named_in_one_line(monkeypatch, value):
+    from geoloc.config import index_memory_kb
+    from geoloc.errors import ConfigError
+
+    monkeypatch.setenv("GEOLOC_INDEX_MEMORY", value)
+    with pytest.raises(ConfigError, match=r"^GEOLOC_INDEX_MEMORY: '.*' is not a memory size such as 512MB or 4GB"):
+        index_memory_kb()
+
 
 def test_db_status_warns_about_pgvector_older_than_0_8_4(cli, db_url):
     res = cli("db", "status", "--json")

@@ -36,7 +36,7 @@ def demo(data, train_minutes, model_name, report_dir, retrain, reimport, cells) 
     report.md / report.html. A rerun reuses everything already done. --cells adds the geo-cells
     (partition, cell heads, evaluate --cells) on the same budget.
 
-    Example: geoloc demo --train-minutes 30
+    Example: geoloc demo --train-minutes 20   # a shorter run than the default, a weaker model
     """
     from ..demo import demo as run_demo
 

@@ -48,6 +48,8 @@ def embed(model: str, split: str | None, version: str | None, batch: int, chunk:
         click.echo(f"  {s.seconds:.1f} s, {s.images_per_s:.0f} images/s")
     if s.index_built:
         click.echo(f"  HNSW index {s.index} built in {s.index_seconds:.1f} s")
+        if s.index_spilled:
+            click.echo(f"  Warning: {s.index_spilled}", err=True)
     elif s.index is None:
         click.echo(f"  no HNSW index: dimension {s.dim} is above pgvector's limit (searches are exact)")
     elif not s.index_present:

@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy.engine import Connection, Engine
 from tqdm import tqdm
 
+from .. import config
 from ..db import sqlfiles
 from ..db.engine import check
 from ..db.models import get_model
@@ -89,6 +90,7 @@ class EmbedSummary:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files: (path, reason)
     by_others: int = 0  # embedded meanwhile by another run of the same model
     index_present: bool = True  # False when there is no index (no embeddings, or the dimension is too large)
+    index_spilled: str | None = None  # the build outgrew its memory and was slow (index.IndexOutcome.spilled)
 
     @property
     def images_per_s(self) -> float:
@@ -233,6 +235,7 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
         raise InputError(f"--batch {batch}: must be at least 1")
     if chunk < 1:
         raise InputError(f"--chunk {chunk}: must be at least 1")
+    config.index_memory_kb()  # a bad GEOLOC_INDEX_MEMORY is named before anything is embedded
     engine = check()
     with engine.begin() as conn:
         emb = load_embedder(conn, model)
@@ -257,7 +260,7 @@ def embed_images(model: str, split: str | None = None, version: str | None = Non
                         run.write_seconds, index.name, index.built, index.seconds,
                         skipped=[(path, reason) for _, path, reason in sorted(run.skipped, key=lambda s: s[0])],
                         by_others=max(0, after.in_scope - before.in_scope - run.embedded),
-                        index_present=index.present)
+                        index_present=index.present, index_spilled=index.spilled)
 
 
 def _counts(conn: Connection, scope: dict):

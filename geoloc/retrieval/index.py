@@ -27,6 +27,8 @@ one model are serialised by a session advisory lock, (model_id, -1), held on the
 Operations notes (pgvector 0.8.0, as installed):
 - Builds run single-process (``max_parallel_maintenance_workers = 0``): parallel HNSW builds can
   overflow in pgvector < 0.8.2.
+- A build gets the memory its graph needs (`build_memory`, at most GEOLOC_INDEX_MEMORY): a graph
+  that outgrows it goes on on disk, many times slower, and the build's outcome says so (`spilled`).
 - VACUUM on an HNSW index with many dead tuples is slow and may leave the graph poorly connected
   before 0.8.2, so after many of a model's rows are deleted its index is rebuilt instead: each index
   records the model's row count in its comment, and `ensure_index` (run by every `geoloc embed`)
@@ -41,6 +43,8 @@ region from the new rows.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -48,6 +52,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import Connection
 
+from .. import config
 from ..db import sqlfiles
 from ..db.engine import check, transaction
 from ..db.migrate import RUNTIME_INDEX_PREFIX
@@ -59,7 +64,17 @@ INDEX_KINDS = ("vector", "halfvec")
 DEFAULT_INDEX_KIND = "halfvec"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-BUILD_MEMORY = "1GB"  # the graph of ~1M x 256 fits; a build that spills to disk is many times slower
+# Memory of a build (maintenance_work_mem), sized from the rows (build_memory): pgvector keeps the
+# graph in memory up to that limit and inserts the rest on disk, about 9x slower a row (1M x
+# halfvec(256) with 1 GB: 831k rows in 321 s, the other 169k in 302 s). Per element the graph holds
+# the value (VectorType.value_bytes), 2 x m level-0 neighbour slots and GRAPH_ELEMENT_BYTES more
+# (pgvector 0.8.0 at m = 16, measured: 1,292 bytes an element of halfvec(256), 1 GiB holding 830,988
+# of them; 838 bytes an element of halfvec(16)).
+NEIGHBOUR_SLOT_BYTES = 16
+GRAPH_ELEMENT_BYTES = 290
+BUILD_MEMORY_MARGIN = 1.25
+BUILD_MEMORY_MIN_KB = 64 * 1024
+SPILL_NOTICE = "hnsw graph no longer fits into maintenance_work_mem"  # pgvector's NOTICE when it spills
 REBUILD_FRACTION = 0.1  # a model that lost more than this share of its indexed rows gets a fresh graph
 NEXT, OLD = "_next", "_old"  # suffixes of a replacement being built and of the one it replaces
 BUILD_LOCK = -1  # advisory lock (model_id, -1) serialises index builds of one model
@@ -82,6 +97,11 @@ class VectorType:
     def indexable(self) -> bool:
         return self.dim <= (VECTOR_MAX_DIM if self.name == "vector" else HALFVEC_MAX_DIM)
 
+    @property
+    def value_bytes(self) -> int:
+        """Bytes of one stored value of this type (varlena header and dimension, then the elements)."""
+        return 8 + self.dim * (2 if self.name == "halfvec" else 4)
+
     def text(self) -> str:
         """The type as SQL text, e.g. halfvec(256): a type modifier cannot be a bind parameter, so
         statements have it filled in (geoloc.db.sqlfiles.text(..., vtype=vt.text()))."""
@@ -100,14 +120,48 @@ def vector_type(dim: int, kind: str | None = None) -> VectorType:
     return VectorType(kind if dim <= VECTOR_MAX_DIM else "halfvec", dim)
 
 
-def indexed_type(conn: Connection | None, model_id: int, dim: int) -> VectorType | None:
-    """The type the model's valid index casts to (None: no index), read from its definition: a
-    query must order by that very expression to use it."""
+@dataclass(frozen=True)
+class IndexState:
+    """The model's HNSW index as the catalog has it, read in one query (read_index)."""
+
+    valid: bool = False  # present and valid
+    rows: int | None = None  # the model's row count recorded at its last build or update
+    definition: str | None = None  # CREATE INDEX text of a valid index
+
+    def vtype(self, dim: int) -> VectorType | None:
+        """The type the valid index casts to (None: no valid index), read from its definition: a query
+        must order by that very expression to use it."""
+        if self.definition is None:
+            return None
+        return VectorType("halfvec" if "::halfvec(" in self.definition else "vector", int(dim))
+
+
+def read_index(conn: Connection | None, model_id: int) -> IndexState:
     with transaction(conn) as conn:
-        row = conn.execute(sqlfiles.text("search/index_type.sql"), {"name": index_name(model_id)}).first()
+        row = conn.execute(sqlfiles.text("search/index_state.sql"), {"name": index_name(model_id)}).first()
     if row is None:
-        return None
-    return VectorType("halfvec" if "::halfvec(" in row.definition else "vector", int(dim))
+        return IndexState()
+    comment = row.comment or ""
+    recorded = comment[len(ROWS_COMMENT):] if comment.startswith(ROWS_COMMENT) else ""
+    return IndexState(bool(row.valid), int(recorded) if recorded.isdigit() else None, row.definition)
+
+
+def indexed_type(conn: Connection | None, model_id: int, dim: int) -> VectorType | None:
+    """The type the model's valid index casts to (None: no index)."""
+    return read_index(conn, model_id).vtype(dim)
+
+
+def graph_bytes(rows: int, vt: VectorType, m: int = HNSW_M) -> int:
+    """Memory pgvector's build holds for the graph of ROWS values of type VT."""
+    return int(rows) * (vt.value_bytes + 2 * int(m) * NEIGHBOUR_SLOT_BYTES + GRAPH_ELEMENT_BYTES)
+
+
+def build_memory(rows: int, vt: VectorType, m: int = HNSW_M, most_kb: int | None = None) -> str:
+    """maintenance_work_mem for a build of ROWS values of type VT: the graph's size with a margin, at
+    least BUILD_MEMORY_MIN_KB, at most MOST_KB (default: GEOLOC_INDEX_MEMORY)."""
+    most = config.index_memory_kb() if most_kb is None else int(most_kb)
+    need = math.ceil(graph_bytes(rows, vt, m) * BUILD_MEMORY_MARGIN / 1024)
+    return f"{min(max(need, BUILD_MEMORY_MIN_KB), most)}kB"
 
 
 def index_name(model_id: int, suffix: str = "") -> str:
@@ -117,24 +171,13 @@ def index_name(model_id: int, suffix: str = "") -> str:
 
 def index_exists(conn: Connection | None, model_id: int) -> bool:
     """Does the model have a usable (valid) HNSW index?"""
-    return index_state(conn, model_id)[0]
-
-
-def index_state(conn: Connection | None, model_id: int) -> tuple[bool, int | None]:
-    """(valid index present, row count recorded at its last build or update)."""
-    with transaction(conn) as conn:
-        row = conn.execute(sqlfiles.text("search/index_state.sql"), {"name": index_name(model_id)}).first()
-    if row is None:
-        return False, None
-    comment = row.comment or ""
-    recorded = comment[len(ROWS_COMMENT):] if comment.startswith(ROWS_COMMENT) else ""
-    return bool(row.valid), int(recorded) if recorded.isdigit() else None
+    return read_index(conn, model_id).valid
 
 
 def lost_rows(conn: Connection | None, model_id: int, rows: int) -> bool:
     """With ROWS embeddings now, has the model lost more than REBUILD_FRACTION of the rows its index
     recorded (bulk deletes)?"""
-    return _lost(index_state(conn, model_id)[1], rows)
+    return _lost(read_index(conn, model_id).rows, rows)
 
 
 def _lost(recorded: int | None, rows: int) -> bool:
@@ -147,6 +190,7 @@ class IndexOutcome:
     present: bool  # a valid index exists now
     built: bool  # ... built by this call
     seconds: float
+    spilled: str | None = None  # why the build was slow when its graph outgrew the memory it was given
 
 
 def ensure_index(conn: Connection | None, model_id: int, dim: int, rebuild: bool = False, kind: str | None = None,
@@ -170,31 +214,32 @@ def ensure_index(conn: Connection | None, model_id: int, dim: int, rebuild: bool
                 _drop(ac, index_name(model_id))
                 return IndexOutcome(None, False, False, time.perf_counter() - started)
             rows = ac.execute(sqlfiles.text("search/model_rows.sql"), {"model_id": int(model_id)}).scalar_one()
-            valid, recorded = index_state(ac, model_id)
-            lost = _lost(recorded, rows)
-            built = False
+            state = read_index(ac, model_id)
+            lost = _lost(state.rows, rows)
+            built, spilled = False, None
             if not rows:  # nothing to index: an index of dead rows only would just cost VACUUM
                 _drop(ac, index_name(model_id))
-            elif rebuild or not valid or lost or indexed_type(ac, model_id, dim) != vt:
-                _build(ac, model_id, vt, rows, **build_options)
+            elif rebuild or not state.valid or lost or state.vtype(dim) != vt:
+                spilled = _build(ac, model_id, vt, rows, **build_options)
                 built = True
-            elif recorded != rows:
+            elif state.rows != rows:
                 _comment(ac, index_name(model_id), rows)
-            if built or recorded != rows:
+            if built or state.rows != rows:
                 ac.execute(sqlfiles.text("search/analyze_embeddings.sql"))
         finally:
             _unlock(ac, model_id)
-    return IndexOutcome(index_name(model_id), bool(rows), built, time.perf_counter() - started)
+    return IndexOutcome(index_name(model_id), bool(rows), built, time.perf_counter() - started, spilled)
 
 
 def build_index(conn: Connection | None, model_id: int, dim: int, m: int = HNSW_M,
-                ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY,
+                ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str | None = None,
                 kind: str | None = None) -> bool:
     """Build the model's partial HNSW index from scratch and swap it in for the old one (if any).
 
     The build runs on a dedicated connection of CONN's engine (None: the configured database)
     outside any transaction. Returns False (and drops any old index) when the dimension is too large
-    for HNSW. KIND: 'vector' or 'halfvec' (default DEFAULT_INDEX_KIND).
+    for HNSW. KIND: 'vector' or 'halfvec' (default DEFAULT_INDEX_KIND); MEMORY: maintenance_work_mem
+    such as '2GB' (default: build_memory for the model's rows).
     """
     out = ensure_index(conn, model_id, dim, rebuild=True, kind=kind, m=m, ef_construction=ef_construction,
                        memory=memory)
@@ -202,13 +247,16 @@ def build_index(conn: Connection | None, model_id: int, dim: int, m: int = HNSW_
 
 
 def _build(ac: Connection, model_id: int, vt: VectorType, rows: int, m: int = HNSW_M,
-           ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str = BUILD_MEMORY) -> None:
-    """CREATE INDEX CONCURRENTLY under the _next name, then swap it in (the caller holds the lock)."""
+           ef_construction: int = HNSW_EF_CONSTRUCTION, memory: str | None = None) -> str | None:
+    """CREATE INDEX CONCURRENTLY under the _next name, then swap it in (the caller holds the lock).
+    Returns why the build was slow when its graph outgrew MEMORY (default build_memory), else None."""
     name, new, old = index_name(model_id), index_name(model_id, NEXT), index_name(model_id, OLD)
+    memory = memory or build_memory(rows, vt, m)
     ac.execute(sqlfiles.text("search/index_build_settings.sql"), {"memory": str(memory)})
     try:
-        ac.execute(sqlfiles.text("search/index_build.sql", name=new, vtype=vt.text(), ops=vt.ops, m=int(m),
-                                 ef_construction=int(ef_construction), model_id=int(model_id)))
+        with _notices(ac) as notices:
+            ac.execute(sqlfiles.text("search/index_build.sql", name=new, vtype=vt.text(), ops=vt.ops, m=int(m),
+                                     ef_construction=int(ef_construction), model_id=int(model_id)))
     except BaseException:
         with suppress(Exception):  # tidy up now when we can; the next build drops it otherwise
             _drop(ac, new)
@@ -220,6 +268,35 @@ def _build(ac: Connection, model_id: int, vt: VectorType, rows: int, m: int = HN
         swap.execute(sqlfiles.text("search/index_rename.sql", name=new, new_name=name))
     _drop(ac, old)
     ac.exec_driver_sql("ANALYZE embeddings")
+    return _spilled(notices, memory, graph_bytes(rows, vt, m))
+
+
+@contextmanager
+def _notices(ac: Connection) -> Iterator[list[str]]:
+    """The NOTICE messages the server sends on AC while the block runs."""
+    seen: list[str] = []
+    raw = ac.connection.driver_connection
+
+    def keep(diag) -> None:
+        seen.append(diag.message_primary or "")
+
+    raw.add_notice_handler(keep)
+    try:
+        yield seen
+    finally:
+        raw.remove_notice_handler(keep)
+
+
+def _spilled(notices: list[str], memory: str, need_bytes: int) -> str | None:
+    """One line for a build whose graph outgrew MEMORY (pgvector's SPILL_NOTICE among NOTICES)."""
+    for notice in notices:
+        if notice.startswith(SPILL_NOTICE):
+            after = re.search(r"after (\d+) tuples", notice)
+            rows = f" after {int(after[1]):,} rows" if after else ""
+            return (f"the HNSW graph outgrew its {memory} of build memory{rows} and the build went on "
+                    f"on disk, many times slower: it needs about {math.ceil(need_bytes / 1024 ** 2):,} MB "
+                    "(set GEOLOC_INDEX_MEMORY higher where the server has the memory)")
+    return None
 
 
 def _comment(ac: Connection, name: str, rows: int) -> None:

@@ -30,7 +30,7 @@ from ..imagefile import image_file
 from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
-from .index import VectorType, index_state, indexed_type, vector_type
+from .index import IndexState, VectorType, read_index, vector_type
 from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
@@ -100,11 +100,14 @@ def region_threshold(rows: int | None) -> int:
 
 def region_plan(conn: Connection | None, model_id: int) -> RegionPlan:
     """The model's RegionPlan: its threshold (region_threshold) and size, both from the rows its
-    HNSW index recorded at its last build or update (index.index_state)."""
-    valid, rows = index_state(conn, model_id)
-    if not valid:
+    HNSW index recorded at its last build or update (index.read_index)."""
+    return _plan_of(read_index(conn, model_id))
+
+
+def _plan_of(index: IndexState) -> RegionPlan:
+    if not index.valid:
         return RegionPlan(region_threshold(None))
-    return RegionPlan(region_threshold(rows or 0), rows)
+    return RegionPlan(region_threshold(index.rows or 0), index.rows)
 
 
 @dataclass
@@ -215,7 +218,7 @@ def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") 
 
 def search_type(conn: Connection | None, model_id: int, dim: int) -> VectorType:
     """The type the query must cast to: that of the model's index, or the default without one."""
-    return indexed_type(conn, model_id, dim) or vector_type(dim)
+    return read_index(conn, model_id).vtype(dim) or vector_type(dim)
 
 
 def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
@@ -231,12 +234,18 @@ def knn_params(model_id: int, query: np.ndarray, k: int, region: Region, split: 
             "split": split, "version": version, **plan.params(), **region.params()}
 
 
-def plan_for(conn: Connection, model_id: int, region: Region, plan: RegionPlan | None) -> RegionPlan:
-    """PLAN as given, else the model's own (region_plan); no lookup without a region, where knn.sql
-    reads neither value."""
-    if plan is not None:
-        return plan
-    return RegionPlan() if region.empty else region_plan(conn, model_id)
+def search_setup(conn: Connection, model_id: int, dim: int, region: Region, vtype: VectorType | None = None,
+                 plan: RegionPlan | None = None) -> tuple[VectorType, RegionPlan]:
+    """(VTYPE, PLAN) as given, else read from the model's index in one catalog query: the type the
+    query casts to (search_type) and where the region's plans switch (region_plan; not needed without
+    a region, where knn.sql reads neither value)."""
+    if plan is None and region.empty:
+        plan = RegionPlan()
+    if vtype is None or plan is None:
+        index = read_index(conn, model_id)
+        vtype = vtype or index.vtype(dim) or vector_type(dim)
+        plan = plan if plan is not None else _plan_of(index)
+    return vtype, plan
 
 
 def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = DEFAULT_K,
@@ -244,9 +253,8 @@ def knn(conn: Connection, model_id: int, dim: int, query: np.ndarray, k: int = D
         vtype: VectorType | None = None, plan: RegionPlan | None = None) -> list[Neighbour]:
     """The k nearest images to one embedding (call set_search_options first in the transaction).
     VTYPE: the type of the model's index (search_type) and PLAN: where the region's plans switch
-    (region_plan), each looked up when not given."""
-    vtype = vtype or search_type(conn, model_id, dim)
-    plan = plan_for(conn, model_id, region, plan)
+    (region_plan), looked up when not given (search_setup)."""
+    vtype, plan = search_setup(conn, model_id, dim, region, vtype, plan)
     bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype), knn_params(model_id, query, k, region, split, version, plan))
     return [neighbour_of(r) for r in rows]
@@ -256,8 +264,7 @@ def explain_lines(conn: Connection, model_id: int, dim: int, query: np.ndarray, 
                   region: Region = Region(), vtype: VectorType | None = None, plan: RegionPlan | None = None,
                   explain: str = EXPLAIN_ANALYZE) -> list[str]:
     """The lines EXPLAIN (EXPLAIN_ANALYZE or EXPLAIN_PLAN) prints for knn's statement on this query."""
-    vtype = vtype or search_type(conn, model_id, dim)
-    plan = plan_for(conn, model_id, region, plan)
+    vtype, plan = search_setup(conn, model_id, dim, region, vtype, plan)
     bind_vectors(conn)
     rows = conn.execute(knn_statement(dim, vtype, explain),
                         knn_params(model_id, query, k, region, None, None, plan))
@@ -333,8 +340,7 @@ def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | t
     results = []
     with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, k))
-        vtype = search_type(conn, emb.model_id, emb.dim)
-        plan = plan_for(conn, emb.model_id, region, None)
+        vtype, plan = search_setup(conn, emb.model_id, emb.dim, region)
         for path, v in zip(paths, vectors):
             neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype, plan)
             results.append(QueryResult(path, neighbours, neighbours[0] if neighbours else None,
