@@ -344,6 +344,36 @@ def test_a_worker_process_keeps_its_concurrency_in_flight_and_counts_every_reque
     assert int(match.group(1)) == api.requests >= len(expected) == len(api.per_location)
 
 
+def test_a_worker_that_loses_its_first_points_to_another_claims_the_next_ones(engine, shared_data, real_points):
+    """Two workers that pick the same first points at once: the loser waits on the winner's claim
+    rows, finds them taken, and goes on to the next points instead of ending its run with none."""
+    from geoloc.collect.metadata import _Claims
+
+    add_grid_points(engine, shared_data, real_points, n_ok=10, n_zero=10)
+    with engine.connect() as conn:
+        area_id = conn.execute(sa.text("SELECT id FROM areas WHERE name = 'sample'")).scalar_one()
+        ids = conn.execute(sa.text("SELECT id FROM grid_points WHERE area_id = :a ORDER BY id"),
+                           {"a": area_id}).scalars().all()
+    got: dict[str, list] = {}
+    with engine.connect() as other, engine.connect() as mine, engine.connect() as watch:
+        winner = other.begin()  # the winner's claims of the first 4 points, not committed yet
+        other.execute(sa.text("INSERT INTO metadata_claims (grid_point_id, worker, pid, claimed_at) "
+                              "SELECT unnest(CAST(:ids AS bigint[])), 'other', pg_backend_pid(), now()"),
+                      {"ids": ids[:4]})
+        mine.execution_options(isolation_level="AUTOCOMMIT")
+        loser = threading.Thread(target=lambda: got.setdefault("rows", _Claims(mine, "me", area_id, None).take(4)))
+        loser.start()
+        deadline = time.monotonic() + 60
+        while not watch.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND datname = current_database()")).scalar():
+            assert time.monotonic() < deadline, "the second worker never waited on the first one's claims"
+            time.sleep(0.05)
+            watch.rollback()
+        winner.commit()
+        loser.join(60)
+    assert [r.id for r in got["rows"]] == ids[4:8]
+
+
 def test_two_workers_on_one_area_request_every_point_exactly_once(engine, db_url, shared_data, real_points, key_env):
     """Two worker processes (as on two machines) on one area at once: they split the points."""
     expected = add_grid_points(engine, shared_data, real_points, n_ok=150, n_zero=150)

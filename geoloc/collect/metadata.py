@@ -85,15 +85,18 @@ class _Claims:
 
     def take(self, batch: int) -> list:
         while not self.done and batch > 0:
-            ids = self.conn.execute(sqlfiles.text("metadata/claim.sql"), {
+            got = self.conn.execute(sqlfiles.text("metadata/claim.sql"), {
                 "area_id": self.area_id, "spacing": self.spacing, "after_id": self.after, "skip": self.skip,
-                "batch": batch, "worker": self.worker}).scalars().all()
+                "batch": batch, "worker": self.worker}).one()
+            ids = list(got.ids)
             if ids:
                 self.after, self.found_this_pass = max(ids), True
                 rows = self.conn.execute(sqlfiles.text("metadata/claimed_points.sql"),
                                          {"ids": ids, "worker": self.worker}).all()
                 if rows:
                     return rows
+            elif got.candidates:
+                continue  # another worker claimed these first; the next statement passes them by
             elif self.found_this_pass:
                 self.after, self.found_this_pass = 0, False
             else:

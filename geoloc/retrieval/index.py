@@ -137,6 +137,7 @@ class IndexState:
 
 
 def read_index(conn: Connection | None, model_id: int) -> IndexState:
+    """The model's index: valid or not, its recorded rows and definition (geoloc/sql/search/index_state.sql)."""
     with transaction(conn) as conn:
         row = conn.execute(sqlfiles.text("search/index_state.sql"), {"name": index_name(model_id)}).first()
     if row is None:
