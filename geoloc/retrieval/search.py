@@ -218,7 +218,11 @@ def knn_statement(dim: int, vtype: VectorType | None = None, explain: str = "") 
 
 def search_type(conn: Connection | None, model_id: int, dim: int) -> VectorType:
     """The type the query must cast to: that of the model's index, or the default without one."""
-    return read_index(conn, model_id).vtype(dim) or vector_type(dim)
+    return _type_of(read_index(conn, model_id), dim)
+
+
+def _type_of(index: IndexState, dim: int) -> VectorType:
+    return index.vtype(dim) or vector_type(dim)
 
 
 def set_search_options(conn: Connection, ef_search: int = DEFAULT_EF_SEARCH,
@@ -243,7 +247,7 @@ def search_setup(conn: Connection, model_id: int, dim: int, region: Region, vtyp
         plan = RegionPlan()
     if vtype is None or plan is None:
         index = read_index(conn, model_id)
-        vtype = vtype or index.vtype(dim) or vector_type(dim)
+        vtype = vtype or _type_of(index, dim)
         plan = plan if plan is not None else _plan_of(index)
     return vtype, plan
 
