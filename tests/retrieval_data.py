@@ -21,6 +21,8 @@ from geoloc.db import engine as db_engine
 
 TEMPLATE = "geoloc_template"  # the migrated template database of tests/conftest.py
 TEST_FOLDER = "Cropped_Test_v1_buffer_75"
+TRAIN_FOLDER, VAL_FOLDER = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
+TRAIN_VAL_BUFFERS = ("new_order_buffer_100.csv", "new_order_buffer_35.csv")
 TINY_MODEL = "tiny"
 _counter = itertools.count()
 
@@ -42,6 +44,24 @@ def copy_locations(src: Path, dst: Path, count: int) -> None:
             target = dst / src.name / f.parent.name / f.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
+
+
+def copy_train_val(shared_data: Path, root: Path, train: int, val: int = 0) -> Path:
+    """ROOT holding the images of the first TRAIN training and VAL validation locations (original names)."""
+    copy_locations(shared_data / "images" / TRAIN_FOLDER, root, train)
+    if val:
+        copy_locations(shared_data / "images" / VAL_FOLDER, root, val)
+    return root
+
+
+def import_train_val(shared_data: Path, root: Path):
+    """The training and validation buffer selections, then ROOT's images, through geoloc's importers
+    into the current database; the import summary."""
+    from geoloc.collect.locations import ingest_locations
+    from geoloc.imagery.importer import ingest_images
+
+    ingest_locations([shared_data / "buffers" / name for name in TRAIN_VAL_BUFFERS])
+    return ingest_images(root)
 
 
 def first_test_locations(shared_data: Path, n: int) -> dict[int, list[Path]]:

@@ -8,28 +8,19 @@ from pathlib import Path
 import h3
 import pytest
 import sqlalchemy as sa
-from retrieval_data import copy_locations
+from retrieval_data import copy_train_val, import_train_val
 
-TRAIN_DIR, VAL_DIR = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
 LEVELS = (("--img-min", 20), ("--img-max", 200), ("--levels", 2), ("--ratio", 2))
 
 
 @pytest.fixture(scope="module")
 def subset(shared_data, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("images")
-    copy_locations(shared_data / "images" / TRAIN_DIR, root, 40)
-    copy_locations(shared_data / "images" / VAL_DIR, root, 6)
-    return root
+    return copy_train_val(shared_data, tmp_path_factory.mktemp("images"), 40, 6)
 
 
 @pytest.fixture
 def imported(db_url, subset, shared_data):
-    from geoloc.collect.locations import ingest_locations
-    from geoloc.imagery.importer import ingest_images
-
-    buffers = shared_data / "buffers"
-    ingest_locations([buffers / "new_order_buffer_100.csv", buffers / "new_order_buffer_35.csv"])
-    assert ingest_images(subset).failed == 0
+    assert import_train_val(shared_data, subset).failed == 0
     return subset
 
 

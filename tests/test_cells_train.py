@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from geoloc.db import models as db_models
-from retrieval_data import TEMPLATE, copy_locations, drop_database
-from test_cells_partition import TRAIN_DIR, VAL_DIR
+from retrieval_data import TEMPLATE, copy_train_val, drop_database, import_train_val
 
 TINY = ["--input-size", 64, "--dim", 32, "--epochs", 2, "--steps-per-epoch", 4, "--places", 4, "--per-place", 4,
         "--lr", 1e-3, "--warmup-steps", 1, "--seed", 3]
@@ -23,22 +22,16 @@ def trained(pg_cluster, shared_data, tmp_path_factory):
     from click.testing import CliRunner
 
     from geoloc.cli import main
-    from geoloc.collect.locations import ingest_locations
-    from geoloc.imagery.importer import ingest_images
     from geoloc.retrieval.embed import embed_images
 
     name = f"c_{os.getpid()}"
     pg_cluster.create_database(name, template=TEMPLATE)
     url = pg_cluster.url(name)
-    root = tmp_path_factory.mktemp("cells_images")
-    copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
-    copy_locations(shared_data / "images" / VAL_DIR, root, 8)
+    root = copy_train_val(shared_data, tmp_path_factory.mktemp("cells_images"), 12, 8)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEOLOC_DATABASE_URL", url)
         mp.setenv("GEOLOC_DATA_DIR", str(root / "data"))
-        buffers = shared_data / "buffers"
-        ingest_locations([buffers / "new_order_buffer_100.csv", buffers / "new_order_buffer_35.csv"])
-        assert ingest_images(root).failed == 0
+        assert import_train_val(shared_data, root).failed == 0
         runner = CliRunner()
         res = runner.invoke(main, ["cells", "build", "p", "--img-min", "20", "--img-max", "200", "--levels", "2",
                                    "--ratio", "2"], catch_exceptions=False)

@@ -22,9 +22,8 @@ from geoloc.model.sampler import load_split
 from geoloc.model.train import TrainConfig, train
 from geoloc.thumbnail import thumbnail_of
 from model_images import load_images
-from retrieval_data import copy_locations
+from retrieval_data import TRAIN_FOLDER, copy_locations
 
-TRAIN_DIR = "Cropped_Training_v1_buffer_100"
 LOCATIONS = 20
 GUARD = dict(input_size=96, dim=32, epochs=3, steps_per_epoch=200, places=8, per_place=4, lr=3e-3,
              warmup_steps=10, val_split=None, seed=0)
@@ -40,7 +39,7 @@ def recall_at_1(vectors: np.ndarray, locations: np.ndarray, is_query: np.ndarray
 @pytest.mark.slow
 def test_short_training_beats_the_thumbnail_baseline(db_url, engine, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path / "data"))
-    copy_locations(shared_data / "images" / TRAIN_DIR, tmp_path / "images", LOCATIONS)
+    copy_locations(shared_data / "images" / TRAIN_FOLDER, tmp_path / "images", LOCATIONS)
     ingest_locations([shared_data / "buffers" / "new_order_buffer_100.csv"])
     assert ingest_images(tmp_path / "images").failed == 0
     row = train("guard", TrainConfig(**GUARD))  # trains on the split's images except the queries

@@ -24,8 +24,8 @@ from geoloc.errors import InputError, NotFound
 from geoloc.imagery.importer import ingest_images
 from geoloc.model.registry import file_sha256, load_embedder
 from geoloc.model.train import TrainConfig, save_untrained
-from retrieval_data import copy_locations
-from test_model_training import TINY, VAL_DIR, imported, subset  # noqa: F401
+from retrieval_data import VAL_FOLDER, copy_locations
+from test_model_training import TINY, imported, subset  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME_ERROR = "use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
@@ -63,7 +63,7 @@ def _add_embeddings_and_evaluation(engine, model_id: int, dim: int) -> None:
 def val_only(db_url, shared_data, tmp_path) -> Path:
     """A database with two validation locations' images and no training images."""
     root = tmp_path / "images"
-    copy_locations(shared_data / "images" / VAL_DIR, root, 2)
+    copy_locations(shared_data / "images" / VAL_FOLDER, root, 2)
     ingest_locations([shared_data / "buffers" / "new_order_buffer_35.csv"])
     assert ingest_images(root).imported > 10
     return root

@@ -20,6 +20,7 @@ from geoloc.model.net import build_model, load_start_weights
 from geoloc.model.sampler import PKSampler
 from geoloc.model.validate import recall_at_k
 from model_images import load_images
+from retrieval_data import VAL_FOLDER
 
 CHOICES = "mobilenetv3small, mobilenetv3large, efficientnetb0, resnet50"
 
@@ -228,7 +229,7 @@ def test_recall_at_k_by_hand():
 # ---------------------------------------------------------------- images
 
 def test_load_images_real_files_and_exact_errors(shared_data, tmp_path):
-    files = sorted((shared_data / "images" / "Cropped_Validation_v1_buffer_35").rglob("*.jpg"))[:3]
+    files = sorted((shared_data / "images" / VAL_FOLDER).rglob("*.jpg"))[:3]
     images = load_images(files, 64)
     assert images.shape == (3, 64, 64, 3) and images.dtype == np.float32
     assert 0 <= images.min() and images.max() <= 255 and images.std() > 10

@@ -8,32 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoloc.collect.locations import ingest_locations
-from geoloc.imagery.importer import ingest_images
 from geoloc.model import registry
 from geoloc.model.train import Interrupted, TrainConfig, train
 from geoloc.model.whitening import fit_whitening, keep_whitening
-from retrieval_data import copy_locations
+from retrieval_data import copy_train_val, import_train_val
 
-TRAIN_DIR, VAL_DIR = "Cropped_Training_v1_buffer_100", "Cropped_Validation_v1_buffer_35"
 TINY = dict(input_size=64, dim=32, epochs=1, steps_per_epoch=4, places=4, per_place=4, lr=1e-3,
             warmup_steps=1, seed=3)
 
 
 @pytest.fixture(scope="module")
 def subset(shared_data, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("images")
-    copy_locations(shared_data / "images" / TRAIN_DIR, root, 12)
-    copy_locations(shared_data / "images" / VAL_DIR, root, 8)
-    return root
+    return copy_train_val(shared_data, tmp_path_factory.mktemp("images"), 12, 8)
 
 
 @pytest.fixture
 def imported(db_url, subset, shared_data, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GEOLOC_DATA_DIR", str(tmp_path / "data"))
-    buffers = shared_data / "buffers"
-    ingest_locations([buffers / "new_order_buffer_100.csv", buffers / "new_order_buffer_35.csv"])
-    assert ingest_images(subset).failed == 0
+    assert import_train_val(shared_data, subset).failed == 0
     return subset
 
 

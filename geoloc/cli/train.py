@@ -40,7 +40,7 @@ def _config(opts: dict):
 @click.option("--name", required=True, help="Unique model name: 1-64 letters, digits, '.', '_' or '-' (weights go "
               "to <data dir>/models/<model id>).")
 @click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
-@click.option("--input-size", type=int, help="Square input side in pixels [224; 160 for mobilenetv3small].")
+@click.option("--input-size", type=int, help="Square input side in pixels [224; 192 for mobilenetv3small].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
 @click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
               "as fit). With --resume: a new total to train up to.")

@@ -38,7 +38,7 @@ class TrainConfig:
     """
 
     backbone: str = DEFAULT_BACKBONE
-    input_size: int | None = None    # None: the backbone's default (224; 160 for the CPU default)
+    input_size: int | None = None    # None: the backbone's default (224; 192 for the CPU default)
     dim: int = 256
     epochs: int | None = None        # None: DEFAULT_EPOCHS, or with a time budget as many as fit
     steps_per_epoch: int = 150
