@@ -188,7 +188,7 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
     model, its embeddings and its evaluations stay as they are. An interrupted run is resumed."""
     from .db import models as registry
     from .model.train import TrainConfig, train
-    from .model.train_progress import ProgressView, whitening_line
+    from .model.train_progress import ProgressView, choice_lines
 
     def status_of(name: str) -> str | None:
         with begin() as conn:
@@ -217,9 +217,11 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
         with begin() as conn:
             row = registry.replace_model(conn, model, successor)
     best = max((h.get("val_recall@1", 0) or 0 for h in row.history), default=0)
-    check = (row.hyperparams or {}).get("whitening_check")
-    whitening = f"; {whitening_line(check)}" if check else "; whitening: off"
-    return f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}{whitening}"
+    choices = choice_lines(row.hyperparams)
+    if not (row.hyperparams or {}).get("whitening_check"):
+        choices.append("whitening: off")
+    return (f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}"
+            + "".join(f"; {c}" for c in choices))
 
 
 def _embed(model: str) -> str:

@@ -63,12 +63,16 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     res = cli("train", "--name", "full", "--input-size", 64, "--dim", 32, "--epochs", 2, "--steps-per-epoch", 5,
               "--places", 4, "--per-place", 4, "--lr", 1e-3, "--warmup-steps", 1, "--seed", 3)
     assert res.exit_code == 0, res.output
-    assert "model 'full' ready: mobilenetv3small 64px dim 32, 10 steps" in res.stdout
     assert "16x16 thumbnails" in res.stdout
     row = db_models.get_model(None, "full")
-    assert (row.status, row.backbone, row.dim, row.input_size, row.train_split) == \
-        ("ready", "mobilenetv3small", 32, 64, "train")
     hp = row.hyperparams
+    # trained at 64 px; 96 (4/3 of it, a multiple of 32) tried for embedding, kept if it validated better
+    assert (hp["input_size"], hp["embed_size"]) == (64, 96)
+    side = 96 if hp["embed_size_check"]["kept"] else 64
+    assert (row.status, row.backbone, row.dim, row.input_size, row.train_split) == \
+        ("ready", "mobilenetv3small", 32, side, "train")
+    ready = f"{side}px" + (" (trained at 64px)" if side == 96 else "")
+    assert f"model 'full' ready: mobilenetv3small {ready} dim 32, 10 steps" in res.stdout
     assert {k: hp[k] for k in TINY} == TINY
     assert set(TrainConfig.__dataclass_fields__) <= set(hp) and hp["batch"] == 16 and hp["bn_momentum"] == 0.9
     weights = Path(row.weights_path)

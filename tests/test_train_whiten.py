@@ -1,5 +1,6 @@
-"""`geoloc train` fits a PCA-whitening on the training split at the end and keeps it only if it raises
-val Recall@1; the kept whitening is part of the registered model's weights."""
+"""`geoloc train` tries a larger inference side, then fits a PCA-whitening on the training split at the
+end, and keeps each only if it raises val Recall@1; the kept side is the registered input size, the kept
+whitening part of the registered model's weights."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 
 from geoloc.model import registry
 from geoloc.model.train import Interrupted, TrainConfig, train
-from geoloc.model.whitening import fit_whitening, keep_whitening
+from geoloc.model.validate import keep_if_better
+from geoloc.model.whitening import fit_whitening
 from retrieval_data import copy_train_val, import_train_val
 
-TINY = dict(input_size=64, dim=32, epochs=1, steps_per_epoch=4, places=4, per_place=4, lr=1e-3,
+TINY = dict(input_size=64, embed_size=64, dim=32, epochs=1, steps_per_epoch=4, places=4, per_place=4, lr=1e-3,
             warmup_steps=1, seed=3)
 
 
@@ -99,6 +101,38 @@ def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(im
 
 
 @pytest.mark.slow
+def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1(imported, cli):
+    from geoloc.model.net import build_model
+    from geoloc.model.validate import embed_cached, recall_at_k
+
+    args = [a for k, v in {**TINY, "embed_size": 96}.items() for a in (f"--{k.replace('_', '-')}", v)]
+    res = cli("train", "--name", "sides", "--no-whiten", *args)
+    assert res.exit_code == 0, res.output
+    row = registry.get_model(None, "sides")
+    check = row.hyperparams["embed_size_check"]
+    assert (check["input_size"], check["embed_size"]) == (64, 96)
+    # the best weights at both sides, measured here on the validation images
+    best = build_model("mobilenetv3small", 32, 64)
+    best.load_weights(Path(row.weights_path).with_name("best.weights.h5"))
+    val_cache, val = _images("val", True)
+    q = val.is_query
+    figures = {}
+    for side in (64, 96):
+        net = build_model("mobilenetv3small", 32, side)
+        net.set_weights(best.get_weights())
+        emb = embed_cached(net, val_cache, side)
+        figures[side] = recall_at_k(emb[q], val.location_ids[q], emb[~q], val.location_ids[~q])
+    assert check["val_input_size"] == pytest.approx(figures[64], abs=1e-9)
+    assert check["val_embed_size"] == pytest.approx(figures[96], abs=1e-9)
+    kept = figures[96]["recall@1"] > figures[64]["recall@1"]
+    assert check["kept"] is kept and row.input_size == (96 if kept else 64)
+    assert "inference side 96 (trained at 64): val R@1" in res.stdout
+    embedder, _ = registry.load_embedder(None, "sides")  # rebuilt at the registered side, same weights
+    assert embedder.input_shape[1] == row.input_size
+    assert TrainConfig.from_hyperparams(row.hyperparams).embed_size == 96
+
+
+@pytest.mark.slow
 def test_no_whiten_stores_no_whitening(imported, cli):
     args = [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", v)]
     res = cli("train", "--name", "plain", "--no-whiten", *args)
@@ -131,8 +165,8 @@ def test_whitening_is_kept_only_when_it_raises_recall_at_1():
     raw = {"recall@1": _recall1(val_x, loc, is_query)}
     white = {"recall@1": _recall1(fit_whitening(fit_x, shrinkage=0.0).apply(val_x), loc, is_query)}
     assert raw["recall@1"] < 0.5 < white["recall@1"]
-    assert keep_whitening(raw, white)[0] is True
-    assert keep_whitening(white, raw)[0] is False  # worse: the raw network stays
-    assert keep_whitening(raw, dict(raw))[0] is False  # no gain: the raw network stays
-    assert keep_whitening({"recall@1": float("nan")}, white)[0] is False
-    assert keep_whitening({}, white)[0] is False
+    assert keep_if_better(raw, white)[0] is True
+    assert keep_if_better(white, raw)[0] is False  # worse: the raw network stays
+    assert keep_if_better(raw, dict(raw))[0] is False  # no gain: the raw network stays
+    assert keep_if_better({"recall@1": float("nan")}, white)[0] is False
+    assert keep_if_better({}, white)[0] is False

@@ -12,8 +12,8 @@ from ..model.train_config import BATCHES
 COMMANDS = ["train"]
 
 # options that define a run; with --resume the stored values are used and these must not be given
-_RUN_OPTIONS = ("backbone", "input_size", "dim", "steps_per_epoch", "batch", "places", "per_place", "batches", "lr",
-                "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
+_RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch", "batch", "places", "per_place",
+                "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
                 "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
                 "cells", "ms_weight", "cell_weight", "whiten")
 
@@ -40,7 +40,11 @@ def _config(opts: dict):
 @click.option("--name", required=True, help="Unique model name: 1-64 letters, digits, '.', '_' or '-' (weights go "
               "to <data dir>/models/<model id>).")
 @click.option("--backbone", help="mobilenetv3small (CPU default), mobilenetv3large, efficientnetb0 or resnet50.")
-@click.option("--input-size", type=int, help="Square input side in pixels [224; 192 for mobilenetv3small].")
+@click.option("--input-size", type=int, help="Square input side in pixels while training [224; 192 for "
+              "mobilenetv3small].")
+@click.option("--embed-size", type=int, help="Input side tried for embedding after training, kept (as the model's "
+              "input size) only if it raises val Recall@1 [256 for mobilenetv3small at 192 (4/3 of "
+              "--input-size, a multiple of 32); --input-size for the others].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
 @click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
               "as fit). With --resume: a new total to train up to.")
@@ -84,8 +88,9 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
     marks the model ready (from then on its weights never change).
 
-    At the end (unless --no-whiten) a PCA-whitening is fitted on the best weights' embeddings of the
-    training split and kept as the model's last layer only if it raises val Recall@1.
+    At the end the best weights are validated at --embed-size, which becomes the model's input side
+    only if it raises val Recall@1; then (unless --no-whiten) a PCA-whitening is fitted on the
+    training split's embeddings and kept as the model's last layer only if it raises val Recall@1.
 
     Length: --epochs alone trains exactly that many epochs (20 without either option). With
     --max-minutes the speed is measured after the first steps and the step count planned (and
@@ -106,7 +111,7 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         cfg = _config(opts)
     from ..model.train import Interrupted
     from ..model.train import train as run_training
-    from ..model.train_progress import ProgressView, whitening_line
+    from ..model.train_progress import ProgressView, choice_lines
 
     progress = ProgressView()
     try:
@@ -124,13 +129,15 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
         return "/".join(f"{100 * m[f'{prefix}@{k}']:.1f}" for k in (1, 5, 10) if m.get(f"{prefix}@{k}") is not None)
 
     recall, base = pct("val_recall"), pct("thumbnail_val_recall")
-    click.echo(f"model '{row.name}' ready: {row.backbone} {row.input_size}px dim {row.dim}, "
+    trained_at = (row.hyperparams or {}).get("input_size", row.input_size)
+    side = f"{row.input_size}px" + (f" (trained at {trained_at}px)" if trained_at != row.input_size else "")
+    click.echo(f"model '{row.name}' ready: {row.backbone} {side} dim {row.dim}, "
                f"{m.get('steps')} steps in {row.train_seconds / 60:.1f} min")
     if recall:
         click.echo(f"best epoch {m.get('best_epoch')}: val Recall@1/5/10 {recall} %"
                    + (f" (16x16 thumbnails: {base} %)" if base else ""))
-    if (row.hyperparams or {}).get("whitening_check"):
-        click.echo(whitening_line(row.hyperparams["whitening_check"]))
+    for line in choice_lines(row.hyperparams):
+        click.echo(line)
     click.echo(f"weights: {row.weights_path} (sha256 {row.weights_sha256[:12]}...)")
     if m.get("cell_heads"):
         click.echo(f"cell heads: {m['cell_heads']} cells of partition '{row.hyperparams.get('cells')}' (table model_cells)")

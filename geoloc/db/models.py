@@ -80,13 +80,14 @@ def register_model(conn: Connection, name: str, backbone: str, dim: int, input_s
 def update_model(conn: Connection, name: str, *, hyperparams: dict | None = None, data_counts: dict | None = None,
                  weights_path: str | Path | None = None, weights_sha256: str | None = None,
                  train_seconds: float | None = None, history: list | None = None, metrics: dict | None = None,
-                 status: str | None = None) -> Row:
+                 status: str | None = None, input_size: int | None = None) -> Row:
     """Change the given fields of a registered model (None = unchanged); InputError when the change
     touches what a ready model froze (the database's models_ready_is_frozen trigger refuses it)."""
     params = {
         "name": name, "hyperparams": _json(hyperparams), "data_counts": _json(data_counts),
         "weights_path": None if weights_path is None else str(weights_path), "weights_sha256": weights_sha256,
         "train_seconds": train_seconds, "history": _json(history), "metrics": _json(metrics), "status": status,
+        "input_size": input_size,
     }
     try:
         with conn.begin_nested():

@@ -85,10 +85,17 @@ def whitened_network(model: keras.Model, backbone: str, whitening, **build_args)
     WHITENING (geoloc.model.whitening.Whitening) as a Dense layer and an L2 normalisation."""
     import numpy as np
 
-    net = build_model(backbone, weights="none", **{**build_args, "whiten_dim": whitening.dims})
+    net = copy_network(model, backbone, **{**build_args, "whiten_dim": whitening.dims})
+    set_whitening(net, whitening.projection.astype(np.float32), whitening.bias.astype(np.float32))
+    return net
+
+
+def copy_network(model: keras.Model, backbone: str, **build_args) -> keras.Model:
+    """A new network built by build_model(BACKBONE, **BUILD_ARGS) holding MODEL's weights layer by layer:
+    the same network at another input side (no weight depends on it), or with layers added after it."""
+    net = build_model(backbone, weights="none", **build_args)
     for layer in model.layers:
         net.get_layer(layer.name).set_weights(layer.get_weights())
-    set_whitening(net, whitening.projection.astype(np.float32), whitening.bias.astype(np.float32))
     return net
 
 

@@ -9,13 +9,17 @@ count and the same optimizer state as an uninterrupted run. How many steps a run
 Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
 "decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
 "step" {step, epoch_step, loss, images_per_s}; "epoch_end" {the history entry}; "stopped" {step, reason};
+"embed_size" {kept, reason, input_size, embed_size, val_input_size, val_embed_size};
 "whitening_fit" {split, images}; "whitening" {kept, reason, val_raw, val_whitened, ...}.
 
-At the end (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) is fitted on
-the best weights' embeddings of the training images and validated like an epoch; only if it raises
-val Recall@1 the model's weights become the network with the whitening as its last layers, written to
-whitened.weights.h5 beside the raw best weights (best.weights.h5, which a resumed run refits from).
-The model is marked ready only after this step, so a run killed during it redoes it on `--resume`.
+At the end two choices are validated on the best weights, each kept only if it raises val Recall@1
+(geoloc.model.validate.keep_if_better). First the inference side: the network embeds at
+TrainConfig.embed_size instead of the training input size (the weights do not depend on the side;
+the registered input_size is the side kept). Then (TrainConfig.whiten, on by default) a PCA-whitening
+(geoloc.model.whitening) fitted on the training images' embeddings at that side; when kept, the model's
+weights become the network with the whitening as its last layers, written to whitened.weights.h5
+beside the raw best weights (best.weights.h5, which a resumed run refits from). The model is marked
+ready only after these steps, so a run killed during them redoes them on `--resume`.
 """
 
 from __future__ import annotations
@@ -267,7 +271,7 @@ class _Run:
         self.schedule, self.plan, self.run_dir, self.data, self.state = schedule, plan, run_dir, data, state
         self.session, self.report = session, session.report
         self.val_seconds = 0.0
-        self.finish_s = 0.0  # seconds kept free for the final whitening step
+        self.finish_s = 0.0  # seconds kept free for the final steps (inference side, whitening)
         self.epoch_end_s: float | None = None  # measured duration of this session's latest epoch end
         self.timed_steps, self.timed_seconds = 0, 0.0  # this session's steps after the traced first one
         self.heads, self.tracked = None, model
@@ -289,16 +293,23 @@ class _Run:
         deadline = self.session.deadline
         return deadline is not None and now + self.val_seconds + self.finish_s > deadline
 
-    def _whitening_estimate(self, seconds_per_step: float) -> float:
-        """Seconds the final whitening step will take: the training images embedded at inference speed."""
-        validator = self.data.validator
-        if not self.cfg.whiten or validator is None or self.heads is not None:
+    def _finish_estimate(self, seconds_per_step: float) -> float:
+        """Seconds the final steps will take: the validation images embedded at the inference side tried,
+        then the training and validation images at the larger side for the whitening, at inference speed."""
+        cfg, validator = self.cfg, self.data.validator
+        if validator is None or self.heads is not None:
             return 0.0
         if self.val_seconds and len(validator.cache):
             per_image = self.val_seconds / len(validator.cache)
         else:
-            per_image = seconds_per_step / self.cfg.batch / INFERENCE_SPEEDUP
-        return (len(self.data.cache) + len(validator.cache)) * per_image
+            per_image = seconds_per_step / cfg.batch / INFERENCE_SPEEDUP
+        larger = (max(cfg.input_size, cfg.embed_size) / cfg.input_size) ** 2  # pixels per image, relative
+        seconds = 0.0
+        if cfg.embed_size != cfg.input_size:  # validated at both sides
+            seconds += len(validator.cache) * per_image * (1.0 + (cfg.embed_size / cfg.input_size) ** 2)
+        if cfg.whiten:  # at the side kept, not known yet: the larger one
+            seconds += (len(self.data.cache) + len(validator.cache)) * per_image * larger
+        return seconds
 
     def loop(self, train_step) -> None:
         from .data import Augment, training_dataset
@@ -361,7 +372,7 @@ class _Run:
         if epoch_end is None:  # no epoch end measured yet: validation at a guessed inference speed
             val_images = len(self.data.validator.cache) if self.data.validator is not None else 0
             epoch_end = EPOCH_END_OVERHEAD_S + val_images * seconds_per_step / self.cfg.batch / INFERENCE_SPEEDUP
-        self.finish_s = self._whitening_estimate(seconds_per_step)
+        self.finish_s = self._finish_estimate(seconds_per_step)
         seconds_left = self.session.deadline - now - self.finish_s
         total = steps_that_fit(self.step, seconds_left, seconds_per_step, epoch_end, self.cfg.steps_per_epoch,
                                self.cfg.max_steps)
@@ -433,8 +444,11 @@ class _Run:
         metrics["images_per_s"] = float(np.mean(rates)) if rates else None
         metrics["plan"] = self.plan.as_dict()
         hyperparams = _hyperparams(self.cfg, self.plan, self.run_dir)
+        if self.can_validate:
+            self.model.load_weights(weights_path)  # the best epoch's network, for the choices below
+        size, network, val = self.choose_size(hyperparams)
         if self.cfg.whiten:
-            check = self.whiten(weights_path)
+            check = self.whiten(weights_path, size, network, val)
             hyperparams["whiten"] = check if check["kept"] else False
             hyperparams["whitening_check"] = check
             if check["kept"]:
@@ -447,40 +461,75 @@ class _Run:
                 metrics["cell_heads"] = store_heads(conn, rows.get_model(conn, self.name).id,
                                                     self.data.cells, self.heads)
             return rows.update_model(
-                conn, self.name, weights_path=weights_path, weights_sha256=registry.file_sha256(weights_path),
-                train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
+                conn, self.name, input_size=size, weights_path=weights_path,
+                weights_sha256=registry.file_sha256(weights_path), train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
                 data_counts=self.data.counts, hyperparams=hyperparams, status="ready")
 
-    def whiten(self, weights_path: Path) -> dict:
-        """Fit the whitening on the best weights' embeddings of the training images, validate it, and if
-        it raises val Recall@1 write the whitened network beside WEIGHTS_PATH; returns what was decided
-        ({"kept", "reason", ...}, with the keys registry.network_args reads when kept)."""
+    @property
+    def can_validate(self) -> bool:
+        """Whether choices made after training can be validated: a validation split, no cell heads."""
+        return self.data.validator is not None and self.heads is None
+
+    def _skip_reason(self, heads_reason: str) -> str | None:
+        """Why a choice made after training cannot be validated here (None: it can)."""
+        if self.data.validator is None:
+            return "no validation split to check it on"
+        return heads_reason if self.heads is not None else None
+
+    def choose_size(self, hyperparams: dict) -> tuple[int, object, dict | None]:
+        """(side, network at that side, its val figures): the best weights (in self.model) at
+        cfg.embed_size instead of the training input size, kept if that raises val Recall@1 (recorded
+        in HYPERPARAMS as "embed_size_check" when a different side was tried)."""
+        from .net import copy_network
+        from .validate import keep_if_better
+
+        cfg, validator = self.cfg, self.data.validator
+        if cfg.embed_size == cfg.input_size:
+            return cfg.input_size, self.model, None
+        check = {"kept": False, "input_size": cfg.input_size, "embed_size": cfg.embed_size}
+        check["reason"] = self._skip_reason("the cell heads are trained on the training side's embeddings")
+        if check["reason"] is None:
+            larger = copy_network(self.model, cfg.backbone, dim=int(self.model.output_shape[-1]),
+                                  input_size=cfg.embed_size, gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
+            check["val_input_size"] = validator(self.model)
+            check["val_embed_size"] = validator(larger, cfg.embed_size)
+            check["kept"], check["reason"] = keep_if_better(check["val_input_size"], check["val_embed_size"])
+        hyperparams["embed_size_check"] = check
+        self.report("embed_size", check)
+        if check["kept"]:
+            return cfg.embed_size, larger, check["val_embed_size"]
+        return cfg.input_size, self.model, check.get("val_input_size")
+
+    def whiten(self, weights_path: Path, size: int, network, val_raw: dict | None) -> dict:
+        """Fit the whitening on NETWORK's embeddings of the training images at SIZE (the best weights at
+        the side kept; VAL_RAW its val figures when known), validate it, and if it raises val Recall@1
+        write the whitened network beside WEIGHTS_PATH; returns what was decided ({"kept", "reason", ...},
+        with the keys registry.network_args reads when kept)."""
         from .net import whitened_network
-        from .validate import embed_cached
-        from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, fit_whitening, keep_whitening
+        from .validate import embed_cached, keep_if_better
+        from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, fit_whitening
 
         cfg, validator = self.cfg, self.data.validator
         check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache)}
-        if validator is None or self.heads is not None:
-            check["reason"] = ("no validation split to check it on" if validator is None
-                               else "the cell heads are trained on the raw embedding")
+        check["reason"] = self._skip_reason("the cell heads are trained on the raw embedding")
+        if check["reason"] is not None:
             self.report("whitening", check)
             return check
-        self.model.load_weights(weights_path)  # the best epoch's network
         self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache)})
-        base_dim = int(self.model.output_shape[-1])
+        base_dim = int(network.output_shape[-1])
         try:
-            whitening = fit_whitening(embed_cached(self.model, self.data.cache, cfg.input_size))
+            whitening = fit_whitening(embed_cached(network, self.data.cache, size))
         except ValueError as exc:
             check["reason"] = f"cannot fit: {exc}"
             self.report("whitening", check)
             return check
         # both figures measured on the networks themselves: the whitened one computes in float32, which is
         # what embedding will do with it
-        net = whitened_network(self.model, cfg.backbone, whitening, dim=base_dim, input_size=cfg.input_size,
+        net = whitened_network(network, cfg.backbone, whitening, dim=base_dim, input_size=size,
                                gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
-        check["val_raw"], check["val_whitened"] = validator(self.model), validator(net)
-        kept, check["reason"] = keep_whitening(check["val_raw"], check["val_whitened"])
+        check["val_raw"] = val_raw or validator(network, size)
+        check["val_whitened"] = validator(net, size)
+        kept, check["reason"] = keep_if_better(check["val_raw"], check["val_whitened"])
         if kept and whitening.dims != base_dim:  # the registered dim stays the network's
             kept, check["reason"] = False, f"it keeps {whitening.dims} of {base_dim} dimensions"
         check.update(kept=kept, base_dim=base_dim, dims=whitening.dims, dims_requested=DEFAULT_WHITEN_DIMS,

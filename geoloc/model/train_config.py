@@ -39,6 +39,8 @@ class TrainConfig:
 
     backbone: str = DEFAULT_BACKBONE
     input_size: int | None = None    # None: the backbone's default (224; 192 for the CPU default)
+    embed_size: int | None = None    # inference side tried after training, kept if it validates better;
+                                     # None: backbones.default_embed_size (256 for the CPU default's 192)
     dim: int = 256
     epochs: int | None = None        # None: DEFAULT_EPOCHS, or with a time budget as many as fit
     steps_per_epoch: int = 150
@@ -85,19 +87,25 @@ class TrainConfig:
         return (self.epochs or DEFAULT_EPOCHS) * self.steps_per_epoch
 
     def __post_init__(self) -> None:
-        if self.input_size is None:
-            from .backbones import BACKBONES
+        from .backbones import BACKBONES, default_embed_size
 
-            if self.backbone in BACKBONES:
+        if self.backbone in BACKBONES:  # an unknown one fails in check()
+            if self.input_size is None:
                 self.input_size = BACKBONES[self.backbone].default_size
+            if self.embed_size is None:
+                self.embed_size = default_embed_size(self.backbone, self.input_size)
         if self.bn_momentum is None:
             self.bn_momentum = default_bn_momentum(self.weights)
 
     def check(self) -> None:
-        from .backbones import backbone_spec
+        from .backbones import MIN_INPUT_SIZE, backbone_spec
 
         backbone_spec(self.backbone)
-        for name in ("input_size", "epochs", "steps_per_epoch", "places", "per_place"):
+        for name in ("input_size", "embed_size"):
+            value = getattr(self, name)
+            if value is not None and value < MIN_INPUT_SIZE:
+                raise ConfigError(f"{name.replace('_', '-')} {value} is too small (at least {MIN_INPUT_SIZE} pixels)")
+        for name in ("epochs", "steps_per_epoch", "places", "per_place"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
@@ -120,4 +128,5 @@ class TrainConfig:
         if "whiten" in values:  # a finished run stores what it kept: the whitening (a dict) or False
             values["whiten"] = bool(values["whiten"])
         values.setdefault("batches", "random")  # runs recorded before the option drew them at random
+        values.setdefault("embed_size", values.get("input_size"))  # and embedded at the training side
         return cls(**values)

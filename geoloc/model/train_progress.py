@@ -15,6 +15,23 @@ def whitening_line(check: dict) -> str:
     return f"whitening: val R@1 {before:.3f} -> {after:.3f}, {verdict}"
 
 
+def embed_size_line(check: dict) -> str:
+    """One line for a run's inference side, e.g. 'inference side 256 (trained at 192): val R@1 0.815 -> 0.822, kept'."""
+    head = f"inference side {check['embed_size']} (trained at {check['input_size']})"
+    if "val_embed_size" not in check:
+        return f"{head}: not tried ({check.get('reason')})"
+    before, after = check["val_input_size"].get("recall@1"), check["val_embed_size"].get("recall@1")
+    verdict = "kept" if check["kept"] else f"not kept ({check.get('reason')})"
+    return f"{head}: val R@1 {before:.3f} -> {after:.3f}, {verdict}"
+
+
+def choice_lines(hyperparams: dict | None) -> list[str]:
+    """The lines of a finished run's choices after training (inference side, whitening), in that order."""
+    hp = hyperparams or {}
+    lines = [embed_size_line(hp["embed_size_check"])] if hp.get("embed_size_check") else []
+    return lines + ([whitening_line(hp["whitening_check"])] if hp.get("whitening_check") else [])
+
+
 class ProgressView:
     """Renders `geoloc.model.train`'s progress reports on stderr: a bar per epoch, a line per event."""
 
@@ -53,6 +70,8 @@ class ProgressView:
             if "val_recall@1" in info:
                 msg += "  val R@1/5/10 " + "/".join(f"{100 * info[f'val_recall@{k}']:.1f}" for k in (1, 5, 10))
             self._line(msg)
+        elif kind == "embed_size":
+            self._line(embed_size_line(info))
         elif kind == "whitening_fit":
             self._line(f"whitening: embedding {info['images']:,} {info['split']} images to fit it")
         elif kind == "whitening":

@@ -6,12 +6,23 @@ other). Embeddings are computed in inference mode (BatchNorm running statistics)
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from ..thumbnail import SIZE as THUMBNAIL_SIZE, thumbnails_of_arrays
-from .data import resize_for_model
 
 KS = (1, 5, 10)
+DECIDED_ON = "recall@1"  # the validation figure a post-training choice must raise to be kept
+
+
+def keep_if_better(before: dict, after: dict) -> tuple[bool, str]:
+    """(keep, why): a change made after training (a whitening, a larger inference size) is kept only
+    when it raises validation Recall@1 (BEFORE and AFTER are {"recall@1": ..., ...}); an equal or
+    missing figure keeps the network as it was."""
+    old, new = before.get(DECIDED_ON), after.get(DECIDED_ON)
+    if old is None or new is None or not (np.isfinite(old) and np.isfinite(new)):
+        return False, f"no validation {DECIDED_ON} to compare"
+    if new > old:
+        return True, f"val {DECIDED_ON} {old:.3f} -> {new:.3f}"
+    return False, f"val {DECIDED_ON} {old:.3f} -> {new:.3f} is no gain"
 
 
 def recall_at_k(query: np.ndarray, query_loc: np.ndarray, database: np.ndarray, database_loc: np.ndarray,
@@ -35,7 +46,11 @@ _RUNNERS: dict[tuple[int, int], object] = {}
 
 
 def embed_cached(model, cache: np.ndarray, size: int, batch: int = 128) -> np.ndarray:
-    """Embeddings of cached uint8 images, inference mode (training=False), float32 (N, dim)."""
+    """Embeddings of cached uint8 images resized to SIZE, inference mode (training=False), float32 (N, dim)."""
+    import tensorflow as tf
+
+    from .data import resize_for_model
+
     key = (id(model), size)
     if key not in _RUNNERS:  # one traced function per model, not one per validation
         _RUNNERS.clear()
@@ -61,8 +76,9 @@ class Validator:
         q = self.is_query
         return recall_at_k(emb[q], self.loc[q], emb[~q], self.loc[~q])
 
-    def __call__(self, model) -> dict[str, float]:
-        return self._score(embed_cached(model, self.cache, self.size))
+    def __call__(self, model, size: int | None = None) -> dict[str, float]:
+        """MODEL's figures on the cached images resized to SIZE (None: the training input size)."""
+        return self._score(embed_cached(model, self.cache, size or self.size))
 
     def thumbnail_baseline(self, side: int = THUMBNAIL_SIZE) -> dict[str, float]:
         """The non-learned baseline on the same images: geoloc.thumbnail's vectors (as `evaluate` embeds them)."""

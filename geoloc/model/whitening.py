@@ -3,7 +3,7 @@
 Descriptors share a few dominant directions (lighting, sky, common structure) that carry little about
 the place; centring on a training mean and rescaling every principal direction to unit variance stops
 them from dominating the similarity. `geoloc train` fits it on the training split's embeddings and
-keeps it inside the model when it helps on validation (`keep_whitening`); `geoloc evaluate --post
+keeps it inside the model when it helps on validation (geoloc.model.validate.keep_if_better); `geoloc evaluate --post
 whiten` and `geoloc models whiten` (geoloc.retrieval) use the same fit.
 
 Defaults were checked on the validation split (Validation v1, whitening fitted on Training v1): a
@@ -19,7 +19,6 @@ import numpy as np
 DEFAULT_WHITEN_DIMS: int | None = None  # None: keep every dimension
 DEFAULT_WHITEN_SHRINKAGE = 0.1  # added to each eigenvalue, as a share of the mean eigenvalue
 NULL_VARIANCE = 1e-10  # directions with less variance than this share of the largest are dropped
-DECIDED_ON = "recall@1"  # the validation figure whitening must raise to be kept
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -85,13 +84,3 @@ def fit_whitening(x: np.ndarray, dims: int | None = DEFAULT_WHITEN_DIMS,
     d = eigval.size if dims is None else min(dims, eigval.size)
     return Whitening(mean, eigvec[:, :d] / np.sqrt(eigval[:d] + reg))
 
-
-def keep_whitening(raw: dict, whitened: dict) -> tuple[bool, str]:
-    """(keep, why): whitening is kept only when it raises validation Recall@1 (RAW and WHITENED are
-    {"recall@1": ..., ...}); an equal or missing figure keeps the raw network."""
-    before, after = raw.get(DECIDED_ON), whitened.get(DECIDED_ON)
-    if before is None or after is None or not (np.isfinite(before) and np.isfinite(after)):
-        return False, f"no validation {DECIDED_ON} to compare"
-    if after > before:
-        return True, f"val {DECIDED_ON} {before:.3f} -> {after:.3f}"
-    return False, f"val {DECIDED_ON} {before:.3f} -> {after:.3f} is no gain"
