@@ -13,8 +13,8 @@ COMMANDS = ["train"]
 
 # options that define a run; with --resume the stored values are used and these must not be given
 _RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch", "batch", "places", "per_place",
-                "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p", "trainable_p",
-                "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
+                "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p",
+                "trainable_p", "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
                 "cells", "ms_weight", "cell_weight", "whiten")
 
 

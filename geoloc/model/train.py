@@ -462,8 +462,9 @@ class _Run:
                                                     self.data.cells, self.heads)
             return rows.update_model(
                 conn, self.name, input_size=size, weights_path=weights_path,
-                weights_sha256=registry.file_sha256(weights_path), train_seconds=self.elapsed(), history=self.state["history"], metrics=metrics,
-                data_counts=self.data.counts, hyperparams=hyperparams, status="ready")
+                weights_sha256=registry.file_sha256(weights_path), train_seconds=self.elapsed(),
+                history=self.state["history"], metrics=metrics, data_counts=self.data.counts,
+                hyperparams=hyperparams, status="ready")
 
     @property
     def can_validate(self) -> bool:
@@ -472,9 +473,9 @@ class _Run:
 
     def _skip_reason(self, heads_reason: str) -> str | None:
         """Why a choice made after training cannot be validated here (None: it can)."""
-        if self.data.validator is None:
-            return "no validation split to check it on"
-        return heads_reason if self.heads is not None else None
+        if self.can_validate:
+            return None
+        return "no validation split to check it on" if self.data.validator is None else heads_reason
 
     def choose_size(self, hyperparams: dict) -> tuple[int, object, dict | None]:
         """(side, network at that side, its val figures): the best weights (in self.model) at

@@ -3,8 +3,8 @@
 Descriptors share a few dominant directions (lighting, sky, common structure) that carry little about
 the place; centring on a training mean and rescaling every principal direction to unit variance stops
 them from dominating the similarity. `geoloc train` fits it on the training split's embeddings and
-keeps it inside the model when it helps on validation (geoloc.model.validate.keep_if_better); `geoloc evaluate --post
-whiten` and `geoloc models whiten` (geoloc.retrieval) use the same fit.
+keeps it inside the model when it helps on validation (geoloc.model.validate.keep_if_better);
+`geoloc evaluate --post whiten` and `geoloc models whiten` (geoloc.retrieval) use the same fit.
 
 Defaults were checked on the validation split (Validation v1, whitening fitted on Training v1): a
 shrinkage from 0.03 to 0.3 with every dimension kept did equally well there, fewer dimensions did worse.
