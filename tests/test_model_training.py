@@ -66,7 +66,7 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     assert "16x16 thumbnails" in res.stdout
     row = db_models.get_model(None, "full")
     hp = row.hyperparams
-    # trained at 64 px; 96 (4/3 of it, a multiple of 32) tried for embedding, kept if it validated better
+    # trained at 64 px; 96 (5/3 of it, to a multiple of 32) tried for embedding, kept if it validated better
     assert (hp["input_size"], hp["embed_size"]) == (64, 96)
     side = 96 if hp["embed_size_check"]["kept"] else 64
     assert (row.status, row.backbone, row.dim, row.input_size, row.train_split) == \

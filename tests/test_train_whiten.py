@@ -101,45 +101,87 @@ def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(im
 
 
 @pytest.mark.slow
-def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1(imported, cli):
+def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1_with_its_whitening(imported, cli):
     from geoloc.model.net import build_model
     from geoloc.model.validate import embed_cached, recall_at_k
 
     args = [a for k, v in {**TINY, "embed_size": 96}.items() for a in (f"--{k.replace('_', '-')}", v)]
-    res = cli("train", "--name", "sides", "--no-whiten", *args)
+    res = cli("train", "--name", "sides", *args)
     assert res.exit_code == 0, res.output
     row = registry.get_model(None, "sides")
-    check = row.hyperparams["embed_size_check"]
+    hp = row.hyperparams
+    check = hp["embed_size_check"]
     assert (check["input_size"], check["embed_size"]) == (64, 96)
-    # the best weights at both sides, measured here on the validation images
+    # the best weights at both sides, raw and with a whitening fitted at that side on the training images,
+    # measured here on the validation images
     best = build_model("mobilenetv3small", 32, 64)
     best.load_weights(Path(row.weights_path).with_name("best.weights.h5"))
+    train_cache, train_split = _images("train", False)
     val_cache, val = _images("val", True)
     q = val.is_query
-    figures = {}
+
+    def recall(emb):
+        return recall_at_k(emb[q], val.location_ids[q], emb[~q], val.location_ids[~q])
+
+    raw, nets = {}, {}
     for side in (64, 96):
-        net = build_model("mobilenetv3small", 32, side)
-        net.set_weights(best.get_weights())
-        emb = embed_cached(net, val_cache, side)
-        figures[side] = recall_at_k(emb[q], val.location_ids[q], emb[~q], val.location_ids[~q])
-    assert check["val_input_size"] == pytest.approx(figures[64], abs=1e-9)
-    assert check["val_embed_size"] == pytest.approx(figures[96], abs=1e-9)
+        nets[side] = build_model("mobilenetv3small", 32, side)
+        nets[side].set_weights(best.get_weights())
+        raw[side] = recall(embed_cached(nets[side], val_cache, side))
+    figures = {}
+    for key, side in (("input_size", 64), ("embed_size", 96)):
+        figures[side] = check[f"val_{key}"]
+        if check[f"whitened_{key}"]:  # the side's own whitening helped there
+            assert figures[side]["recall@1"] > raw[side]["recall@1"]
+        else:
+            assert figures[side] == pytest.approx(raw[side], abs=1e-9)
     kept = figures[96]["recall@1"] > figures[64]["recall@1"]
-    assert check["kept"] is kept and row.input_size == (96 if kept else 64)
+    side, key = (96, "embed_size") if kept else (64, "input_size")
+    assert check["kept"] is kept and row.input_size == side
     assert "inference side 96 (trained at 64): val R@1" in res.stdout
+    for fitted_at in (64, 96):
+        assert f"whitening: embedding {len(train_split):,} train images at {fitted_at}px to fit it" in res.output
+    # the registered network is the side kept, with that side's whitening when it helped, and it
+    # reproduces the figure the side was chosen on
+    whitening_check = hp["whitening_check"]
+    assert whitening_check["size"] == side and whitening_check["kept"] is check[f"whitened_{key}"]
+    assert whitening_check["val_raw"] == pytest.approx(raw[side], abs=1e-9)
+    assert f"whitening at {side}px: val R@1" in res.stdout
     embedder, _ = registry.load_embedder(None, "sides")  # rebuilt at the registered side, same weights
-    assert embedder.input_shape[1] == row.input_size
-    assert TrainConfig.from_hyperparams(row.hyperparams).embed_size == 96
+    assert embedder.input_shape[1] == side
+    assert recall(embed_cached(embedder, val_cache, side)) == pytest.approx(figures[side], abs=1e-9)
+    assert ("whitening" in [layer.name for layer in embedder.layers]) is check[f"whitened_{key}"]
+    if check[f"whitened_{key}"]:  # fitted on the training images at the side kept
+        expected = fit_whitening(embed_cached(nets[side], train_cache, side))
+        kernel, _ = embedder.get_layer("whitening").get_weights()
+        assert np.allclose(kernel, expected.projection, rtol=1e-4, atol=1e-6 * np.abs(kernel).max())
+    assert TrainConfig.from_hyperparams(hp).embed_size == 96
 
 
 @pytest.mark.slow
-def test_no_whiten_stores_no_whitening(imported, cli):
-    args = [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", v)]
+def test_no_whiten_stores_no_whitening_and_compares_the_sides_raw(imported, cli):
+    from geoloc.model.net import build_model
+    from geoloc.model.validate import embed_cached, recall_at_k
+
+    args = [a for k, v in {**TINY, "embed_size": 96}.items() for a in (f"--{k.replace('_', '-')}", v)]
     res = cli("train", "--name", "plain", "--no-whiten", *args)
     assert res.exit_code == 0, res.output
     assert "whitening" not in res.stdout
     row = registry.get_model(None, "plain")
     assert row.hyperparams["whiten"] is False and "whitening_check" not in row.hyperparams
+    check = row.hyperparams["embed_size_check"]
+    assert not check["whitened_input_size"] and not check["whitened_embed_size"]
+    best = build_model("mobilenetv3small", 32, 64)
+    best.load_weights(Path(row.weights_path))
+    val_cache, val = _images("val", True)
+    q = val.is_query
+    for key, side in (("input_size", 64), ("embed_size", 96)):  # the raw network at each side
+        net = build_model("mobilenetv3small", 32, side)
+        net.set_weights(best.get_weights())
+        emb = embed_cached(net, val_cache, side)
+        assert check[f"val_{key}"] == pytest.approx(
+            recall_at_k(emb[q], val.location_ids[q], emb[~q], val.location_ids[~q]), abs=1e-9)
+    assert row.input_size == (96 if check["kept"] else 64)
     weights = Path(row.weights_path)
     assert weights.name == "best.weights.h5" and not (weights.parent / "whitened.weights.h5").exists()
     embedder, _ = registry.load_embedder(None, "plain")

@@ -43,7 +43,7 @@ def _config(opts: dict):
 @click.option("--input-size", type=int, help="Square input side in pixels while training [224; 192 for "
               "mobilenetv3small].")
 @click.option("--embed-size", type=int, help="Input side tried for embedding after training, kept (as the model's "
-              "input size) only if it raises val Recall@1 [256 for mobilenetv3small at 192 (4/3 of "
+              "input size) only if it raises val Recall@1 [320 for mobilenetv3small at 192 (5/3 of "
               "--input-size, a multiple of 32); --input-size for the others].")
 @click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
 @click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
@@ -88,9 +88,10 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     Recall@1/5/10 on the validation split in inference mode; keeps the best epoch's weights and
     marks the model ready (from then on its weights never change).
 
-    At the end the best weights are validated at --embed-size, which becomes the model's input side
-    only if it raises val Recall@1; then (unless --no-whiten) a PCA-whitening is fitted on the
-    training split's embeddings and kept as the model's last layer only if it raises val Recall@1.
+    At the end the best weights are validated at the training side and at --embed-size, each with a
+    PCA-whitening fitted on the training split's embeddings at that side (unless --no-whiten) and
+    kept there only if it raises val Recall@1; --embed-size becomes the model's input side only if
+    its figure beats the training side's.
 
     Length: --epochs alone trains exactly that many epochs (20 without either option). With
     --max-minutes the speed is measured after the first steps and the step count planned (and

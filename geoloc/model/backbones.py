@@ -29,7 +29,7 @@ def _mnv3(cls):
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenetv3small": BackboneSpec(_mnv3(keras.applications.MobileNetV3Small), False, 192, 4 / 3),  # CPU default
+    "mobilenetv3small": BackboneSpec(_mnv3(keras.applications.MobileNetV3Small), False, 192, 5 / 3),  # CPU default
     "mobilenetv3large": BackboneSpec(_mnv3(keras.applications.MobileNetV3Large), False),  # light
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, False),  # light
     "resnet50": BackboneSpec(keras.applications.ResNet50, True),  # the original; slow on CPU
@@ -54,7 +54,7 @@ def default_embed_size(backbone: str, input_size: int) -> int:
     """The inference side `geoloc train` tries for a network trained at INPUT_SIZE: the backbone's
     embed_scale times it, rounded to a multiple of 32 (never below INPUT_SIZE). Random crops of 64-100 %
     of the area show objects larger while training than whole images show them at the same side, so a
-    larger side at inference matches them again (benchmarks/README.md measures 192 -> 256)."""
+    larger side at inference matches them again (benchmarks/README.md measures 192 -> 256 / 320)."""
     scale = backbone_spec(backbone).embed_scale
     if scale == 1.0:
         return input_size

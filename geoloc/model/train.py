@@ -9,17 +9,19 @@ count and the same optimizer state as an uninterrupted run. How many steps a run
 Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
 "decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
 "step" {step, epoch_step, loss, images_per_s}; "epoch_end" {the history entry}; "stopped" {step, reason};
-"embed_size" {kept, reason, input_size, embed_size, val_input_size, val_embed_size};
-"whitening_fit" {split, images}; "whitening" {kept, reason, val_raw, val_whitened, ...}.
+"whitening_fit" {split, images, size} (once per side); "embed_size" {kept, reason, input_size, embed_size,
+val_input_size, val_embed_size, whitened_input_size, whitened_embed_size}; "whitening" {kept, reason,
+val_raw, val_whitened, ...} for the side kept.
 
 At the end two choices are validated on the best weights, each kept only if it raises val Recall@1
-(geoloc.model.validate.keep_if_better). First the inference side: the network embeds at
-TrainConfig.embed_size instead of the training input size (the weights do not depend on the side;
-the registered input_size is the side kept). Then (TrainConfig.whiten, on by default) a PCA-whitening
-(geoloc.model.whitening) fitted on the training images' embeddings at that side; when kept, the model's
-weights become the network with the whitening as its last layers, written to whitened.weights.h5
-beside the raw best weights (best.weights.h5, which a resumed run refits from). The model is marked
-ready only after these steps, so a run killed during them redoes them on `--resume`.
+(geoloc.model.validate.keep_if_better): the inference side, TrainConfig.embed_size instead of the
+training input size (the weights do not depend on the side; the registered input_size is the side
+kept), and (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) fitted on the
+training images' embeddings. Each side is scored with its own whitening where that helps there, so
+the side is chosen on the figures the model will have. When the whitening is kept, the model's weights
+become the network with the whitening as its last layers, written to whitened.weights.h5 beside the
+raw best weights (best.weights.h5, which a resumed run refits from). The model is marked ready only
+after these steps, so a run killed during them redoes them on `--resume`.
 """
 
 from __future__ import annotations
@@ -294,8 +296,9 @@ class _Run:
         return deadline is not None and now + self.val_seconds + self.finish_s > deadline
 
     def _finish_estimate(self, seconds_per_step: float) -> float:
-        """Seconds the final steps will take: the validation images embedded at the inference side tried,
-        then the training and validation images at the larger side for the whitening, at inference speed."""
+        """Seconds the final steps will take at inference speed: at the training side and at the inference
+        side tried (pixels scale the time), the validation images embedded raw and, with the whitening,
+        the training images to fit it and the validation images again to validate it."""
         cfg, validator = self.cfg, self.data.validator
         if validator is None or self.heads is not None:
             return 0.0
@@ -303,13 +306,11 @@ class _Run:
             per_image = self.val_seconds / len(validator.cache)
         else:
             per_image = seconds_per_step / cfg.batch / INFERENCE_SPEEDUP
-        larger = (max(cfg.input_size, cfg.embed_size) / cfg.input_size) ** 2  # pixels per image, relative
-        seconds = 0.0
-        if cfg.embed_size != cfg.input_size:  # validated at both sides
-            seconds += len(validator.cache) * per_image * (1.0 + (cfg.embed_size / cfg.input_size) ** 2)
-        if cfg.whiten:  # at the side kept, not known yet: the larger one
-            seconds += (len(self.data.cache) + len(validator.cache)) * per_image * larger
-        return seconds
+        pixels = 1.0 + ((cfg.embed_size / cfg.input_size) ** 2 if cfg.embed_size != cfg.input_size else 0.0)
+        images = len(validator.cache)  # each side validated raw
+        if cfg.whiten:  # and whitened, after embedding the training images at that side
+            images += len(self.data.cache) + len(validator.cache)
+        return images * per_image * pixels
 
     def loop(self, train_step) -> None:
         from .data import Augment, training_dataset
@@ -446,9 +447,8 @@ class _Run:
         hyperparams = _hyperparams(self.cfg, self.plan, self.run_dir)
         if self.can_validate:
             self.model.load_weights(weights_path)  # the best epoch's network, for the choices below
-        size, network, val = self.choose_size(hyperparams)
-        if self.cfg.whiten:
-            check = self.whiten(weights_path, size, network, val)
+        size, check = self.choose(hyperparams, weights_path)
+        if check is not None:
             hyperparams["whiten"] = check if check["kept"] else False
             hyperparams["whitening_check"] = check
             if check["kept"]:
@@ -477,69 +477,93 @@ class _Run:
             return None
         return "no validation split to check it on" if self.data.validator is None else heads_reason
 
-    def choose_size(self, hyperparams: dict) -> tuple[int, object, dict | None]:
-        """(side, network at that side, its val figures): the best weights (in self.model) at
-        cfg.embed_size instead of the training input size, kept if that raises val Recall@1 (recorded
-        in HYPERPARAMS as "embed_size_check" when a different side was tried)."""
+    def choose(self, hyperparams: dict, weights_path: Path) -> tuple[int, dict | None]:
+        """The choices after training, on the best weights (in self.model): the inference side (cfg.embed_size
+        instead of the training side) and, with cfg.whiten, the whitening. Each side is scored with its own
+        whitening where that raises val Recall@1 there, so the side is chosen on the figures the model will
+        have; the larger side is kept only if it raises val Recall@1 over the training side ("embed_size_check"
+        in HYPERPARAMS when it was tried). The kept whitening is written beside WEIGHTS_PATH. Returns (the side
+        kept, the whitening check of that side or None without cfg.whiten)."""
         from .net import copy_network
         from .validate import keep_if_better
 
-        cfg, validator = self.cfg, self.data.validator
-        if cfg.embed_size == cfg.input_size:
-            return cfg.input_size, self.model, None
-        check = {"kept": False, "input_size": cfg.input_size, "embed_size": cfg.embed_size}
-        check["reason"] = self._skip_reason("the cell heads are trained on the training side's embeddings")
-        if check["reason"] is None:
-            larger = copy_network(self.model, cfg.backbone, dim=int(self.model.output_shape[-1]),
-                                  input_size=cfg.embed_size, gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
-            check["val_input_size"] = validator(self.model)
-            check["val_embed_size"] = validator(larger, cfg.embed_size)
-            check["kept"], check["reason"] = keep_if_better(check["val_input_size"], check["val_embed_size"])
-        hyperparams["embed_size_check"] = check
-        self.report("embed_size", check)
-        if check["kept"]:
-            return cfg.embed_size, larger, check["val_embed_size"]
-        return cfg.input_size, self.model, check.get("val_input_size")
+        cfg = self.cfg
+        sides = [cfg.input_size] + ([cfg.embed_size] if cfg.embed_size != cfg.input_size else [])
+        side_check = {"kept": False, "input_size": cfg.input_size, "embed_size": cfg.embed_size}
+        side_check["reason"] = self._skip_reason("the cell heads are trained on the training side's embeddings")
+        if side_check["reason"] is not None:
+            if len(sides) > 1:
+                hyperparams["embed_size_check"] = side_check
+                self.report("embed_size", side_check)
+            return cfg.input_size, self._no_whitening()
+        tried = {}
+        for size in sides:
+            network = self.model if size == cfg.input_size else copy_network(
+                self.model, cfg.backbone, dim=int(self.model.output_shape[-1]), input_size=size, gem_p=cfg.gem_p,
+                trainable_p=cfg.trainable_p)
+            tried[size] = self._score_side(network, size)
+        size = cfg.input_size
+        if len(sides) > 1:
+            for key, side in (("input_size", cfg.input_size), ("embed_size", cfg.embed_size)):
+                side_check[f"val_{key}"] = tried[side]["figures"]
+                side_check[f"whitened_{key}"] = tried[side]["whitened"] is not None
+            side_check["kept"], side_check["reason"] = keep_if_better(side_check["val_input_size"],
+                                                                      side_check["val_embed_size"])
+            hyperparams["embed_size_check"] = side_check
+            self.report("embed_size", side_check)
+            if side_check["kept"]:
+                size = cfg.embed_size
+        check, whitened = tried[size]["check"], tried[size]["whitened"]
+        if whitened is not None:  # a new file: the raw best weights stay where a resumed run refits from
+            path = weights_path.with_name(WHITENED_WEIGHTS_FILE)
+            tmp = path.with_name(f"next.{path.name}")
+            whitened.save_weights(tmp)
+            os.replace(tmp, path)  # a kill never leaves half a file
+            check["weights_file"] = path.name
+        if check is not None:
+            self.report("whitening", check)
+        return size, check
 
-    def whiten(self, weights_path: Path, size: int, network, val_raw: dict | None) -> dict:
-        """Fit the whitening on NETWORK's embeddings of the training images at SIZE (the best weights at
-        the side kept; VAL_RAW its val figures when known), validate it, and if it raises val Recall@1
-        write the whitened network beside WEIGHTS_PATH; returns what was decided ({"kept", "reason", ...},
-        with the keys registry.network_args reads when kept)."""
+    def _no_whitening(self) -> dict | None:
+        """The whitening check of a run that cannot validate it (None without cfg.whiten), reported."""
+        if not self.cfg.whiten:
+            return None
+        check = {"kept": False, "fit_split": self.cfg.split, "fit_count": len(self.data.cache),
+                 "reason": self._skip_reason("the cell heads are trained on the raw embedding")}
+        self.report("whitening", check)
+        return check
+
+    def _score_side(self, network, size: int) -> dict:
+        """NETWORK (the best weights at SIZE) on the validation images, raw and, with cfg.whiten, with a
+        PCA-whitening fitted on the training images' embeddings at SIZE: {"figures": the better of the
+        two by val Recall@1, "check": the whitening's decision or None, "whitened": the whitened network
+        when it is the better, else None}."""
         from .net import whitened_network
         from .validate import embed_cached, keep_if_better
         from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, fit_whitening
 
         cfg, validator = self.cfg, self.data.validator
-        check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache)}
-        check["reason"] = self._skip_reason("the cell heads are trained on the raw embedding")
-        if check["reason"] is not None:
-            self.report("whitening", check)
-            return check
-        self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache)})
+        raw = validator(network, size)
+        if not cfg.whiten:
+            return {"figures": raw, "check": None, "whitened": None}
+        check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache), "size": size}
+        self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache), "size": size})
         base_dim = int(network.output_shape[-1])
         try:
             whitening = fit_whitening(embed_cached(network, self.data.cache, size))
         except ValueError as exc:
             check["reason"] = f"cannot fit: {exc}"
-            self.report("whitening", check)
-            return check
+            return {"figures": raw, "check": check, "whitened": None}
         # both figures measured on the networks themselves: the whitened one computes in float32, which is
         # what embedding will do with it
         net = whitened_network(network, cfg.backbone, whitening, dim=base_dim, input_size=size,
                                gem_p=cfg.gem_p, trainable_p=cfg.trainable_p)
-        check["val_raw"] = val_raw or validator(network, size)
-        check["val_whitened"] = validator(net, size)
+        check["val_raw"], check["val_whitened"] = raw, validator(net, size)
         kept, check["reason"] = keep_if_better(check["val_raw"], check["val_whitened"])
         if kept and whitening.dims != base_dim:  # the registered dim stays the network's
             kept, check["reason"] = False, f"it keeps {whitening.dims} of {base_dim} dimensions"
         check.update(kept=kept, base_dim=base_dim, dims=whitening.dims, dims_requested=DEFAULT_WHITEN_DIMS,
                      shrinkage=DEFAULT_WHITEN_SHRINKAGE)
-        if kept:  # a new file: the raw best weights stay where a resumed run refits from
-            whitened = weights_path.with_name(WHITENED_WEIGHTS_FILE)
-            tmp = whitened.with_name(f"next.{whitened.name}")
-            net.save_weights(tmp)
-            os.replace(tmp, whitened)  # a kill never leaves half a file
-            check["weights_file"] = whitened.name
-        self.report("whitening", check)
-        return check
+        if kept:
+            return {"figures": check["val_whitened"], "check": check, "whitened": net}
+        return {"figures": raw, "check": check, "whitened": None}

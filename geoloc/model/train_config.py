@@ -40,7 +40,7 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     input_size: int | None = None    # None: the backbone's default (224; 192 for the CPU default)
     embed_size: int | None = None    # inference side tried after training, kept if it validates better;
-                                     # None: backbones.default_embed_size (256 for the CPU default's 192)
+                                     # None: backbones.default_embed_size (320 for the CPU default's 192)
     dim: int = 256
     epochs: int | None = None        # None: DEFAULT_EPOCHS, or with a time budget as many as fit
     steps_per_epoch: int = 150
