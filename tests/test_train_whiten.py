@@ -112,8 +112,8 @@ def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1_w
     hp = row.hyperparams
     check = hp["embed_size_check"]
     assert (check["input_size"], check["embed_size"]) == (64, 96)
-    # the best weights at both sides, raw and with a whitening fitted at that side on the training images,
-    # measured here on the validation images
+    # the best weights at both sides, raw, measured here on the validation images; a side's figure is
+    # that one, or a higher one when its own whitening helped there
     best = build_model("mobilenetv3small", 32, 64)
     best.load_weights(Path(row.weights_path).with_name("best.weights.h5"))
     train_cache, train_split = _images("train", False)

@@ -17,8 +17,8 @@ def whitening_line(check: dict) -> str:
 
 
 def embed_size_line(check: dict) -> str:
-    """One line for a run's inference side, e.g. 'inference side 320 (trained at 192): val R@1 0.856 whitened
-    -> 0.883 whitened, kept' (each side's figure with its own whitening where that helped)."""
+    """One line for a run's inference side, e.g. 'inference side 320 (trained at 192): val R@1 0.828 whitened
+    -> 0.867 whitened, kept' (each side's figure with its own whitening where that helped)."""
     head = f"inference side {check['embed_size']} (trained at {check['input_size']})"
     if "val_embed_size" not in check:
         return f"{head}: not tried ({check.get('reason')})"
@@ -76,7 +76,8 @@ class ProgressView:
         elif kind == "embed_size":
             self._line(embed_size_line(info))
         elif kind == "whitening_fit":
-            self._line(f"whitening: embedding {info['images']:,} {info['split']} images at {info['size']}px to fit it")
+            self._line(f"whitening: embedding {info['images']:,} {info['split']} images at {info['size']}px "
+                       "to fit it")
         elif kind == "whitening":
             self._line(whitening_line(info))
         elif kind == "stopped":
