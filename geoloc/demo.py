@@ -220,7 +220,10 @@ def _train(model: str, minutes: float, retrain: bool, cells: str | None = None) 
     choices = choice_lines(row.hyperparams)
     if not (row.hyperparams or {}).get("whitening_check"):
         choices.append("whitening: off")
-    return (f"model '{model}' trained in {row.train_seconds / 60:.1f} min, best val Recall@1 {best:.3f}"
+    m = row.metrics or {}
+    rate = f" at {m['images_per_s']:.0f} img/s" if m.get("images_per_s") else ""  # none timed in a 1-step run
+    speed = f" ({m['steps']:,} steps{rate})" if m.get("steps") else ""
+    return (f"model '{model}' trained in {row.train_seconds / 60:.1f} min{speed}, best val Recall@1 {best:.3f}"
             + "".join(f"; {c}" for c in choices))
 
 

@@ -333,7 +333,7 @@ def test_retrain_swaps_in_the_new_model_only_when_it_is_ready(imported, tmp_path
     old = save_untrained("m", dim=8, input_size=32)
     _add_embeddings_and_evaluation(engine, old.id, 8)
     line = demo._train("m", 0.0, retrain=True)  # a budget of 0 minutes: one step, then validated and ready
-    assert line.startswith("model 'm' trained in ")
+    assert line.startswith("model 'm' trained in ") and " min (1 steps), " in line
     new = models.get_model(None, "m")
     assert new.id != old.id and new.status == "ready" and new.metrics["steps"] == 1
     assert _count(engine, "SELECT count(*) FROM models") == 1
