@@ -1,20 +1,20 @@
 """TensorFlow's CPU allocator side by side: the pooling (BFC) allocator geoloc uses against plain malloc.
 
-    .venv/bin/python benchmarks/allocator_bench.py                      # MobileNetV3-Small, 192 px, ~3 min
+    .venv/bin/python benchmarks/allocator_bench.py                      # MobileNetV3-Small, 192 px, ~5 min
     .venv/bin/python benchmarks/allocator_bench.py --size 160 --seconds 60
 
 Each allocator runs in a child process of its own (TF_CPU_ALLOCATOR_USE_BFC=true / false: TensorFlow reads
 it at its first allocation), one after the other, and measures two loops for --seconds each:
 
-- step: one training step (multi-similarity loss, Adam) on a fixed batch of random pixels, as
-  benchmarks/model_speed.py;
+- step: benchmarks/model_speed.py's training step (multi-similarity loss, Adam) on a fixed batch of
+  random pixels;
 - pipeline: the same step fed by `geoloc train`'s input pipeline (geoloc.model.data.training_dataset:
   P x K batches gathered from a uint8 image cache at the cache side, cropped, resized and colour-jittered
   in tf.data workers), the cache as large as the training split's and filled with random pixels
   instead of decoded photos.
 
-Printed per loop: training images/s, CPU seconds in user and kernel mode and minor page faults, the last
-three per image: kernel time and page faults are where the allocators differ.
+Printed per loop: training images/s, CPU seconds in user and kernel mode, minor page faults, and kernel
+time and page faults per image: those two are where the allocators differ.
 """
 
 from __future__ import annotations
@@ -32,24 +32,15 @@ ALLOCATORS = (("pool (BFC)", "true"), ("malloc", "false"))
 
 def child(size: int, batch: int, seconds: float, cache_images: int) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import numpy as np
     import tensorflow as tf
+    from model_speed import training_step  # this folder is on sys.path when run as a script
 
     from geoloc.model.data import Augment, cache_side, training_dataset
-    from geoloc.model.loss import multi_similarity_loss
     from geoloc.model.net import build_model
 
-    model = build_model("mobilenetv3small", 256, size, "none")
-    optimizer = keras.optimizers.Adam(1e-4)
+    step = training_step(build_model("mobilenetv3small", 256, size, "none"))
     rng = np.random.default_rng(0)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = multi_similarity_loss(model(x, training=True), y)
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
 
     def timed(batches) -> dict:
         it = iter(batches)
@@ -88,7 +79,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40.0, help="timed seconds per loop [40]")
     ap.add_argument("--cache-images", type=int, default=9579,
                     help="images in the pipeline's cache [9579: the training split, about 2 GB at 192 px]")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the allocator is in the env
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.size, args.batch, args.seconds, args.cache_images)))
@@ -96,7 +87,7 @@ def main() -> None:
     results = {}
     for label, value in ALLOCATORS:
         env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": value}
-        out = subprocess.run([sys.executable, __file__, "--child", value, "--size", str(args.size),
+        out = subprocess.run([sys.executable, __file__, "--child", "--size", str(args.size),
                               "--batch", str(args.batch), "--seconds", str(args.seconds),
                               "--cache-images", str(args.cache_images)],
                              env=env, capture_output=True, text=True, check=True)

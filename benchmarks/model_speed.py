@@ -34,27 +34,34 @@ def _rate(fn, images_per_call: int, min_seconds: float, min_calls: int) -> float
     return calls * images_per_call / (time.perf_counter() - start)
 
 
-def measure(backbone: str, size: int, batch: int, seconds: float) -> tuple[float, float]:
-    model = build_model(backbone, 256, size, "none")
+def training_step(model):
+    """One Adam step of the multi-similarity loss on a batch (pixels, place labels), as a tf.function."""
     optimizer = keras.optimizers.Adam(1e-4)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
-    y = tf.constant(np.repeat(np.arange(batch // 4), 4))
-    xi = tf.constant(rng.uniform(0, 255, (64, size, size, 3)).astype(np.float32))
 
     @tf.function
-    def step():
+    def step(x, y):
         with tf.GradientTape() as tape:
             loss = multi_similarity_loss(model(x, training=True), y)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    return step
+
+
+def measure(backbone: str, size: int, batch: int, seconds: float) -> tuple[float, float]:
+    model = build_model(backbone, 256, size, "none")
+    step = training_step(model)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
+    y = tf.constant(np.repeat(np.arange(batch // 4), 4))
+    xi = tf.constant(rng.uniform(0, 255, (64, size, size, 3)).astype(np.float32))
+
     @tf.function
     def infer():
         return model(xi, training=False)
 
-    train = _rate(lambda: float(step()), batch, seconds, 2)
+    train = _rate(lambda: float(step(x, y)), batch, seconds, 2)
     infer_rate = _rate(lambda: infer().numpy(), 64, seconds, 2)
     return train, infer_rate
 
