@@ -1,13 +1,15 @@
-"""One trained model's weights embedded at several input sides, side by side: Recall@1/5/10 and images/s.
+"""One trained model's weights at several input sides and with each whitening, side by side: Recall@1/5/10
+and images/s.
 
     geoloc embed --model NAME      # once: the protocol's images are read with the model's embeddings
     .venv/bin/python benchmarks/embed_side.py --model NAME --sides 192,224,256,288
 
 For each side, every image of the training split and of Validation v1 / Test v1 is embedded by the
 model's raw best weights (best.weights.h5 in its run folder: the network before any whitening,
-rebuilt at that side; no weight depends on it), a PCA-whitening is fitted on the training split's
-embeddings as `geoloc train` fits it (geoloc.model.whitening), and both splits are scored raw and
-whitened under `geoloc evaluate`'s protocol (newest image per place and heading as the query, exact
+rebuilt at that side; no weight depends on it), two whitenings are fitted on the training split's
+embeddings (geoloc.model.whitening): PCA's, and the learned one from the images' places as `geoloc
+train` fits it; both splits are scored raw, PCA-whitened and learned-whitened under `geoloc
+evaluate`'s protocol (newest image per place and heading as the query, exact
 search, correct within 25 m). Nothing is written to the database.
 """
 
@@ -75,19 +77,20 @@ def main() -> None:
     dim = int((hp.get("whiten") or {}).get("base_dim", row.dim))
     print(f"model {row.name}: trained at {hp.get('input_size')} px, registered at {row.input_size} px; "
           f"{len(train)} training images; raw weights {weights}")
-    print("| side | embed img/s | " + " | ".join(f"{s} R@1 / R@5 / R@10 raw | whitened" for s in SPLITS) + " |")
-    print("|---|---|" + "---|---|" * len(SPLITS))
+    print("| side | embed img/s | " + " | ".join(f"{s} R@1 / R@5 / R@10 raw | PCA | learned" for s in SPLITS)
+          + " |")
+    print("|---|---|" + "---|---|---|" * len(SPLITS))
     for side in sides:
         network = build_model(row.backbone, dim, side, "none", gem_p=float(hp.get("gem_p", 3.0)),
                               trainable_p=bool(hp.get("trainable_p", False)))
         network.load_weights(weights)
         fit, _ = embed_side(network, side, [Path(p) for p in train.paths])
-        whitening = fit_whitening(fit)
+        whitenings = (fit_whitening(fit), fit_whitening(fit, places=train.place))
         cells, rates = [], []
         for s in SPLITS:
             vectors, rate = embed_side(network, side, [Path(files[int(i)]) for i in pvs[s].ids])
             rates.append(rate)
-            for v in (vectors, whitening.apply(vectors)):
+            for v in (vectors, *(w.apply(vectors) for w in whitenings)):
                 cells.append(" / ".join(f"{x:.3f}" for x in recall(pvs[s], v)))
         print(f"| {side} | {np.mean(rates):.0f} | " + " | ".join(cells) + " |", flush=True)
 

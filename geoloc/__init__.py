@@ -8,5 +8,6 @@ __version__ = "0.1.0"
 # malloc, every training step maps and unmaps its large activations and faults each page in again; on a
 # 2-core VM where page faults are dear that held `geoloc train` at 17.5 images/s against 48 with the
 # pool (benchmarks/README.md, "Memory allocator"). TensorFlow reads the variable at its first
-# allocation, so it takes effect for every geoloc process; a value the user set wins.
+# allocation, so it takes effect for every geoloc process; a value the user set wins. (Where TensorFlow
+# runs its oneDNN kernels, by default on CPUs with AVX-512 VNNI or newer, it pools in any case.)
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")

@@ -219,7 +219,8 @@ def test_post_processed_runs_are_side_by_side_and_stored(cli, subset):
     assert runs[1].metrics["search"] == "exact (numpy)"
     assert runs[1].metrics["post"] == {"steps": ["whiten"], "alpha": 3.0, "qe_n": 2, "dba_n": 3, "whiten_dims": 8,
                                        "whiten_shrinkage": 0.1,
-                                       "whitening_fit": {"split": "train", "vectors": fitted, "dims": 8}}
+                                       "whitening_fit": {"split": "train", "vectors": fitted, "dims": 8,
+                                                        "method": "learned (within-place scatter)"}}
     assert runs[2].metrics["post"]["steps"] == ["qe"] and "whitening_fit" not in runs[2].metrics["post"]
     assert runs[3].metrics["post"]["steps"] == ["whiten", "qe"]
 

@@ -84,7 +84,7 @@ def test_a_stored_embedding_is_16_bit_floats_in_520_bytes(db_url):
     assert not np.array_equal(stored, vectors)  # really rounded, not float32 ...
     assert np.all(np.abs(stored - vectors) <= np.abs(vectors) * 2.0 ** -11 + 2.0 ** -25)  # ... by half an ulp at most
     with begin(db_url) as conn:  # what evaluation and whitening read: the same values, as floats
-        np.testing.assert_array_equal(split_embeddings(conn, model_id, DIM, "test"), _fp16(vectors))
+        np.testing.assert_array_equal(split_embeddings(conn, model_id, DIM, "test")[0], _fp16(vectors))
         sizes = conn.execute(sa.text("SELECT pg_column_size(embedding) FROM embeddings WHERE model_id = :m"),
                              {"m": model_id}).scalars().all()
         as_vector = conn.execute(sa.text("SELECT pg_column_size(CAST(embedding AS vector)) FROM embeddings "

@@ -53,6 +53,51 @@ def test_a_direction_without_variance_is_dropped():
         post.fit_whitening(np.ones((3, 3)))
 
 
+# four places (labels 0..3) at y = -3, -1, 1, 3, each seen four times at x = +-10 and y +- 0.5: views
+# of one place differ mostly along x (within-place variance 100 along x, 0.25 along y), places differ
+# only along y (total variance along y: 0.25 + 5)
+PLACES = np.repeat([0, 1, 2, 3], 4)
+VIEWS = np.array([[sx, cy + sy] for cy in (-3.0, -1.0, 1.0, 3.0) for sx in (-10.0, 10.0) for sy in (-0.5, 0.5)])
+
+
+def test_learned_whitening_keeps_the_direction_in_which_places_differ():
+    pca = post.fit_whitening(VIEWS, dims=1, shrinkage=0.0)  # PCA keeps x, the largest variance
+    assert np.abs(pca.projection) == pytest.approx(np.array([[0.1], [0.0]]))
+    learned = post.fit_whitening(VIEWS, dims=1, shrinkage=0.0, places=PLACES)
+    # within-place scatter diag(100, 0.25): x over 10, y over 0.5; whitened, y varies most (5.25 / 0.25)
+    assert learned.mean == pytest.approx([0.0, 0.0])
+    assert np.abs(learned.projection) == pytest.approx(np.array([[0.0], [2.0]]))
+    full = post.fit_whitening(VIEWS, shrinkage=0.0, places=PLACES)
+    assert np.abs(full.projection) == pytest.approx(np.array([[0.0, 0.1], [2.0, 0.0]]))
+    # the nearest other view of a place's view is a view of the same place only after the learned one
+    for w, same_place in ((pca, False), (learned, True)):
+        y = (VIEWS - w.mean) @ w.projection
+        d = np.abs(y - y.T)
+        np.fill_diagonal(d, np.inf)
+        assert bool((PLACES[d.argmin(axis=1)] == PLACES).all()) is same_place
+
+
+def test_learned_whitening_shrinkage_and_the_places_it_uses():
+    # shrinkage 1 adds the mean within-place eigenvalue (100.25 / 2) before the inverse square root;
+    # whitened, x then varies by 100 / 150.125 and y by 5.25 / 50.375: x comes first again
+    w = post.fit_whitening(VIEWS, shrinkage=1.0, places=PLACES)
+    reg = 100.25 / 2
+    assert np.abs(w.projection) == pytest.approx(np.array([[1 / math.sqrt(100 + reg), 0.0],
+                                                           [0.0, 1 / math.sqrt(0.25 + reg)]]))
+    # a place seen once says nothing of how views differ: the same fit with a lone extra view, whose
+    # value only moves the mean
+    lone = np.vstack([VIEWS, [[0.0, 8.0]]])
+    w = post.fit_whitening(lone, dims=1, shrinkage=0.0, places=np.append(PLACES, 9))
+    assert w.mean == pytest.approx([0.0, 8.0 / 17])
+    assert np.abs(w.projection) == pytest.approx(np.array([[0.0], [2.0]]))
+    with pytest.raises(ValueError, match="a place with at least 2"):
+        post.fit_whitening(VIEWS[::4], places=PLACES[::4])
+    with pytest.raises(ValueError, match="one place per descriptor: 15 places for 16"):
+        post.fit_whitening(VIEWS, places=PLACES[1:])
+    with pytest.raises(ValueError, match="views of a place that differ"):
+        post.fit_whitening(VIEWS[:, :1] * 0 + PLACES[:, None], places=PLACES)
+
+
 DB3 = np.array([[0.8, 0.6, 0.0], [0.6, 0.0, 0.8], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
 
 

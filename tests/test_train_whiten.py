@@ -1,5 +1,5 @@
-"""`geoloc train` tries a larger inference side, then fits a PCA-whitening on the training split at the
-end, and keeps each only if it raises val Recall@1; the kept side is the registered input size, the kept
+"""`geoloc train` tries a larger inference side, then learns a whitening from the training split's
+embeddings and places at the end, and keeps each only if it raises val Recall@1; the kept side is the registered input size, the kept
 whitening part of the registered model's weights."""
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def _images(split: str, include_queries: bool):
     return decode_cache(s.files(), cache_side(TINY["input_size"])), s
 
 
+def _places(images) -> np.ndarray:
+    """A label per image: its (location, heading) pair, the place the learned whitening groups by."""
+    return np.unique(np.stack([images.location_ids, images.headings], axis=1), axis=0, return_inverse=True)[1]
+
+
 @pytest.mark.slow
 def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(imported):
     from geoloc.model.net import build_model
@@ -75,13 +80,14 @@ def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(im
         layer.set_weights(embedder.get_layer(layer.name).get_weights())
     train_cache, train_split = _images("train", False)
     val_cache, val = _images("val", True)
-    whitening = fit_whitening(embed_cached(raw, train_cache, 64))
+    whitening = fit_whitening(embed_cached(raw, train_cache, 64), places=_places(train_split))
     raw_val = embed_cached(raw, val_cache, 64)
     stored_val = embed_cached(embedder, val_cache, 64)
 
     hp = row.hyperparams
     check = hp["whitening_check"]
     assert check["fit_split"] == "train" and check["fit_count"] == len(train_split)
+    assert check["method"] == "learned (within-place scatter)"
     raw_fig = recall(raw_val)
     assert check["val_raw"] == pytest.approx(raw_fig, abs=1e-9)
     kept = check["val_whitened"]["recall@1"] > raw_fig["recall@1"]
@@ -152,7 +158,7 @@ def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1_w
     assert recall(embed_cached(embedder, val_cache, side)) == pytest.approx(figures[side], abs=1e-9)
     assert ("whitening" in [layer.name for layer in embedder.layers]) is check[f"whitened_{key}"]
     if check[f"whitened_{key}"]:  # fitted on the training images at the side kept
-        expected = fit_whitening(embed_cached(nets[side], train_cache, side))
+        expected = fit_whitening(embed_cached(nets[side], train_cache, side), places=_places(train_split))
         kernel, _ = embedder.get_layer("whitening").get_weights()
         assert np.allclose(kernel, expected.projection, rtol=1e-4, atol=1e-6 * np.abs(kernel).max())
     assert TrainConfig.from_hyperparams(hp).embed_size == 96

@@ -1,4 +1,4 @@
-"""`geoloc models whiten`: a new registered model that is a model with its learned PCA-whitening built in.
+"""`geoloc models whiten`: a new registered model that is a model with its learned whitening built in.
 Its stored embeddings are the NumPy whitening of its source's, its search through the HNSW index finds
 what exact NumPy search finds, bad requests change nothing, and its weights are checked when loaded."""
 
@@ -68,6 +68,13 @@ def _embeddings(engine, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r.image_id for r in rows]), np.array([r.v for r in rows], dtype=np.float64)
 
 
+def _places(engine, ids: np.ndarray) -> list[str]:
+    """The place (location and heading) of each image of IDS, as a label."""
+    with engine.connect() as conn:
+        place = dict(conn.execute(sa.text("SELECT id, location_id || '/' || heading FROM images")).all())
+    return [place[int(i)] for i in ids]
+
+
 def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -96,12 +103,16 @@ def test_the_whitened_models_embeddings_are_the_numpy_whitening_of_its_sources(s
         files = conn.execute(sa.text("SELECT root || '/' || path FROM images WHERE id = ANY(:ids) ORDER BY id"),
                              {"ids": src_ids.tolist()}).scalars().all()
         src_outputs = load_embedder(conn, TINY_MODEL).embed([Path(f) for f in files])
-    expected = fit_whitening(src_vectors, DIMS, SHRINKAGE).apply(src_outputs)
+    # the subset's test split has several images of each place: the whitening is the learned one
+    places = _places(engine, src_ids)
+    assert len(set(places)) < len(places)
+    expected = fit_whitening(src_vectors, DIMS, SHRINKAGE, np.array(places)).apply(src_outputs)
     assert dst_vectors.shape == (subset.images, DIMS)
     np.testing.assert_allclose(dst_vectors, expected, rtol=2.0 ** -11, atol=1e-4)
 
     assert (dst.status, dst.backbone, dst.input_size, dst.dim) == ("ready", src.backbone, src.input_size, DIMS)
-    assert dst.hyperparams["whiten"] == {"from": {"name": TINY_MODEL, "id": src.id}, "base_dim": 32, "dims": DIMS,
+    assert dst.hyperparams["whiten"] == {"from": {"name": TINY_MODEL, "id": src.id},
+                                         "method": "learned (within-place scatter)", "base_dim": 32, "dims": DIMS,
                                          "dims_requested": DIMS, "shrinkage": SHRINKAGE, "fit_split": "test",
                                          "fit_count": subset.images}
     assert Path(dst.weights_path) == data / "models" / str(dst.id) / "best.weights.h5"
@@ -121,8 +132,9 @@ def test_search_through_the_hnsw_index_finds_the_exact_numpy_top1(cli, subset, w
 
     with begin() as conn:
         src_queries = load_embedder(conn, TINY_MODEL).embed(photos)
-    _, src_vectors = _embeddings(engine, TINY_MODEL)
-    queries = fit_whitening(src_vectors, DIMS, SHRINKAGE).apply(src_queries)
+    src_ids, src_vectors = _embeddings(engine, TINY_MODEL)
+    whitening = fit_whitening(src_vectors, DIMS, SHRINKAGE, np.array(_places(engine, src_ids)))
+    queries = whitening.apply(src_queries)
     ids, vectors = _embeddings(engine, WHITENED)
     sims = queries @ (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T
     order = np.argsort(-sims, axis=1)

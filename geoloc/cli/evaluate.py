@@ -31,8 +31,8 @@ COMMANDS = ["evaluate"]
 @click.option("--cell-level", type=int, default=cell_defaults.EVAL_CELL_LEVEL, show_default=True,
               help="With --cells: the partition level (0 = coarsest) whose cells restrict the hybrid.")
 @click.option("--post", "post_steps", multiple=True, type=click.Choice([*post.METHODS, "all"]),
-              help=f"Also evaluate the model post-processed (repeatable): whiten = PCA-whitening learned on the "
-                   f"{WHITEN_FIT_SPLIT} split's embeddings, qe = alpha query expansion, dba = database-side "
+              help=f"Also evaluate the model post-processed (repeatable): whiten = whitening learned on the "
+                   f"{WHITEN_FIT_SPLIT} split's embeddings and places, qe = alpha query expansion, dba = database-side "
                    "augmentation, all = the three; each alone and all given combined, exact search in numpy.")
 @click.option("--alpha", type=float, default=post.DEFAULT_ALPHA, show_default=True,
               help="With --post qe/dba: neighbours weigh their similarity to this power.")

@@ -19,8 +19,9 @@ from ..splits import SPLITS
 @click.option("--split", type=click.Choice(SPLITS), default=DEFAULT_FIT_SPLIT, show_default=True,
               help="The split whose stored SOURCE embeddings the whitening is fitted on.")
 def whiten(source: str, name: str, dims: int | None, shrinkage: float, split: str) -> None:
-    """Register a new model NAME: SOURCE's network followed by the PCA-whitening fitted on SOURCE's
-    embeddings of a split (the one `geoloc evaluate --post whiten` measures), as a final layer.
+    """Register a new model NAME: SOURCE's network followed by the whitening learned on SOURCE's
+    embeddings of a split and their places (the one `geoloc evaluate --post whiten` measures), as a
+    final layer.
 
     SOURCE must be ready and embedded on that split ('geoloc embed --model SOURCE --split train').
     NAME's embedding of a photo is the whitened SOURCE embedding, so embed, search and serve use it

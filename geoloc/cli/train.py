@@ -74,8 +74,8 @@ def _config(opts: dict):
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
 @click.option("--cell-weight", type=float, help="Weight of the cells' cross-entropy in the loss [0.3].")
 @click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")
-@click.option("--whiten/--no-whiten", default=None, help="At the end, fit a PCA-whitening on the training split's "
-              "embeddings and keep it in the model if it raises val Recall@1 [on].")
+@click.option("--whiten/--no-whiten", default=None, help="At the end, learn a whitening from the training split's "
+              "embeddings and places, and keep it in the model if it raises val Recall@1 [on].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
               "optimizer state); a ready model is never trained again.")
 @click.option("--max-minutes", type=float, help="Time budget: after the first steps the speed is measured and the "
@@ -89,7 +89,7 @@ def train(name: str, resume: bool, epochs: int | None, max_minutes: float | None
     marks the model ready (from then on its weights never change).
 
     At the end the best weights are validated at the training side and at --embed-size, each with a
-    PCA-whitening fitted on the training split's embeddings at that side (unless --no-whiten) and
+    whitening learned on the training split's embeddings at that side (unless --no-whiten) and
     kept there only if it raises val Recall@1; --embed-size becomes the model's input side only if
     its figure beats the training side's.
 

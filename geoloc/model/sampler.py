@@ -33,6 +33,12 @@ MIN_IMAGES_PER_PLACE = 2
 NEARBY_POOL = 4  # a nearby batch draws its P - 1 places from the anchor's 4 x (P - 1) nearest places
 
 
+def places_of(location_ids: np.ndarray, headings: np.ndarray) -> np.ndarray:
+    """The place of each image numbered 0..n-1: one number per (location, heading) pair."""
+    keys = np.asarray(location_ids, np.int64) * 1000 + np.asarray(headings, np.int64)
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
 @dataclass
 class SplitImages:
     """Image rows of one split as arrays; `place` numbers the (location, heading) pairs 0..n-1."""
@@ -46,8 +52,7 @@ class SplitImages:
     place: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        keys = self.location_ids.astype(np.int64) * 1000 + self.headings.astype(np.int64)
-        _, self.place = np.unique(keys, return_inverse=True)
+        self.place = places_of(self.location_ids, self.headings)
 
     def __len__(self) -> int:
         return len(self.ids)

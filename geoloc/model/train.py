@@ -16,9 +16,9 @@ val_raw, val_whitened, ...} for the side kept.
 At the end two choices are validated on the best weights, each kept only if it raises val Recall@1
 (geoloc.model.validate.keep_if_better): the inference side, TrainConfig.embed_size instead of the
 training input size (the weights do not depend on the side; the registered input_size is the side
-kept), and (TrainConfig.whiten, on by default) a PCA-whitening (geoloc.model.whitening) fitted on the
-training images' embeddings. Each side is scored with its own whitening where that helps there, so
-the side is chosen on the figures the model will have. When the whitening is kept, the model's weights
+kept), and (TrainConfig.whiten, on by default) the learned whitening (geoloc.model.whitening) fitted on
+the training images' embeddings and places (location + heading). Each side is scored with its own
+whitening where that helps there, so the side is chosen on the figures the model will have. When the whitening is kept, the model's weights
 become the network with the whitening as its last layers, written to whitened.weights.h5 beside the
 raw best weights (best.weights.h5, which a resumed run refits from). The model is marked ready only
 after these steps, so a run killed during them redoes them on `--resume`.
@@ -534,23 +534,24 @@ class _Run:
         return check
 
     def _score_side(self, network, size: int) -> dict:
-        """NETWORK (the best weights at SIZE) on the validation images, raw and, with cfg.whiten, with a
-        PCA-whitening fitted on the training images' embeddings at SIZE: {"figures": the better of the
-        two by val Recall@1, "check": the whitening's decision or None, "whitened": the whitened network
-        when it is the better, else None}."""
+        """NETWORK (the best weights at SIZE) on the validation images, raw and, with cfg.whiten, with the
+        learned whitening fitted on the training images' embeddings at SIZE and their places:
+        {"figures": the better of the two by val Recall@1, "check": the whitening's decision or None,
+        "whitened": the whitened network when it is the better, else None}."""
         from .net import whitened_network
         from .validate import embed_cached, keep_if_better
-        from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, fit_whitening
+        from .whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, WHITEN_METHOD, fit_whitening
 
         cfg, validator = self.cfg, self.data.validator
         raw = validator(network, size)
         if not cfg.whiten:
             return {"figures": raw, "check": None, "whitened": None}
-        check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache), "size": size}
+        check = {"kept": False, "fit_split": cfg.split, "fit_count": len(self.data.cache), "size": size,
+                 "method": WHITEN_METHOD}
         self.report("whitening_fit", {"split": cfg.split, "images": len(self.data.cache), "size": size})
         base_dim = int(network.output_shape[-1])
         try:
-            whitening = fit_whitening(embed_cached(network, self.data.cache, size))
+            whitening = fit_whitening(embed_cached(network, self.data.cache, size), places=self.data.train.place)
         except ValueError as exc:
             check["reason"] = f"cannot fit: {exc}"
             return {"figures": raw, "check": check, "whitened": None}

@@ -70,7 +70,7 @@ class TrainConfig:
     cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
     ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
     cell_weight: float = 0.3
-    whiten: bool = True              # fit a PCA-whitening on the training split, kept if it helps on val
+    whiten: bool = True              # learn a whitening on the training split, kept if it helps on val
 
     @property
     def batch(self) -> int:

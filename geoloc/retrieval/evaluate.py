@@ -255,11 +255,15 @@ def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | N
                            np.array([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), dim))
 
 
-def split_embeddings(conn, model_id: int, dim: int, split: str) -> np.ndarray:
-    """The model's embeddings of every image of SPLIT (all versions), one row each."""
+def split_embeddings(conn, model_id: int, dim: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The model's embeddings of every image of SPLIT (all versions), one row each, and the place of
+    each row (geoloc.model.sampler.places_of): what a whitening is fitted on."""
+    from ..model.sampler import places_of
+
     stmt = sqlfiles.text("evaluate/split_embeddings.sql").columns(embedding=VECTOR())
-    rows = conn.execute(stmt, {"model_id": model_id, "split": split}).scalars().all()
-    return np.array(rows, dtype=np.float32).reshape(len(rows), dim)
+    rows = conn.execute(stmt, {"model_id": model_id, "split": split}).all()
+    vectors = np.array([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), dim)
+    return vectors, places_of([r.location_id for r in rows], [r.heading for r in rows])
 
 
 def numpy_hits(pv: ProtocolVectors, queries: np.ndarray, database: np.ndarray, k: int) -> list[Hit]:
@@ -309,13 +313,17 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
     pv = protocol_vectors(conn, row.id, row.dim, split, version)
     whitening, fit = None, None
     if any("whiten" in steps for steps in runs):
-        train = split_embeddings(conn, row.id, row.dim, fit_split)
+        train, places = split_embeddings(conn, row.id, row.dim, fit_split)
         if len(train) < 2:
             raise InputError(f"model '{model_name}' has {len(train)} embeddings of split {fit_split}: the "
                              f"whitening is fitted on them and needs at least 2",
                              hint=f"run 'geoloc embed --model {model_name} --split {fit_split}'")
-        whitening = post.fit_whitening(train, params.whiten_dims, params.whiten_shrinkage)
-        fit = {"split": fit_split, "vectors": len(train), "dims": whitening.dims}
+        try:
+            whitening = post.fit_whitening(train, params.whiten_dims, params.whiten_shrinkage, places)
+        except ValueError as exc:
+            raise InputError(f"model '{model_name}': cannot whiten its embeddings of split {fit_split} "
+                             f"({exc})") from None
+        fit = {"split": fit_split, "vectors": len(train), "dims": whitening.dims, "method": post.WHITEN_METHOD}
     queries, database = pv.vectors[pv.is_query], pv.vectors[~pv.is_query]
     reports = []
     for steps in runs:

@@ -3,9 +3,9 @@
 Pure NumPy, on row vectors (one descriptor per row); every function returns L2-normalised rows, so
 cosine similarity is their inner product. Three classic steps, each optional:
 
-- PCA-whitening learned on a training set (`fit_whitening`, `Whitening.apply`): descriptors share a few
+- whitening learned on a training set (`fit_whitening`, `Whitening.apply`): descriptors share a few
   dominant directions (lighting, sky, common structure) that carry little about the place; centring on
-  the training mean and rescaling every principal direction to unit variance stops them from
+  the training mean and rescaling the directions in which views of one place differ stops them from
   dominating the similarity.
 - alpha query expansion (`alpha_qe`): the query is moved towards its best database matches, each
   weighted by its similarity to the power alpha, so confident matches pull harder than weak ones.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.whitening import (DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, NULL_VARIANCE,  # noqa: F401
-                               Whitening, fit_whitening, normalise)
+                               WHITEN_METHOD, Whitening, fit_whitening, normalise)
 
 METHODS = ("whiten", "qe", "dba")  # the order they are combined in: whiten, then DBA, then QE
 DEFAULT_ALPHA = 3.0  # exponent of the similarity weights of QE and DBA

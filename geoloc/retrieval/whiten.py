@@ -1,4 +1,4 @@
-"""A whitened model: a registered network followed by the PCA-whitening learned on its own embeddings.
+"""A whitened model: a registered network followed by the whitening learned on its own embeddings.
 
 `geoloc evaluate --post whiten` applies the whitening (geoloc.retrieval.postprocess) in NumPy to
 stored embeddings. `whiten_model` makes it part of a new registered model instead: the source's
@@ -21,7 +21,8 @@ import numpy as np
 from ..db.engine import begin
 from ..errors import AlreadyExists, InputError, NotFound
 from ..splits import SPLITS
-from ..model.whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, Whitening, fit_whitening
+from ..model.whitening import (DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, WHITEN_METHOD, Whitening,
+                               fit_whitening)
 from . import postprocess as post
 from .baseline import THUMBNAIL_BACKBONE
 from .evaluate import WHITEN_FIT_SPLIT, split_embeddings
@@ -45,8 +46,8 @@ def whiten_model(source: str, name: str, dims: int | None = DEFAULT_WHITEN_DIMS,
                  shrinkage: float = DEFAULT_WHITEN_SHRINKAGE, split: str = DEFAULT_FIT_SPLIT,
                  out: Path | None = None) -> Whitened:
     """Register NAME, a ready model: SOURCE's network followed by the whitening fitted on SOURCE's
-    stored embeddings of SPLIT (every image of the split must have one), keeping DIMS principal
-    directions (None: all) with SHRINKAGE (see postprocess.fit_whitening).
+    stored embeddings of SPLIT and their places (every image of the split must have an embedding),
+    keeping DIMS directions (None: all) with SHRINKAGE (see geoloc.model.whitening.fit_whitening).
 
     Its weights go to <OUT>/<model id>/ (OUT: the models root, <data dir>/models by default); the
     row, the folder and the weights are made in one transaction, so a failure leaves none of them.
@@ -61,9 +62,9 @@ def whiten_model(source: str, name: str, dims: int | None = DEFAULT_WHITEN_DIMS,
     with begin() as conn:
         _check_free(conn, name)
         src = _source_row(conn, source)
-        fit_x = _fit_embeddings(conn, src, split)
+        fit_x, places = _fit_embeddings(conn, src, split)
     try:
-        whitening = fit_whitening(fit_x, dims, shrinkage)
+        whitening = fit_whitening(fit_x, dims, shrinkage, places)
     except ValueError as exc:
         raise InputError(f"model '{source}': cannot whiten its embeddings of split {split} ({exc})") from None
     network = _whitened_network(source, src, whitening)
@@ -111,8 +112,9 @@ def _source_row(conn, source: str):
     return row
 
 
-def _fit_embeddings(conn, row, split: str) -> np.ndarray:
-    """ROW's embeddings of every image of SPLIT; errors when the split has no images or some lack one."""
+def _fit_embeddings(conn, row, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """ROW's embeddings of every image of SPLIT and their places; errors when the split has no images or
+    some lack one."""
     from ..db import sqlfiles
 
     counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
@@ -158,7 +160,8 @@ def _register(net, name: str, src, whitening: Whitening, dims: int | None, shrin
     hyperparams = {
         "backbone": src.backbone, "input_size": src.input_size, "gem_p": float(hp_src.get("gem_p", 3.0)),
         "trainable_p": bool(hp_src.get("trainable_p", False)),
-        "whiten": {"from": {"name": src.name, "id": src.id}, "base_dim": src.dim, "dims": whitening.dims,
+        "whiten": {"from": {"name": src.name, "id": src.id}, "method": WHITEN_METHOD, "base_dim": src.dim,
+                   "dims": whitening.dims,
                    "dims_requested": dims, "shrinkage": shrinkage, "fit_split": split, "fit_count": fit_count},
     }
     with begin() as conn:
