@@ -1,6 +1,6 @@
 """`geoloc train` tries a larger inference side, then learns a whitening from the training split's
-embeddings and places at the end, and keeps each only if it raises val Recall@1; the kept side is the registered input size, the kept
-whitening part of the registered model's weights."""
+embeddings and places at the end, and keeps each only if it raises val Recall@1; the kept side is the
+registered input size, the kept whitening part of the registered model's weights."""
 
 from __future__ import annotations
 
