@@ -266,6 +266,16 @@ def split_embeddings(conn, model_id: int, dim: int, split: str) -> tuple[np.ndar
     return vectors, places_of([r.location_id for r in rows], [r.heading for r in rows])
 
 
+def fit_split_whitening(model_name: str, split: str, vectors: np.ndarray, places: np.ndarray,
+                        dims: int | None, shrinkage: float) -> post.Whitening:
+    """The whitening fitted on MODEL_NAME's embeddings of SPLIT and their places (split_embeddings), as
+    `geoloc evaluate --post whiten` and `geoloc models whiten` fit it; InputError when they cannot be."""
+    try:
+        return post.fit_whitening(vectors, dims, shrinkage, places)
+    except ValueError as exc:
+        raise InputError(f"model '{model_name}': cannot whiten its embeddings of split {split} ({exc})") from None
+
+
 def numpy_hits(pv: ProtocolVectors, queries: np.ndarray, database: np.ndarray, k: int) -> list[Hit]:
     """The k nearest database rows of every query row by cosine distance, exactly (brute force, float64),
     as Hits like knn_all.sql's: ties by image id, errors in EPSG:3006 metres."""
@@ -318,11 +328,8 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
             raise InputError(f"model '{model_name}' has {len(train)} embeddings of split {fit_split}: the "
                              f"whitening is fitted on them and needs at least 2",
                              hint=f"run 'geoloc embed --model {model_name} --split {fit_split}'")
-        try:
-            whitening = post.fit_whitening(train, params.whiten_dims, params.whiten_shrinkage, places)
-        except ValueError as exc:
-            raise InputError(f"model '{model_name}': cannot whiten its embeddings of split {fit_split} "
-                             f"({exc})") from None
+        whitening = fit_split_whitening(model_name, fit_split, train, places, params.whiten_dims,
+                                        params.whiten_shrinkage)
         fit = {"split": fit_split, "vectors": len(train), "dims": whitening.dims, "method": post.WHITEN_METHOD}
     queries, database = pv.vectors[pv.is_query], pv.vectors[~pv.is_query]
     reports = []

@@ -21,11 +21,10 @@ import numpy as np
 from ..db.engine import begin
 from ..errors import AlreadyExists, InputError, NotFound
 from ..splits import SPLITS
-from ..model.whitening import (DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, WHITEN_METHOD, Whitening,
-                               fit_whitening)
+from ..model.whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, WHITEN_METHOD, Whitening
 from . import postprocess as post
 from .baseline import THUMBNAIL_BACKBONE
-from .evaluate import WHITEN_FIT_SPLIT, split_embeddings
+from .evaluate import WHITEN_FIT_SPLIT, fit_split_whitening, split_embeddings
 
 DEFAULT_FIT_SPLIT = WHITEN_FIT_SPLIT  # the same split `geoloc evaluate --post whiten` fits on
 CHECK_TOLERANCE = 1e-3  # largest difference allowed between the network's output and Whitening.apply
@@ -63,10 +62,7 @@ def whiten_model(source: str, name: str, dims: int | None = DEFAULT_WHITEN_DIMS,
         _check_free(conn, name)
         src = _source_row(conn, source)
         fit_x, places = _fit_embeddings(conn, src, split)
-    try:
-        whitening = fit_whitening(fit_x, dims, shrinkage, places)
-    except ValueError as exc:
-        raise InputError(f"model '{source}': cannot whiten its embeddings of split {split} ({exc})") from None
+    whitening = fit_split_whitening(source, split, fit_x, places, dims, shrinkage)
     network = _whitened_network(source, src, whitening)
     row = _register(network, name, src, whitening, dims, shrinkage, split, len(fit_x), out,
                     time.monotonic() - started)
