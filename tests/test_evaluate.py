@@ -249,6 +249,16 @@ def test_post_processing_errors(cli, subset):
         "needs at least 2", f"Hint: run 'geoloc embed --model {TINY_MODEL} --split train'"]
     with engine.connect() as conn:  # the raw run of the same command is not kept either
         assert conn.execute(sa.text("SELECT count(*) FROM eval_runs")).scalar() == runs_before
+    with train_copies(subset.url, TINY_MODEL):  # one image per place left: no within-place scatter to learn
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM images WHERE split = 'train' AND id NOT IN "
+                                 "(SELECT min(id) FROM images WHERE split = 'train' GROUP BY location_id, heading)"))
+        res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--post", "whiten")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == (f"Error: model '{TINY_MODEL}': cannot whiten its embeddings of split "
+                                           "train (learned whitening needs a place with at least 2 descriptors)")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM eval_runs")).scalar() == runs_before
     res = cli("evaluate", "--baseline", "thumbnail", "--post", "qe")
     assert res.exit_code == 1 and res.stderr == "Error: --post needs a --model to post-process\n"
     res = cli("evaluate", "--model", TINY_MODEL, "--post", "qe", "--qe-n", "0")

@@ -83,6 +83,9 @@ def test_two_epochs_lower_the_loss_register_the_model_and_resume_matches(importe
     assert 0 < row.train_seconds <= time.monotonic() - started  # the run's own clock, within the command's
     counts = row.data_counts
     assert counts["train_versions"] == {"v1": counts["train_images"]} and counts["train_locations"] == 12
+    with engine.connect() as conn:  # every training image by default, the newest of each place included
+        train_images = conn.execute(sa.text("SELECT count(*) FROM images WHERE split = 'train'")).scalar()
+    assert counts["train_images"] == train_images
     assert counts["val_locations"] == 8 and counts["val_queries"] > 0 and counts["val_database"] > 0
     history = row.history
     assert [h["epoch"] for h in history] == [1, 2] and [h["global_step"] for h in history] == [5, 10]

@@ -78,7 +78,7 @@ def test_training_keeps_the_whitening_only_when_it_helps_and_resume_redoes_it(im
     raw = build_model("mobilenetv3small", 32, 64)  # the same network without whitening, same weights
     for layer in raw.layers:
         layer.set_weights(embedder.get_layer(layer.name).get_weights())
-    train_cache, train_split = _images("train", False)
+    train_cache, train_split = _images("train", True)  # every training image: what the trainer trains and fits on
     val_cache, val = _images("val", True)
     whitening = fit_whitening(embed_cached(raw, train_cache, 64), places=_places(train_split))
     raw_val = embed_cached(raw, val_cache, 64)
@@ -122,7 +122,7 @@ def test_the_larger_inference_side_is_kept_only_when_it_raises_val_recall_at_1_w
     # that one, or a higher one when its own whitening helped there
     best = build_model("mobilenetv3small", 32, 64)
     best.load_weights(Path(row.weights_path).with_name("best.weights.h5"))
-    train_cache, train_split = _images("train", False)
+    train_cache, train_split = _images("train", True)  # every training image: what the trainer trains and fits on
     val_cache, val = _images("val", True)
     q = val.is_query
 

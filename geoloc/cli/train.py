@@ -70,7 +70,8 @@ def _config(opts: dict):
 @click.option("--split", help="Split to train on [train].")
 @click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")
 @click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
-@click.option("--include-queries", is_flag=True, default=None, help="Also train on the query (newest) images.")
+@click.option("--include-queries/--exclude-queries", default=None, help="Train on the newest image of each place "
+              "too (the one evaluation queries with), or leave it out as the original project did [include].")
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
 @click.option("--cell-weight", type=float, help="Weight of the cells' cross-entropy in the loss [0.3].")
 @click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")

@@ -61,7 +61,7 @@ class TrainConfig:
     split: str = "train"
     val_split: str | None = "val"
     versions: list[str] | None = None  # image versions to train on; None = all (v1 and v2)
-    include_queries: bool = False
+    include_queries: bool = True     # the newest image of each place too (what evaluation queries with)
     ms_alpha: float = 2.0
     ms_beta: float = 50.0
     ms_base: float = 0.5
