@@ -68,7 +68,8 @@ def main() -> None:
         row = get_model(conn, args.model)
         hp = row.hyperparams or {}
         pvs = {s: protocol.protocol_vectors(conn, row.id, row.dim, s, VERSION) for s in SPLITS}
-        train = load_split(conn, hp.get("split", "train"), hp.get("versions"))
+        # the images the model was trained on, as `geoloc train` fits its whitening on them
+        train = load_split(conn, hp.get("split", "train"), hp.get("versions"), hp.get("include_queries", False))
         files = {}
         for s in SPLITS:
             split = load_split(conn, s, [VERSION], include_queries=True)

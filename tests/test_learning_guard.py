@@ -46,7 +46,7 @@ def test_short_training_beats_the_thumbnail_baseline(db_url, engine, shared_data
     assert row.status == "ready" and row.metrics["steps"] == 600
 
     with engine.connect() as conn:
-        images = load_split(conn, "train", include_queries=True)
+        images = load_split(conn, "train", None, include_queries=True)
     files, loc, is_query = images.files(), images.location_ids, images.is_query
     assert len(np.unique(loc)) == LOCATIONS and is_query.sum() >= LOCATIONS and (~is_query).sum() > 3 * is_query.sum()
     model, _ = registry.load_embedder(None, "guard")

@@ -39,8 +39,8 @@ def imported(db_url, subset, shared_data, tmp_path, monkeypatch) -> Path:
 
 def test_sampler_batches_come_from_the_train_split_only(imported, engine):
     with engine.connect() as conn:
-        train_set = load_split(conn, "train")
-        with_queries = load_split(conn, "train", include_queries=True)
+        train_set = load_split(conn, "train", None, include_queries=False)
+        with_queries = load_split(conn, "train", None, include_queries=True)
         splits = dict(conn.execute(sa.text("SELECT id, split FROM images")).all())
         queries = set(conn.execute(sa.text("SELECT id FROM images WHERE is_query")).scalars())
     assert len(train_set) and {splits[i] for i in train_set.ids} == {"train"}

@@ -61,8 +61,8 @@ class SplitImages:
         return [Path(p) for p in self.paths]
 
 
-def load_split(conn: Connection, split: str, versions: list[str] | None = None,
-               include_queries: bool = False) -> SplitImages:
+def load_split(conn: Connection, split: str, versions: list[str] | None,
+               include_queries: bool) -> SplitImages:
     rows = conn.execute(sqlfiles.text("model/split_images.sql"),
                         {"split": split, "versions": versions, "include_queries": include_queries}).all()
     return SplitImages(
