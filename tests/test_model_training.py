@@ -211,6 +211,8 @@ def test_untrained_model_registers_and_loads_back(db_url, tmp_path, monkeypatch)
     with pytest.raises(Exception) as err:
         save_untrained("u", dim=16, input_size=48)
     assert str(err.value) == "model 'u' already exists"
+    default = save_untrained("d", input_size=48)  # the default embedding size: 512 (measured best on two cores)
+    assert default.dim == 512 and registry.load_embedder(None, "d")[0].output_shape == (None, 512)
     with pytest.raises(Exception) as err:
         db_models.get_model(None, "missing")
     assert str(err.value) == "model 'missing' not found" and err.value.hint == "see 'geoloc models list'"

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..model.train_config import BATCHES
+from ..model.train_config import BATCHES, DEFAULT_DIM
 
 COMMANDS = ["train"]
 
@@ -45,7 +45,7 @@ def _config(opts: dict):
 @click.option("--embed-size", type=int, help="Input side tried for embedding after training, kept (as the model's "
               "input size) only if it raises val Recall@1 [320 for mobilenetv3small at 192 (5/3 of "
               "--input-size, a multiple of 32); --input-size for the others].")
-@click.option("--dim", type=int, help="Embedding dimension after the projection (0: no projection) [256].")
+@click.option("--dim", type=int, help=f"Embedding dimension after the projection (0: no projection) [{DEFAULT_DIM}].")
 @click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
               "as fit). With --resume: a new total to train up to.")
 @click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")

@@ -13,12 +13,12 @@ import keras
 from ..errors import ConfigError, InputError
 from .backbones import backbone_spec, make_backbone
 from .gem import GeM, L2Normalize
-from .train_config import default_bn_momentum
+from .train_config import DEFAULT_DIM, default_bn_momentum
 
 WEIGHTS_HINT = "use --weights none (train from scratch), imagenet (Keras' download) or the path of a .keras/.weights.h5 file"
 
 
-def build_model(backbone: str, dim: int = 256, input_size: int | None = None, weights: str = "none",
+def build_model(backbone: str, dim: int = DEFAULT_DIM, input_size: int | None = None, weights: str = "none",
                 freeze: int = 0, gem_p: float = 3.0, trainable_p: bool = False,
                 bn_momentum: float | None = None, whiten_dim: int | None = None) -> keras.Model:
     """A keras.Model mapping float32 (N, S, S, 3) 0..255 RGB to L2-normalised (N, dim) embeddings.

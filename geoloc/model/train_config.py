@@ -11,6 +11,9 @@ from dataclasses import dataclass, fields
 from ..errors import ConfigError
 
 DEFAULT_BACKBONE = "mobilenetv3small"  # trains from scratch on two CPU cores in reasonable time
+# embedding size after the projection: 512 beat 256 on val Recall@1 at equal minutes on two CPU cores
+# (benchmarks/README.md); a million halfvec(512) rows take 1 GB and a 2.2 GB HNSW build
+DEFAULT_DIM = 512
 DEFAULT_EPOCHS = 20  # without a time budget; with one, as many epochs as fit (see geoloc.model.schedule)
 SCRATCH_BN_MOMENTUM = 0.9  # from scratch the running statistics must follow weights that change fast
 PRETRAINED_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default: pretrained statistics move slowly
@@ -41,7 +44,7 @@ class TrainConfig:
     input_size: int | None = None    # None: the backbone's default (224; 192 for the CPU default)
     embed_size: int | None = None    # inference side tried after training, kept if it validates better;
                                      # None: backbones.default_embed_size (320 for the CPU default's 192)
-    dim: int = 256
+    dim: int = DEFAULT_DIM
     epochs: int | None = None        # None: DEFAULT_EPOCHS, or with a time budget as many as fit
     steps_per_epoch: int = 150
     places: int = 8

@@ -10,10 +10,10 @@ from ..db import models, sqlfiles
 from ..db.engine import begin
 from ..errors import AlreadyExists
 from .folders import store_ready_model
-from .train_config import DEFAULT_BACKBONE
+from .train_config import DEFAULT_BACKBONE, DEFAULT_DIM
 
 
-def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = 256, input_size: int | None = None,
+def save_untrained(name: str, backbone: str = DEFAULT_BACKBONE, dim: int = DEFAULT_DIM, input_size: int | None = None,
                    seed: int = 0, out: Path | None = None):
     """Register a randomly initialised model (status 'ready').
 
