@@ -28,7 +28,9 @@ from geoloc.db.engine import begin  # noqa: E402
 from geoloc.db.models import get_model  # noqa: E402
 from geoloc.model.folders import WEIGHTS_FILE  # noqa: E402
 from geoloc.model.net import build_model  # noqa: E402
+from geoloc.model.registry import network_args  # noqa: E402
 from geoloc.model.sampler import load_split  # noqa: E402
+from geoloc.model.train_config import TrainConfig  # noqa: E402
 from geoloc.model.whitening import fit_whitening  # noqa: E402
 from geoloc.retrieval import evaluate as protocol  # noqa: E402
 from geoloc.retrieval.embed import keras_batches  # noqa: E402
@@ -68,22 +70,24 @@ def main() -> None:
         row = get_model(conn, args.model)
         hp = row.hyperparams or {}
         pvs = {s: protocol.protocol_vectors(conn, row.id, row.dim, s, VERSION) for s in SPLITS}
-        # the images the model was trained on, as `geoloc train` fits its whitening on them
-        train = load_split(conn, hp.get("split", "train"), hp.get("versions"), hp.get("include_queries", False))
+        # the images the model was trained on (its run's recorded configuration), as `geoloc train` fits
+        # its whitening on them
+        run = TrainConfig.from_hyperparams(hp)
+        train = load_split(conn, run.split, run.versions, run.include_queries)
         files = {}
         for s in SPLITS:
             split = load_split(conn, s, [VERSION], include_queries=True)
             files.update(zip(split.ids.tolist(), split.paths))
     weights = Path(hp["run_dir"]) / WEIGHTS_FILE
-    dim = int((hp.get("whiten") or {}).get("base_dim", row.dim))
     print(f"model {row.name}: trained at {hp.get('input_size')} px, registered at {row.input_size} px; "
           f"{len(train)} training images; raw weights {weights}")
     print("| side | embed img/s | " + " | ".join(f"{s} R@1 / R@5 / R@10 raw | PCA | learned" for s in SPLITS)
           + " |")
     print("|---|---|" + "---|---|---|" * len(SPLITS))
     for side in sides:
-        network = build_model(row.backbone, dim, side, "none", gem_p=float(hp.get("gem_p", 3.0)),
-                              trainable_p=bool(hp.get("trainable_p", False)))
+        # the raw network (no whitening layer) rebuilt at SIDE
+        network = build_model(row.backbone, weights="none", **{**network_args(row), "input_size": side,
+                                                               "whiten_dim": None})
         network.load_weights(weights)
         fit, _ = embed_side(network, side, [Path(p) for p in train.paths])
         whitenings = (fit_whitening(fit), fit_whitening(fit, places=train.place))
