@@ -178,6 +178,8 @@ def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.stderr == f"Error: unknown backbone 'vgg16' (choose one of: {CHOICES})\n"
     res = cli("train", "--name", "m", "--batch", 30)
     assert res.exit_code == 1 and res.stderr == "Error: --batch 30 is not a multiple of --per-place 4\n"
+    res = cli("train", "--name", "m", "--augment", 3)
+    assert res.exit_code == 1 and res.stderr == "Error: augment must be in [0, 2.5] (got 3.0)\n"
     res = cli("train", "--name", "nope", "--resume")
     assert res.exit_code == 1
     assert res.stderr == "Error: model 'nope' not found: nothing to resume\nHint: see 'geoloc models list'\n"

@@ -275,9 +275,28 @@ def test_augmentation_is_seeded_mild_and_keeps_headings():
     assert a.shape == (4, 64, 64, 3) and 0 <= a.min() and a.max() <= 255
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    plain = augment_batch(images, tf.constant([1, 2], tf.int64), 64, Augment.none()).numpy()
+    plain = augment_batch(images, tf.constant([1, 2], tf.int64), 64, Augment.scaled(0.0)).numpy()
     expected = tf.image.resize(tf.cast(images, tf.float32), (64, 64), antialias=True).numpy()
     np.testing.assert_allclose(plain, np.clip(expected, 0, 255), atol=1e-3)
+
+
+def test_augmentation_strength_scales_the_mild_default():
+    from geoloc.model.train_config import TrainConfig
+
+    def fields(a):
+        return pytest.approx((a.min_area, a.max_aspect, a.brightness, a.contrast, a.saturation))
+
+    assert fields(Augment.scaled(1.0)) == (0.64, 1.15, 0.12, 0.2, 0.2)
+    # twice as strong: crops down to 1 - 2 x 0.36 of the area, aspect up to 1.15 squared, twice each jitter
+    assert fields(Augment.scaled(2.0)) == (0.28, 1.3225, 0.24, 0.4, 0.4)
+    assert fields(Augment.scaled(0.0)) == (1.0, 1.0, 0.0, 0.0, 0.0)
+    assert TrainConfig().augment == 1.0
+    # runs recorded when the option was on or off resume with strength 1 or 0
+    assert TrainConfig.from_hyperparams({"augment": True}).augment == 1.0
+    assert TrainConfig.from_hyperparams({"augment": False}).augment == 0.0
+    for bad in (-0.5, 3.0):
+        with pytest.raises(ConfigError, match=rf"^augment must be in \[0, 2\.5\] \(got {bad}\)$"):
+            TrainConfig(augment=bad).check()
 
 
 # ---------------------------------------------------------------- backbones, weights

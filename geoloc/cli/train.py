@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..model.train_config import BATCHES, DEFAULT_DIM
+from ..model.train_config import BATCHES, DEFAULT_DIM, MAX_AUGMENT
 
 COMMANDS = ["train"]
 
@@ -65,7 +65,8 @@ def _config(opts: dict):
 @click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent [fixed].")
 @click.option("--bn-momentum", type=float, help="BatchNorm momentum while training [0.9 with --weights none, "
               "0.99 with pretrained weights].")
-@click.option("--augment/--no-augment", default=None, help="Crop + colour jitter, never flips [on].")
+@click.option("--augment", type=float, help="Strength of the random crop + colour jitter (never flips), a multiple "
+              f"of the mild default: 0 none, 2 twice its crop range and jitter; at most {MAX_AUGMENT} [1].")
 @click.option("--seed", type=int, help="Seed of initialisation, sampler and augmentation [0].")
 @click.option("--split", help="Split to train on [train].")
 @click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")

@@ -316,7 +316,7 @@ class _Run:
         from .data import Augment, training_dataset
 
         cfg, S = self.cfg, self.cfg.steps_per_epoch
-        aug = Augment() if cfg.augment else Augment.none()
+        aug = Augment.scaled(cfg.augment)
         warm = False  # the first step of a session traces the graph: not counted in images/s
         while self.step < self.plan.total_steps:
             epoch = self.state["epoch"]

@@ -17,6 +17,9 @@ DEFAULT_DIM = 512
 DEFAULT_EPOCHS = 20  # without a time budget; with one, as many epochs as fit (see geoloc.model.schedule)
 SCRATCH_BN_MOMENTUM = 0.9  # from scratch the running statistics must follow weights that change fast
 PRETRAINED_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default: pretrained statistics move slowly
+# --augment scales data.Augment's mild default (1); at the most crops keep 10 % of the area and the
+# contrast and saturation factors stay within 1 +- 0.5
+MAX_AUGMENT = 2.5
 LR_SCHEDULES = ("cosine", "constant")
 BATCHES = ("random", "nearby")  # how a batch's places are chosen (geoloc.model.sampler)
 SPLITS = ("train", "val", "test")
@@ -59,7 +62,7 @@ class TrainConfig:
     gem_p: float = 3.0
     trainable_p: bool = False
     bn_momentum: float | None = None  # None: default_bn_momentum(weights)
-    augment: bool = True
+    augment: float = 1.0             # strength of crop + colour jitter: 0 none, 1 the mild default (data.Augment)
     seed: int = 0
     split: str = "train"
     val_split: str | None = "val"
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive (got {self.lr})")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown learning-rate schedule '{self.lr_schedule}' (choose cosine or constant)")
+        if not 0.0 <= self.augment <= MAX_AUGMENT:
+            raise ConfigError(f"augment must be in [0, {MAX_AUGMENT}] (got {self.augment})")
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ConfigError(f"bn-momentum must be in [0, 1) (got {self.bn_momentum})")
         if self.split not in SPLITS or self.val_split not in (None, *SPLITS):
@@ -130,6 +135,8 @@ class TrainConfig:
         values = {k: v for k, v in hp.items() if k in names}
         if "whiten" in values:  # a finished run stores what it kept: the whitening (a dict) or False
             values["whiten"] = bool(values["whiten"])
+        if isinstance(values.get("augment"), bool):  # runs recorded before the strength: on (1) or off (0)
+            values["augment"] = float(values["augment"])
         values.setdefault("batches", "random")  # runs recorded before the option drew them at random
         values.setdefault("embed_size", values.get("input_size"))  # and embedded at the training side
         return cls(**values)
