@@ -7,9 +7,11 @@ import sys
 import click
 
 from ..errors import ConfigError
-from ..model.train_config import BATCHES, DEFAULT_DIM, MAX_AUGMENT
+from ..model.train_config import (BATCHES, DEFAULT_DIM, DEFAULT_EPOCHS, LR_SCHEDULES, MAX_AUGMENT,
+                                  PRETRAINED_BN_MOMENTUM, SCRATCH_BN_MOMENTUM, TrainConfig)
 
 COMMANDS = ["train"]
+_D = TrainConfig  # the defaults --help shows are the run configuration's own
 
 # options that define a run; with --resume the stored values are used and these must not be given
 _RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch", "batch", "places", "per_place",
@@ -19,8 +21,6 @@ _RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch"
 
 
 def _config(opts: dict):
-    from ..model.train_config import TrainConfig  # no TensorFlow yet: bad options fail at once
-
     cfg = {k: v for k, v in opts.items() if v is not None and k in TrainConfig.__dataclass_fields__}
     per_place = opts["per_place"] or TrainConfig.per_place
     if opts["places"] is not None and opts["batch"] is not None and opts["places"] * per_place != opts["batch"]:
@@ -46,36 +46,39 @@ def _config(opts: dict):
               "input size) only if it raises val Recall@1 [320 for mobilenetv3small at 192 (5/3 of "
               "--input-size, a multiple of 32); --input-size for the others].")
 @click.option("--dim", type=int, help=f"Embedding dimension after the projection (0: no projection) [{DEFAULT_DIM}].")
-@click.option("--epochs", type=int, help="Epochs [20]. With --max-minutes an upper bound (without --epochs: as many "
-              "as fit). With --resume: a new total to train up to.")
-@click.option("--steps-per-epoch", type=int, help="Batches per epoch [150].")
-@click.option("--batch", type=int, help="Images per batch = places x per-place [32].")
-@click.option("--places", type=int, help="P: places (location + heading) per batch [8].")
-@click.option("--per-place", type=int, help="K: images of each place per batch [4].")
+@click.option("--epochs", type=int, help=f"Epochs [{DEFAULT_EPOCHS}]. With --max-minutes an upper bound (without "
+              "--epochs: as many as fit). With --resume: a new total to train up to.")
+@click.option("--steps-per-epoch", type=int, help=f"Batches per epoch [{_D.steps_per_epoch}].")
+@click.option("--batch", type=int, help=f"Images per batch = places x per-place [{_D.places * _D.per_place}].")
+@click.option("--places", type=int, help=f"P: places (location + heading) per batch [{_D.places}].")
+@click.option("--per-place", type=int, help=f"K: images of each place per batch [{_D.per_place}].")
 @click.option("--batches", type=click.Choice(BATCHES),
               help="How a batch's places are chosen: nearby (one place and P - 1 of the nearest "
-                   "places of other locations: harder negatives), or random [nearby].")
-@click.option("--lr", type=float, help="Peak learning rate of Adam [2e-3].")
-@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), help="Warm-up + cosine, or constant [cosine].")
-@click.option("--warmup-steps", type=int, help="Linear warm-up steps of the cosine schedule [100].")
-@click.option("--weight-decay", type=float, help="AdamW weight decay (0: plain Adam) [0].")
-@click.option("--weights", help="none (from scratch), imagenet (Keras download) or a .keras/.weights.h5 file [none].")
-@click.option("--freeze", type=int, help="Freeze the first N backbone layers [0].")
-@click.option("--gem-p", type=float, help="GeM exponent [3].")
+                   f"places of other locations: harder negatives), or random [{_D.batches}].")
+@click.option("--lr", type=float, help=f"Peak learning rate of Adam [{_D.lr:g}].")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES),
+              help=f"Warm-up + cosine, or constant [{_D.lr_schedule}].")
+@click.option("--warmup-steps", type=int, help=f"Linear warm-up steps of the cosine schedule [{_D.warmup_steps}].")
+@click.option("--weight-decay", type=float, help=f"AdamW weight decay (0: plain Adam) [{_D.weight_decay:g}].")
+@click.option("--weights", help="none (from scratch), imagenet (Keras download) or a .keras/.weights.h5 file "
+              f"[{_D.weights}].")
+@click.option("--freeze", type=int, help=f"Freeze the first N backbone layers [{_D.freeze}].")
+@click.option("--gem-p", type=float, help=f"GeM exponent [{_D.gem_p:g}].")
 @click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent [fixed].")
-@click.option("--bn-momentum", type=float, help="BatchNorm momentum while training [0.9 with --weights none, "
-              "0.99 with pretrained weights].")
+@click.option("--bn-momentum", type=float, help="BatchNorm momentum while training "
+              f"[{SCRATCH_BN_MOMENTUM} with --weights none, {PRETRAINED_BN_MOMENTUM} with pretrained weights].")
 @click.option("--augment", type=float, help="Strength of the random crop + colour jitter (never flips), a multiple "
-              f"of the mild default: 0 none, 2 twice its crop range and jitter; at most {MAX_AUGMENT} [1].")
-@click.option("--seed", type=int, help="Seed of initialisation, sampler and augmentation [0].")
-@click.option("--split", help="Split to train on [train].")
-@click.option("--val-split", help="Split to validate on each epoch, or 'none' [val].")
+              "of the mild default: 0 none, 2 twice its crop range and jitter; "
+              f"at most {MAX_AUGMENT} [{_D.augment:g}].")
+@click.option("--seed", type=int, help=f"Seed of initialisation, sampler and augmentation [{_D.seed}].")
+@click.option("--split", help=f"Split to train on [{_D.split}].")
+@click.option("--val-split", help=f"Split to validate on each epoch, or 'none' [{_D.val_split}].")
 @click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
 @click.option("--include-queries/--exclude-queries", default=None, help="Train on the newest image of each place "
               "too (the one evaluation queries with), or leave it out as the original project did [include].")
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
-@click.option("--cell-weight", type=float, help="Weight of the cells' cross-entropy in the loss [0.3].")
-@click.option("--ms-weight", type=float, help="Weight of the multi-similarity loss [1.0].")
+@click.option("--cell-weight", type=float, help=f"Weight of the cells' cross-entropy in the loss [{_D.cell_weight:g}].")
+@click.option("--ms-weight", type=float, help=f"Weight of the multi-similarity loss [{_D.ms_weight:g}].")
 @click.option("--whiten/--no-whiten", default=None, help="At the end, learn a whitening from the training split's "
               "embeddings and places, and keep it in the model if it raises val Recall@1 [on].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "

@@ -119,7 +119,8 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"learning rate must be positive (got {self.lr})")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"unknown learning-rate schedule '{self.lr_schedule}' (choose cosine or constant)")
+            raise ConfigError(f"unknown learning-rate schedule '{self.lr_schedule}' "
+                              f"(choose {' or '.join(LR_SCHEDULES)})")
         if not 0.0 <= self.augment <= MAX_AUGMENT:
             raise ConfigError(f"augment must be in [0, {MAX_AUGMENT}] (got {self.augment})")
         if not 0.0 <= self.bn_momentum < 1.0:
