@@ -64,7 +64,8 @@ def _config(opts: dict):
               f"[{_D.weights}].")
 @click.option("--freeze", type=int, help=f"Freeze the first N backbone layers [{_D.freeze}].")
 @click.option("--gem-p", type=float, help=f"GeM exponent [{_D.gem_p:g}].")
-@click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent [fixed].")
+@click.option("--trainable-p/--fixed-p", default=None, help="Learn the GeM exponent "
+              f"[{'trainable' if _D.trainable_p else 'fixed'}].")
 @click.option("--bn-momentum", type=float, help="BatchNorm momentum while training "
               f"[{SCRATCH_BN_MOMENTUM} with --weights none, {PRETRAINED_BN_MOMENTUM} with pretrained weights].")
 @click.option("--augment", type=float, help="Strength of the random crop + colour jitter (never flips), a multiple "
@@ -75,12 +76,14 @@ def _config(opts: dict):
 @click.option("--val-split", help=f"Split to validate on each epoch, or 'none' [{_D.val_split}].")
 @click.option("--versions", help="Comma-separated image versions to train on (e.g. v1) [all].")
 @click.option("--include-queries/--exclude-queries", default=None, help="Train on the newest image of each place "
-              "too (the one evaluation queries with), or leave it out as the original project did [include].")
+              "too (the one evaluation queries with), or leave it out as the original project did "
+              f"[{'include' if _D.include_queries else 'exclude'}].")
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
 @click.option("--cell-weight", type=float, help=f"Weight of the cells' cross-entropy in the loss [{_D.cell_weight:g}].")
 @click.option("--ms-weight", type=float, help=f"Weight of the multi-similarity loss [{_D.ms_weight:g}].")
 @click.option("--whiten/--no-whiten", default=None, help="At the end, learn a whitening from the training split's "
-              "embeddings and places, and keep it in the model if it raises val Recall@1 [on].")
+              "embeddings and places, and keep it in the model if it raises val Recall@1 "
+              f"[{'on' if _D.whiten else 'off'}].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run NAME from its last checkpoint (same steps, "
               "optimizer state); a ready model is never trained again.")
 @click.option("--max-minutes", type=float, help="Time budget: after the first steps the speed is measured and the "
