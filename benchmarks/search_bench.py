@@ -50,8 +50,9 @@ from geoloc import config  # noqa: E402
 from geoloc.db.engine import begin  # noqa: E402
 from geoloc.retrieval import index as hnsw  # noqa: E402
 from geoloc.retrieval.search import (EXPLAIN_PLAN, Region, explain_lines, knn_params, knn_statement,  # noqa: E402
-                                     search_type, set_search_options)
+                                     search_setup, set_search_options)
 from geoloc.retrieval.vectors import bind_vectors, vector_cursor  # noqa: E402
+from geoloc.retrieval.embed import store_embeddings  # noqa: E402
 
 BBOX = (59.290, 17.970, 59.360, 18.130)  # lat_min, lng_min, lat_max, lng_max: central Stockholm
 
@@ -139,7 +140,7 @@ def real_dataset(model: str, n_queries: int, seed: int, bench_db: str, memory: s
     with begin() as conn:
         row = get_model(conn, model)
         with vector_cursor(conn) as cur:
-            cur.execute("SELECT e.embedding, ST_Y(l.geom), ST_X(l.geom) FROM embeddings e "
+            cur.execute("SELECT e.embedding::vector, ST_Y(l.geom), ST_X(l.geom) FROM embeddings e "
                         "JOIN images i ON i.id = e.image_id JOIN locations l ON l.id = i.location_id "
                         "WHERE e.model_id = %s ORDER BY e.image_id", (row.id,))
             rows = cur.fetchall()
@@ -238,11 +239,8 @@ def ensure_loaded(db: str, name: str, vectors, lat, lng,
     with begin(url) as conn:
         with vector_cursor(conn) as cur:
             copy_places(cur, lat, lng)
-            with cur.copy("COPY embeddings (model_id, image_id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int4", "int8", "vector"])
-                for i in range(n):
-                    cp.write_row((model_id, i + 1, vectors[i]))
             cur.execute("SELECT setval(pg_get_serial_sequence('images', 'id'), %s)", (n,))
+        store_embeddings(conn, name, model_id, dim, range(1, n + 1), vectors)  # as `geoloc embed` stores them
     load_s = time.perf_counter() - t
     with begin(url) as conn:
         conn.execute(sa.text("ANALYZE locations; ANALYZE images; ANALYZE embeddings"))
@@ -302,10 +300,11 @@ def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index
             # in this transaction only (rolled back below), so not index_drop.sql's CONCURRENTLY
             conn.execute(sa.text(sqlfiles.fill("DROP INDEX {name}", name=hnsw.index_name(ds.model_id))))
         bind_vectors(conn)
-        stmt = knn_statement(ds.dim, search_type(conn, ds.model_id, ds.dim))
+        vtype, region_plan = search_setup(conn, ds.model_id, ds.dim, regions[0])
+        stmt = knn_statement(ds.dim, vtype)
         plan = _plan(conn, ds, k, regions[0])
         for qi in range(count):
-            params = knn_params(ds.model_id, ds.queries[qi], k + 1, regions[qi], None, None)
+            params = knn_params(ds.model_id, ds.queries[qi], k + 1, regions[qi], None, None, region_plan)
             if qi == 0:
                 conn.execute(stmt, params).all()  # warm-up
             t = time.perf_counter()
