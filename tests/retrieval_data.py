@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from geoloc.db import engine as db_engine
 
@@ -103,9 +102,10 @@ def make_tiny_model(dest: Path, name: str = TINY_MODEL):
 
 
 def drop_database(pg_cluster, name: str, url: str) -> None:
+    """Drop the test database NAME as the cluster's admin: WITH (FORCE) may then end the backends of
+    every role (the app role may end only its own, not a read-only service's still closing)."""
     db_engine.get_engine(url).dispose()
-    with sa.create_engine(pg_cluster.url("postgres"), isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    pg_cluster.drop_database(name)
 
 
 def subset_fixture(n_locations: int = 8, models: tuple[str, ...] = ("thumbnail-16", TINY_MODEL)):
