@@ -302,7 +302,7 @@ def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index
         bind_vectors(conn)
         vtype, region_plan = search_setup(conn, ds.model_id, ds.dim, regions[0])
         stmt = knn_statement(ds.dim, vtype)
-        plan = _plan(conn, ds, k, regions[0])
+        plan = _plan(conn, ds, k, regions[0], vtype, region_plan)
         for qi in range(count):
             params = knn_params(ds.model_id, ds.queries[qi], k + 1, regions[qi], None, None, region_plan)
             if qi == 0:
@@ -315,8 +315,9 @@ def run_sql(ds: Dataset, k: int, regions: list[Region], ef_search: int, no_index
     return found, lat, plan
 
 
-def _plan(conn, ds: Dataset, k: int, region: Region) -> str:
-    text = "\n".join(explain_lines(conn, ds.model_id, ds.dim, ds.queries[0], k + 1, region, explain=EXPLAIN_PLAN))
+def _plan(conn, ds: Dataset, k: int, region: Region, vtype, region_plan) -> str:
+    text = "\n".join(explain_lines(conn, ds.model_id, ds.dim, ds.queries[0], k + 1, region, vtype, region_plan,
+                                   explain=EXPLAIN_PLAN))
     if "embeddings_hnsw_" in text:
         return "plan: hnsw"
     if "idx_locations_geom" in text:

@@ -7,6 +7,7 @@ cache (the shared data set fits easily) and then only gathers, crops and colour-
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from ..errors import InputError
 from .readable import check_image_header, first_line, reason_of
 
 CACHE_SCALE = 1.4  # cached side = 1.4 x input size (160 -> 224, the shared images' own size): room for crops
+# Files decoded at once by the decoding pipelines, with tf.data's autotuning off: on 2 cores autotuning
+# stalled the end of each pipeline for 1-5 s, once per chunk of `geoloc embed`, and was no faster
+# otherwise (benchmarks/README.md, "Embedding throughput").
+DECODE_CALLS = max(2, os.cpu_count() or 1)
 
 
 def cache_side(size: int) -> int:
@@ -32,6 +37,16 @@ def decode_file(path: tf.Tensor) -> tf.Tensor:
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape((None, None, 3))
     return image
+
+
+def decode_map(ds: tf.data.Dataset, fn, autotune: bool = False) -> tf.data.Dataset:
+    """DS mapped by FN in order, DECODE_CALLS elements at a time, with tf.data's autotuning off
+    (AUTOTUNE true: tf.data chooses, with autotuning on; benchmarks/embed_bench.py compares the two)."""
+    if autotune:
+        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.map(fn, num_parallel_calls=DECODE_CALLS, deterministic=True).with_options(options)
 
 
 def resize_for_model(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -69,8 +84,7 @@ def image_dataset(paths: Sequence[Path], size: int, batch: int) -> tf.data.Datas
     paths = [Path(p) for p in paths]
     check_image_files(paths)
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or tf.constant([], tf.string))
-    ds = ds.map(lambda p: resize_for_model(decode_file(p), size), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = decode_map(ds, lambda p: resize_for_model(decode_file(p), size))
     return ds.batch(batch).prefetch(2)
 
 
@@ -100,9 +114,9 @@ def _decode_error(path: Path) -> str:
     return "not a readable image"
 
 
-def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, batch: int,
-                       skipped: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(keys, float32 (n, size, size, 3) pixels) batches of the images that decode, in order.
+def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, batch: int, skipped: list,
+                       autotune: bool = False) -> Iterator[tuple[np.ndarray, tf.Tensor]]:
+    """(keys, float32 (n, size, size, 3) pixel tensor) batches of the images that decode, in order.
 
     A file that fails `check_image_header` or TensorFlow's decoder is not fatal: it is appended to
     SKIPPED as (key, path, reason) and left out. Each key travels through tf.data with its own pixels
@@ -117,8 +131,7 @@ def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, ba
     if not good:
         return
     ds = tf.data.Dataset.from_tensor_slices((np.array([k for k, _ in good], np.int64), [str(p) for _, p in good]))
-    ds = ds.map(lambda k, p: (k, resize_for_model(decode_file(p), size)), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = decode_map(ds, lambda k, p: (k, resize_for_model(decode_file(p), size)), autotune)
     done = 0  # position in GOOD up to which every key has come out or been reported
     for out_keys, pixels in ds.ignore_errors().batch(batch).prefetch(2):
         out_keys = out_keys.numpy()
@@ -130,7 +143,7 @@ def iter_keyed_batches(keys: Sequence[int], paths: Sequence[Path], size: int, ba
             if key not in came:
                 skipped.append((key, path, _decode_error(path)))
         done = last + 1
-        yield out_keys, pixels.numpy()
+        yield out_keys, pixels  # a tensor: the model takes it as it is, no NumPy round trip
     for key, path in good[done:]:
         skipped.append((key, path, _decode_error(path)))
 
@@ -143,8 +156,8 @@ def decode_cache(paths: Sequence[Path], side: int, progress: str | None = None) 
     check_image_files(paths)
     out = np.empty((len(paths), side, side, 3), np.uint8)
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or tf.constant([], tf.string))
-    ds = ds.map(lambda p: tf.cast(tf.round(resize_for_model(decode_file(p), side)), tf.uint8),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(128).prefetch(2)
+    ds = decode_map(ds, lambda p: tf.cast(tf.round(resize_for_model(decode_file(p), side)), tf.uint8))
+    ds = ds.batch(128).prefetch(2)
     bar = tqdm(total=len(paths), desc=progress or "decoding", unit="img", disable=progress is None, leave=False)
     start, it = 0, iter(ds)
     while True:

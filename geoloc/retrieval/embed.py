@@ -129,7 +129,7 @@ def keras_batches(model, input_size: int) -> Batches:
     def batches(keys: Sequence[int], paths: Sequence[Path], batch: int,
                 skipped: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for out_keys, pixels in iter_keyed_batches(keys, paths, input_size, batch, skipped):
-            yield out_keys, infer(tf.constant(pixels)).numpy()
+            yield out_keys, infer(pixels).numpy()
 
     return batches
 
