@@ -20,10 +20,19 @@ from ..errors import InputError
 from .readable import check_image_header, first_line, reason_of
 
 CACHE_SCALE = 1.4  # cached side = 1.4 x input size (160 -> 224, the shared images' own size): room for crops
-# Files decoded at once by the decoding pipelines, with tf.data's autotuning off: on 2 cores autotuning
-# stalled the end of each pipeline for 1-5 s, once per chunk of `geoloc embed`, and was no faster
-# otherwise (benchmarks/README.md, "Embedding throughput").
-DECODE_CALLS = max(2, os.cpu_count() or 1)
+# Every pipeline here runs with tf.data's autotuning off and a fixed parallelism: on 2 cores autotuning
+# stalled the end of a pipeline for 1-5 s (once per chunk of `geoloc embed`, once per training epoch;
+# up to 37 s after the first epoch) and was slower otherwise (benchmarks/README.md, "Embedding
+# throughput" and "Training input pipeline").
+DECODE_CALLS = max(2, os.cpu_count() or 1)  # files decoded at once
+AUGMENT_CALLS = 2  # training batches augmented at once, beside the training step
+
+
+def fixed(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """DS with tf.data's autotuning off: its parallelism and buffers as given."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def cache_side(size: int) -> int:
@@ -44,9 +53,7 @@ def decode_map(ds: tf.data.Dataset, fn, autotune: bool = False) -> tf.data.Datas
     (AUTOTUNE true: tf.data chooses, with autotuning on; benchmarks/embed_bench.py compares the two)."""
     if autotune:
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.map(fn, num_parallel_calls=DECODE_CALLS, deterministic=True).with_options(options)
+    return fixed(ds.map(fn, num_parallel_calls=DECODE_CALLS, deterministic=True))
 
 
 def resize_for_model(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -235,11 +242,12 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, size: int, aug: Augment) -
 
 
 def training_dataset(cache: np.ndarray, batches: np.ndarray, labels: np.ndarray, size: int, seed: int,
-                     first_step: int, aug: Augment) -> tf.data.Dataset:
+                     first_step: int, aug: Augment, autotune: bool = False) -> tf.data.Dataset:
     """(step, pixels, labels) for each row of `batches` (image indices into `cache`), in order.
 
     Gathering from the cache runs in a Python generator (numpy copies, no file reads); augmentation runs
     in parallel tf.data workers, seeded by (seed, global step) so a resumed run sees the same pixels.
+    AUTOTUNE: with tf.data's autotuning on (benchmarks/train_pipeline_bench.py compares the two).
     """
     def gen():
         for i, idx in enumerate(batches):
@@ -256,4 +264,5 @@ def training_dataset(cache: np.ndarray, batches: np.ndarray, labels: np.ndarray,
         s = tf.stack([tf.cast(seed, tf.int64), step])
         return step, augment_batch(pixels, s, size, aug), lab
 
-    return ds.map(aug_fn, num_parallel_calls=2, deterministic=True).prefetch(2)
+    ds = ds.map(aug_fn, num_parallel_calls=AUGMENT_CALLS, deterministic=True).prefetch(2)
+    return ds if autotune else fixed(ds)
