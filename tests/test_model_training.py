@@ -180,6 +180,11 @@ def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.stderr == "Error: --batch 30 is not a multiple of --per-place 4\n"
     res = cli("train", "--name", "m", "--augment", 3)
     assert res.exit_code == 1 and res.stderr == "Error: augment must be in [0, 2.5] (got 3.0)\n"
+    res = cli("train", "--name", "m", "--ms-alpha", 0)
+    assert res.exit_code == 1 and res.stderr == "Error: ms-alpha must be positive (got 0.0)\n"
+    res = cli("train", "--name", "m", "--ms-base", 1.5)
+    assert res.exit_code == 1
+    assert res.stderr == "Error: ms-base is a cosine similarity: it must be in [-1, 1] (got 1.5)\n"
     res = cli("train", "--name", "nope", "--resume")
     assert res.exit_code == 1
     assert res.stderr == "Error: model 'nope' not found: nothing to resume\nHint: see 'geoloc models list'\n"

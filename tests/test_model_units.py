@@ -95,6 +95,22 @@ def test_ms_mining_keeps_only_hard_pairs_by_hand():
     assert terms[3] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_ms_loss_with_the_place_recognition_constants_by_hand():
+    # alpha 1, base 0 (GSV-Cities' setting), beta 50 and margin 0.1 as before: the same batch as above,
+    # anchor 0 keeps its positive at cos 0.6 and the negative at cos 0.55
+    def at(c, sign=1):
+        return [c, sign * math.sqrt(1 - c * c)]
+
+    emb = _unit([1, 0], at(0.6), at(0.55, -1), at(0.2, -1))
+    terms = multi_similarity_terms(emb, [0, 0, 1, 2], alpha=1.0, base=0.0).numpy()
+    expected0 = math.log(1 + math.exp(-0.6)) + math.log(1 + math.exp(50 * 0.55)) / 50
+    assert expected0 == pytest.approx(0.437488 + 0.550000, abs=1e-4)
+    assert terms[0] == pytest.approx(expected0, rel=1e-4)
+    # with a margin of 0 neither pair is hard (the positive at 0.6 is not below the negative at 0.55, nor the
+    # negative above the positive): anchor 0 costs nothing
+    assert multi_similarity_terms(emb, [0, 0, 1, 2], margin=0.0).numpy()[0] == pytest.approx(0.0, abs=1e-7)
+
+
 def _one_descent_step(raw: np.ndarray, labels: np.ndarray, lr: float = 0.01):
     """Similarities before and after one plain gradient-descent step of the loss on the embeddings."""
     var = tf.Variable(raw.astype(np.float32))

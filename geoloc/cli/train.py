@@ -17,7 +17,7 @@ _D = TrainConfig  # the defaults --help shows are the run configuration's own
 _RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch", "batch", "places", "per_place",
                 "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p",
                 "trainable_p", "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
-                "cells", "ms_weight", "cell_weight", "whiten")
+                "cells", "ms_weight", "ms_alpha", "ms_beta", "ms_base", "ms_margin", "cell_weight", "whiten")
 
 
 def _config(opts: dict):
@@ -81,6 +81,12 @@ def _config(opts: dict):
 @click.option("--cells", help="Cell partition (geoloc cells build): add a classification head per level [none].")
 @click.option("--cell-weight", type=float, help=f"Weight of the cells' cross-entropy in the loss [{_D.cell_weight:g}].")
 @click.option("--ms-weight", type=float, help=f"Weight of the multi-similarity loss [{_D.ms_weight:g}].")
+@click.option("--ms-alpha", type=float, help=f"Multi-similarity loss: scale of the positive pairs [{_D.ms_alpha:g}].")
+@click.option("--ms-beta", type=float, help=f"Multi-similarity loss: scale of the negative pairs [{_D.ms_beta:g}].")
+@click.option("--ms-base", type=float, help="Multi-similarity loss: the cosine similarity positives are pulled above "
+              f"and negatives pushed below [{_D.ms_base:g}; GSV-Cities uses 0 with --ms-alpha 1].")
+@click.option("--ms-margin", type=float, help="Multi-similarity miner: a pair takes part when it is within this "
+              f"margin of the hardest pair of the other kind [{_D.ms_margin:g}].")
 @click.option("--whiten/--no-whiten", default=None, help="At the end, learn a whitening from the training split's "
               "embeddings and places, and keep it in the model if it raises val Recall@1 "
               f"[{'on' if _D.whiten else 'off'}].")

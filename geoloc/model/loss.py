@@ -6,14 +6,14 @@ For anchor i with cosine similarities S_ij to the other embeddings of the batch:
   loss_i = 1/alpha log(1 + sum_kept_pos exp(-alpha (S_ij - base)))
          + 1/beta  log(1 + sum_kept_neg exp( beta (S_ij - base))).
 The batch loss is the mean over all anchors (anchors with no kept pair contribute 0). Mining
-thresholds carry no gradient. Defaults are those used in place recognition (GSV-Cities, MixVPR).
+thresholds carry no gradient. The defaults (geoloc.model.train_config) are Wang et al.'s.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-ALPHA, BETA, BASE, MARGIN = 2.0, 50.0, 0.5, 0.1
+from .train_config import MS_ALPHA as ALPHA, MS_BASE as BASE, MS_BETA as BETA, MS_MARGIN as MARGIN
 
 
 def pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

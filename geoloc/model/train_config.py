@@ -23,6 +23,10 @@ MAX_AUGMENT = 2.5
 LR_SCHEDULES = ("cosine", "constant")
 BATCHES = ("random", "nearby")  # how a batch's places are chosen (geoloc.model.sampler)
 SPLITS = ("train", "val", "test")
+# multi-similarity loss (geoloc.model.loss): alpha and beta weigh the positive and negative pairs, base is
+# the similarity both are measured from, margin the miner's; Wang et al.'s values (pytorch-metric-learning's
+# defaults). GSV-Cities and MixVPR train with alpha 1 and base 0 (benchmarks/README.md compares them).
+MS_ALPHA, MS_BETA, MS_BASE, MS_MARGIN = 2.0, 50.0, 0.5, 0.1
 
 
 def check_batches(batches: str) -> None:
@@ -68,10 +72,10 @@ class TrainConfig:
     val_split: str | None = "val"
     versions: list[str] | None = None  # image versions to train on; None = all (v1 and v2)
     include_queries: bool = True     # the newest image of each place too (what evaluation queries with)
-    ms_alpha: float = 2.0
-    ms_beta: float = 50.0
-    ms_base: float = 0.5
-    ms_margin: float = 0.1
+    ms_alpha: float = MS_ALPHA
+    ms_beta: float = MS_BETA
+    ms_base: float = MS_BASE
+    ms_margin: float = MS_MARGIN
     cells: str | None = None         # a cell partition: adds one classification head per level
     cells_partition_id: int | None = None  # the partition's id, recorded when the run starts
     ms_weight: float = 1.0           # loss = ms_weight * multi-similarity + cell_weight * cell cross-entropy
@@ -123,6 +127,13 @@ class TrainConfig:
                               f"(choose {' or '.join(LR_SCHEDULES)})")
         if not 0.0 <= self.augment <= MAX_AUGMENT:
             raise ConfigError(f"augment must be in [0, {MAX_AUGMENT}] (got {self.augment})")
+        for name in ("ms_alpha", "ms_beta"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
+        if not -1.0 <= self.ms_base <= 1.0:
+            raise ConfigError(f"ms-base is a cosine similarity: it must be in [-1, 1] (got {self.ms_base})")
+        if not 0.0 <= self.ms_margin <= 2.0:
+            raise ConfigError(f"ms-margin must be in [0, 2] (got {self.ms_margin})")
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ConfigError(f"bn-momentum must be in [0, 1) (got {self.bn_momentum})")
         if self.split not in SPLITS or self.val_split not in (None, *SPLITS):
