@@ -75,16 +75,18 @@ def test_ms_loss_all_identical_embeddings_by_hand():
     assert float(multi_similarity_loss(emb, [0, 0, 1, 1])) == pytest.approx(expected, rel=1e-5)
 
 
+def _mining_batch() -> np.ndarray:
+    """Anchor 0 = (1, 0); its positive (label 0) at cos 0.6, negatives (labels 1 and 2) at cos 0.55 and 0.2."""
+    def at(c, sign=1):
+        return [c, sign * math.sqrt(1 - c * c)]
+
+    return _unit([1, 0], at(0.6), at(0.55, -1), at(0.2, -1))
+
+
 def test_ms_mining_keeps_only_hard_pairs_by_hand():
-    # anchor 0 = (1, 0); its positive at cos 0.6; negatives at cos 0.55 (hard: 0.55 + 0.1 > 0.6)
-    # and cos 0.2 (easy: 0.2 + 0.1 < 0.6, dropped). The positive is kept: 0.6 - 0.1 < 0.55.
-    def at(c):
-        return [c, math.sqrt(1 - c * c)]
-
-    def below(c):
-        return [c, -math.sqrt(1 - c * c)]
-
-    emb = _unit([1, 0], at(0.6), below(0.55), below(0.2))
+    # the negative at cos 0.55 is hard (0.55 + 0.1 > 0.6), the one at cos 0.2 easy (0.2 + 0.1 < 0.6,
+    # dropped); the positive is kept: 0.6 - 0.1 < 0.55.
+    emb = _mining_batch()
     terms = multi_similarity_terms(emb, [0, 0, 1, 2]).numpy()
     expected0 = 0.5 * math.log(1 + math.exp(-2 * (0.6 - 0.5))) + math.log(1 + math.exp(50 * (0.55 - 0.5))) / 50
     assert terms[0] == pytest.approx(expected0, rel=1e-4)
@@ -96,12 +98,9 @@ def test_ms_mining_keeps_only_hard_pairs_by_hand():
 
 
 def test_ms_loss_with_the_place_recognition_constants_by_hand():
-    # alpha 1, base 0 (GSV-Cities' setting), beta 50 and margin 0.1 as before: the same batch as above,
-    # anchor 0 keeps its positive at cos 0.6 and the negative at cos 0.55
-    def at(c, sign=1):
-        return [c, sign * math.sqrt(1 - c * c)]
-
-    emb = _unit([1, 0], at(0.6), at(0.55, -1), at(0.2, -1))
+    # alpha 1, base 0 (GSV-Cities' setting), beta 50 and margin 0.1 as before: anchor 0 keeps its positive
+    # at cos 0.6 and the negative at cos 0.55
+    emb = _mining_batch()
     terms = multi_similarity_terms(emb, [0, 0, 1, 2], alpha=1.0, base=0.0).numpy()
     expected0 = math.log(1 + math.exp(-0.6)) + math.log(1 + math.exp(50 * 0.55)) / 50
     assert expected0 == pytest.approx(0.437488 + 0.550000, abs=1e-4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .train_config import MS_ALPHA as ALPHA, MS_BASE as BASE, MS_BETA as BETA, MS_MARGIN as MARGIN
+from .train_config import MS_ALPHA, MS_BASE, MS_BETA, MS_MARGIN
 
 
 def pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -24,7 +24,7 @@ def pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.logical_and(same, tf.logical_not(eye)), tf.logical_not(same)
 
 
-def mine_pairs(sim: tf.Tensor, pos: tf.Tensor, neg: tf.Tensor, margin: float = MARGIN):
+def mine_pairs(sim: tf.Tensor, pos: tf.Tensor, neg: tf.Tensor, margin: float = MS_MARGIN):
     """The multi-similarity miner: which positive and negative pairs take part in the loss."""
     sim = tf.stop_gradient(sim)
     big = tf.constant(1e9, sim.dtype)
@@ -42,8 +42,8 @@ def _log1p_sum_exp(z: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_logsumexp(tf.concat([zeros, z], axis=1), axis=1)
 
 
-def multi_similarity_terms(embeddings: tf.Tensor, labels: tf.Tensor, alpha: float = ALPHA, beta: float = BETA,
-                           base: float = BASE, margin: float = MARGIN, mine: bool = True) -> tf.Tensor:
+def multi_similarity_terms(embeddings: tf.Tensor, labels: tf.Tensor, alpha: float = MS_ALPHA, beta: float = MS_BETA,
+                           base: float = MS_BASE, margin: float = MS_MARGIN, mine: bool = True) -> tf.Tensor:
     """Per-anchor losses (N,) for L2-normalised embeddings (N, D) with integer place labels (N,)."""
     embeddings = tf.convert_to_tensor(embeddings)
     sim = tf.matmul(embeddings, embeddings, transpose_b=True)
@@ -55,8 +55,8 @@ def multi_similarity_terms(embeddings: tf.Tensor, labels: tf.Tensor, alpha: floa
     return pos_term + neg_term
 
 
-def multi_similarity_loss(embeddings: tf.Tensor, labels: tf.Tensor, alpha: float = ALPHA, beta: float = BETA,
-                          base: float = BASE, margin: float = MARGIN, mine: bool = True) -> tf.Tensor:
+def multi_similarity_loss(embeddings: tf.Tensor, labels: tf.Tensor, alpha: float = MS_ALPHA, beta: float = MS_BETA,
+                          base: float = MS_BASE, margin: float = MS_MARGIN, mine: bool = True) -> tf.Tensor:
     """Scalar batch loss: the mean of `multi_similarity_terms` over all anchors."""
     return tf.reduce_mean(multi_similarity_terms(embeddings, labels, alpha, beta, base, margin, mine))
 

@@ -115,7 +115,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < MIN_INPUT_SIZE:
                 raise ConfigError(f"{name.replace('_', '-')} {value} is too small (at least {MIN_INPUT_SIZE} pixels)")
-        for name in ("epochs", "steps_per_epoch", "places", "per_place"):
+        for name in ("epochs", "steps_per_epoch", "places", "per_place", "ms_alpha", "ms_beta"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
@@ -127,9 +127,6 @@ class TrainConfig:
                               f"(choose {' or '.join(LR_SCHEDULES)})")
         if not 0.0 <= self.augment <= MAX_AUGMENT:
             raise ConfigError(f"augment must be in [0, {MAX_AUGMENT}] (got {self.augment})")
-        for name in ("ms_alpha", "ms_beta"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
         if not -1.0 <= self.ms_base <= 1.0:
             raise ConfigError(f"ms-base is a cosine similarity: it must be in [-1, 1] (got {self.ms_base})")
         if not 0.0 <= self.ms_margin <= 2.0:
