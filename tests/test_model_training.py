@@ -182,6 +182,15 @@ def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.stderr == "Error: augment must be in [0, 2.5] (got 3.0)\n"
     res = cli("train", "--name", "m", "--ms-alpha", 0)
     assert res.exit_code == 1 and res.stderr == "Error: ms-alpha must be positive (got 0.0)\n"
+    res = cli("train", "--name", "m", "--weight-decay", -0.05)
+    assert res.exit_code == 1 and res.stderr == "Error: weight-decay must not be negative (got -0.05)\n"
+    res = cli("train", "--name", "m", "--gem-p", 0)
+    assert res.exit_code == 1 and res.stderr == "Error: gem-p must be positive (got 0.0)\n"
+    res = cli("train", "--name", "m", "--cell-weight", -1)
+    assert res.exit_code == 1 and res.stderr == "Error: cell-weight must not be negative (got -1.0)\n"
+    res = cli("train", "--name", "m", "--ms-weight", 0)
+    assert res.exit_code == 1
+    assert res.stderr == "Error: ms-weight is 0 and no cell loss is on (--cells, --cell-weight): nothing to learn\n"
     res = cli("train", "--name", "m", "--ms-base", 1.5)
     assert res.exit_code == 1
     assert res.stderr == "Error: ms-base is a cosine similarity: it must be in [-1, 1] (got 1.5)\n"

@@ -115,10 +115,16 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < MIN_INPUT_SIZE:
                 raise ConfigError(f"{name.replace('_', '-')} {value} is too small (at least {MIN_INPUT_SIZE} pixels)")
-        for name in ("epochs", "steps_per_epoch", "places", "per_place", "ms_alpha", "ms_beta"):
+        for name in ("epochs", "steps_per_epoch", "places", "per_place", "ms_alpha", "ms_beta", "gem_p"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
+        for name in ("dim", "warmup_steps", "weight_decay", "ms_weight", "cell_weight"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must not be negative (got {value})")
+        if self.ms_weight == 0 and (self.cells is None or self.cell_weight == 0):
+            raise ConfigError("ms-weight is 0 and no cell loss is on (--cells, --cell-weight): nothing to learn")
         check_batches(self.batches)
         if self.lr <= 0:
             raise ConfigError(f"learning rate must be positive (got {self.lr})")
