@@ -5,6 +5,8 @@ inference = the embedder in inference mode on batches of 64 (as `geoloc embed`).
 
     .venv/bin/python benchmarks/model_speed.py                 # all backbones, 224 px and 160 px
     .venv/bin/python benchmarks/model_speed.py --backbones mobilenetv3small --sizes 160
+    .venv/bin/python benchmarks/model_speed.py --backbones mobilenetv3small --sizes 192 \
+        --policies float32,mixed_bfloat16          # Keras mixed precision against float32
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def training_step(model):
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = multi_similarity_loss(model(x, training=True), y)
+            loss = multi_similarity_loss(tf.cast(model(x, training=True), tf.float32), y)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -49,7 +51,8 @@ def training_step(model):
     return step
 
 
-def measure(backbone: str, size: int, batch: int, seconds: float) -> tuple[float, float]:
+def measure(backbone: str, size: int, batch: int, seconds: float, policy: str) -> tuple[float, float]:
+    keras.mixed_precision.set_global_policy(policy)
     model = build_model(backbone, 256, size, "none")
     step = training_step(model)
     rng = np.random.default_rng(0)
@@ -72,17 +75,22 @@ def main() -> None:
     ap.add_argument("--sizes", default="224,160")
     ap.add_argument("--batch", type=int, default=32, help="training batch (P x K, K = 4)")
     ap.add_argument("--seconds", type=float, default=15.0, help="minimum timed seconds per measurement")
+    ap.add_argument("--policies", default="float32", help="Keras dtype policies, e.g. float32,mixed_bfloat16")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    policies = args.policies.split(",")
+    width = 18 if policies == ["float32"] else 34
     print(f"CPU threads: {os.cpu_count()}, TensorFlow {tf.__version__}, training batch {args.batch}")
-    print(f"{'backbone':18}" + "".join(f"{f'train@{s}':>11}{f'infer@{s}':>11}" for s in sizes) + "   (images/s)")
+    print(f"{'backbone':{width}}" + "".join(f"{f'train@{s}':>11}{f'infer@{s}':>11}" for s in sizes) + "   (images/s)")
     for name in args.backbones.split(","):
-        cells = []
-        for size in sizes:
-            train, infer = measure(name, size, args.batch, args.seconds)
-            cells.append(f"{train:11.1f}{infer:11.1f}")
-            keras.backend.clear_session()
-        print(f"{name:18}" + "".join(cells), flush=True)
+        for policy in policies:
+            cells = []
+            for size in sizes:
+                train, infer = measure(name, size, args.batch, args.seconds, policy)
+                cells.append(f"{train:11.1f}{infer:11.1f}")
+                keras.backend.clear_session()
+            label = name if policies == ["float32"] else f"{name} {policy}"
+            print(f"{label:{width}}" + "".join(cells), flush=True)
 
 
 if __name__ == "__main__":

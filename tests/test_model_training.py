@@ -186,6 +186,8 @@ def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.stderr == "Error: weight-decay must not be negative (got -0.05)\n"
     res = cli("train", "--name", "m", "--gem-p", 0)
     assert res.exit_code == 1 and res.stderr == "Error: gem-p must be positive (got 0.0)\n"
+    res = cli("train", "--name", "m", "--freeze", -3)
+    assert res.exit_code == 1 and res.stderr == "Error: freeze must not be negative (got -3)\n"
     res = cli("train", "--name", "m", "--cell-weight", -1)
     assert res.exit_code == 1 and res.stderr == "Error: cell-weight must not be negative (got -1.0)\n"
     res = cli("train", "--name", "m", "--ms-weight", 0)

@@ -119,7 +119,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive (got {value})")
-        for name in ("dim", "warmup_steps", "weight_decay", "ms_weight", "cell_weight"):
+        for name in ("dim", "warmup_steps", "weight_decay", "freeze", "ms_weight", "cell_weight"):
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative (got {value})")
