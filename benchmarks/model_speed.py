@@ -79,7 +79,8 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     policies = args.policies.split(",")
-    width = 18 if policies == ["float32"] else 34
+    show_policy = policies != ["float32"]  # float32 alone: rows name the backbone only
+    width = 34 if show_policy else 18
     print(f"CPU threads: {os.cpu_count()}, TensorFlow {tf.__version__}, training batch {args.batch}")
     print(f"{'backbone':{width}}" + "".join(f"{f'train@{s}':>11}{f'infer@{s}':>11}" for s in sizes) + "   (images/s)")
     for name in args.backbones.split(","):
@@ -89,7 +90,7 @@ def main() -> None:
                 train, infer = measure(name, size, args.batch, args.seconds, policy)
                 cells.append(f"{train:11.1f}{infer:11.1f}")
                 keras.backend.clear_session()
-            label = name if policies == ["float32"] else f"{name} {policy}"
+            label = f"{name} {policy}" if show_policy else name
             print(f"{label:{width}}" + "".join(cells), flush=True)
 
 
