@@ -20,21 +20,23 @@ subset_db = subset_fixture()
 TO_3006 = Transformer.from_crs(4326, 3006, always_xy=True)
 
 
-def numpy_protocol(engine, model: str, k: int, consensus_k: int) -> dict:
-    """The original protocol written directly: brute-force cosine distances in float64, errors by pyproj."""
+def numpy_protocol(engine, model: str, k: int, consensus_k: int, distractors: tuple[str, ...] = ()) -> dict:
+    """The original protocol written directly: brute-force cosine distances in float64, errors by pyproj.
+    Queries are Test v1's; the database is every other image of Test v1 and of the DISTRACTORS splits."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding::real[] AS v, "
+            "SELECT i.id, i.split, i.location_id, i.heading, i.time_index, e.embedding::real[] AS v, "
             "ST_X(l.geom) AS lng, ST_Y(l.geom) AS lat "
             "FROM images i JOIN locations l ON l.id = i.location_id "
             "JOIN embeddings e ON e.image_id = i.id JOIN models m ON m.id = e.model_id "
-            "WHERE m.name = :m AND i.split = 'test' AND i.version = 'v1' ORDER BY i.id"), {"m": model}).all()
+            "WHERE m.name = :m AND i.split = ANY(:s) AND i.version = 'v1' ORDER BY i.id"),
+            {"m": model, "s": ["test", *distractors]}).all()
     ids = np.array([r.id for r in rows])
     loc = np.array([r.location_id for r in rows])
     vectors = np.array([r.v for r in rows], dtype=np.float64)
     xy = {r.location_id: np.array(TO_3006.transform(r.lng, r.lat)) for r in rows}
     newest = {}
-    for r in rows:
+    for r in (r for r in rows if r.split == "test"):
         key = (r.location_id, r.heading)
         if key not in newest or (r.time_index, r.id) < newest[key][0]:
             newest[key] = ((r.time_index, r.id), r.id)
@@ -159,6 +161,71 @@ def test_evaluation_errors(cli, subset):
     assert res.exit_code == 1 and res.stderr == "Error: --consensus-k 6: must be between 1 and -k (5)\n"
     res = cli("evaluate")
     assert res.exit_code == 1 and res.stderr == "Error: name a --model to evaluate (or --baseline thumbnail alone)\n"
+
+
+# ------------------------------------------------------------------------------- distractors
+
+@contextmanager
+def moved_to(url: str, split: str, n: int):
+    """The images of the subset's last N test locations moved to SPLIT, moved back afterwards so the
+    module's other tests see the subset unchanged; the number of images moved."""
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        moved = conn.execute(sa.text(
+            "UPDATE images SET split = :s WHERE location_id IN (SELECT DISTINCT location_id FROM images "
+            "WHERE split = 'test' ORDER BY location_id DESC LIMIT :n)"), {"s": split, "n": n}).rowcount
+    try:
+        yield moved
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE images SET split = 'test' WHERE split = :s"), {"s": split})
+
+
+def test_distractors_join_the_database_and_never_query(cli, subset):
+    engine = get_engine(subset.url)
+    with moved_to(subset.url, "val", 3) as moved:
+        plain = numpy_protocol(engine, TINY_MODEL, 20, 5)
+        expected = numpy_protocol(engine, TINY_MODEL, 20, 5, distractors=("val",))
+        res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--distractors", "val",
+                  "--json")
+        table = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--distractors", "val")
+        with begin(subset.url) as conn:
+            [raw] = evaluate_post(conn, TINY_MODEL, [()], "test", "v1", k=20, consensus_k=5, store=False,
+                                  distractors=("val",))
+            moved_ids = set(conn.execute(sa.text("SELECT id FROM images WHERE split = 'val'")).scalars())
+    assert moved > 0 and res.exit_code == 0 and table.exit_code == 0, res.output + table.output
+    out = json.loads(res.stdout)
+    assert out["split"] == "test" and out["distractors"] == ["val"]
+    model, baseline = out["methods"]
+    assert model["queries"] == baseline["queries"] == expected["queries"] == plain["queries"]
+    assert model["database"] == baseline["database"] == expected["database"] == plain["database"] + moved
+    assert model["recall"] == {str(n): expected["recall"][n] for n in (1, 5, 10, 20)}
+    assert table.stdout.splitlines()[0].startswith(
+        f"split test v1 + distractors val: {expected['queries']} queries, {expected['database']} database images")
+    # the numpy path of --post searches the same database
+    assert (raw.queries, raw.database) == (expected["queries"], expected["database"])
+    assert raw.recall == expected["recall"]
+    assert {o.query_image_id: o.top1_location_id for o in raw.outcomes} == expected["top1_location"]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "SELECT r.metrics, array_agg(p.query_image_id) AS queries FROM eval_runs r "
+            "JOIN eval_predictions p ON p.run_id = r.id WHERE r.id = :r GROUP BY r.id"), {"r": model["run_id"]}).one()
+    assert stored.metrics["distractors"] == ["val"] and stored.metrics["database"] == expected["database"]
+    assert len(stored.queries) == expected["queries"] and not moved_ids & set(stored.queries)
+
+
+def test_distractor_errors(cli, subset):
+    res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--distractors", "test")
+    assert res.exit_code == 1
+    assert res.stderr == "Error: --distractors 'test': the split evaluated is in the database already\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--distractors", "train")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-2:] == ["Error: split train v1 has no images to add as distractors",
+                                            "Hint: import them with 'geoloc ingest images DIR'"]
+    res = cli("evaluate", "--model", TINY_MODEL, "--cells", "--distractors", "val")
+    assert res.exit_code == 1 and res.stderr == "Error: --distractors does not combine with --cells\n"
+    res = cli("evaluate", "--model", TINY_MODEL, "--distractors", "city")
+    assert res.exit_code == 2 and "'city' is not one of 'train', 'val', 'test'" in res.stderr
 
 
 # ------------------------------------------------------------------------------- post-processing

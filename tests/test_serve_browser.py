@@ -202,11 +202,13 @@ def test_the_evaluation_view_draws_every_query_worst_first(site, browser, tmp_pa
         run_id, n = conn.execute(sa.text(
             "SELECT r.id, count(*) FROM eval_runs r JOIN models m ON m.id = r.model_id "
             "JOIN eval_predictions p ON p.run_id = r.id WHERE m.name = :m GROUP BY r.id"), {"m": TINY_MODEL}).one()
+        images = conn.execute(sa.text("SELECT count(*) FROM images WHERE split = 'test' AND version = 'v1'")).scalar()
         worst = conn.execute(sa.text(
             "SELECT p.query_image_id, p.top1_location_id, p.top1_error_m FROM eval_predictions p "
             "WHERE p.run_id = :r ORDER BY p.top1_error_m DESC LIMIT 1"), {"r": run_id}).one()
         predicted_images = conn.execute(sa.text("SELECT count(*) FROM images WHERE location_id = :l"),
                                         {"l": worst.top1_location_id}).scalar()
+    database = images - n  # every test image but the queries
     browser.get(url + "/eval")
     _wait_state(browser, "ready")
     runs = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#run option")]
@@ -219,7 +221,8 @@ def test_the_evaluation_view_draws_every_query_worst_first(site, browser, tmp_pa
     assert len(browser.find_elements(By.CSS_SELECTOR, "#map path.prediction-line")) == n
     assert f"query {worst.query_image_id} " in rows[0].text
     assert rows[0].text.startswith((f"{round(worst.top1_error_m)} m", f"{worst.top1_error_m / 1000:.2f} km"))
-    assert "Recall@1" in browser.find_element(By.ID, "metrics").text
+    metrics = browser.find_element(By.ID, "metrics").text
+    assert "Recall@1" in metrics and f"database images {database}" in metrics
 
     rows[0].click()
     _wait_state(browser, "selected")

@@ -21,6 +21,9 @@ COMMANDS = ["evaluate"]
               help="Evaluate only this non-learned baseline (with --model it is always shown beside it).")
 @click.option("--split", type=click.Choice(SPLITS), default=DEFAULT_SPLIT, show_default=True)
 @click.option("--version", help="Scraping version of the split (e.g. v1); all versions when omitted.")
+@click.option("--distractors", multiple=True, type=click.Choice(SPLITS),
+              help="Add every image of this split (and version) to the database, none as a query "
+                   "(repeatable): the same queries in a larger database. The model's embeddings of it must exist.")
 @click.option("-k", "k", type=int, default=DEFAULT_K, show_default=True, help="Neighbours retrieved per query.")
 @click.option("--consensus-k", type=int, default=DEFAULT_CONSENSUS_K, show_default=True,
               help="Neighbours that vote for the consensus position.")
@@ -45,15 +48,18 @@ COMMANDS = ["evaluate"]
 @click.option("--whiten-shrinkage", type=float, default=post.DEFAULT_WHITEN_SHRINKAGE, show_default=True,
               help="With --post whiten: added to every eigenvalue, as a share of their mean (0 = full whitening).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def evaluate(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
-             consensus_k: int, cells: bool, top_cells: int, cell_level: int | None, post_steps: tuple[str, ...],
-             alpha: float, qe_n: int, dba_n: int, whiten_dims: int | None, whiten_shrinkage: float,
-             as_json: bool) -> None:
+def evaluate(model: str | None, baseline: str | None, split: str, version: str | None,
+             distractors: tuple[str, ...], k: int, consensus_k: int, cells: bool, top_cells: int,
+             cell_level: int | None, post_steps: tuple[str, ...], alpha: float, qe_n: int, dba_n: int,
+             whiten_dims: int | None, whiten_shrinkage: float, as_json: bool) -> None:
     """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
     Per location and heading the newest image is the query, all other images of the split (and
     version) are the database; correct = a retrieved image within 25 m. Exact search in SQL. The run
     and each query's prediction are stored (QGIS: view v_eval_predictions).
+
+    With --distractors, the images of other splits join the database (closer to a deployment, which
+    searches every image it has): the same queries, more places to confuse them with.
 
     With --post, the model is also evaluated after learned whitening, query expansion and/or
     database-side augmentation, on the same queries and database (each its own stored run).
@@ -61,10 +67,14 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     Example: geoloc evaluate --model mnv3-small --split test --version v1
 
     Example: geoloc evaluate --model mnv3-small --split val --post all
+
+    Example: geoloc evaluate --model mnv3-small --split val --distractors test --distractors train
     """
     if cells:  # the geo-cells comparison (geoloc.retrieval.hybrid_eval)
         if post_steps:
             raise InputError("--post does not combine with --cells")
+        if distractors:
+            raise InputError("--distractors does not combine with --cells")
         from ..retrieval.hybrid_eval import evaluate_cells, report_rows as cell_rows
 
         rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
@@ -84,12 +94,14 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     params = post.PostParams(alpha=alpha, qe_n=qe_n, dba_n=dba_n, whiten_dims=whiten_dims,
                              whiten_shrinkage=whiten_shrinkage)
     report = run_evaluate(model, baseline, split=split, version=version, k=k, consensus_k=consensus_k,
-                          progress=not as_json, post_steps=post_steps, params=params)
+                          progress=not as_json, post_steps=post_steps, params=params, distractors=distractors)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
     m0 = report.methods[0]
     scope = f"split {report.split}" + (f" {report.version}" if report.version else "")
+    if report.distractors:
+        scope += " + distractors " + ", ".join(report.distractors)
     click.echo(f"{scope}: {m0.queries} queries, {m0.database} database images; {report.search} search, "
                f"k={report.k}, consensus of {report.consensus_k}, correct = within 25 m")
     if report.post:

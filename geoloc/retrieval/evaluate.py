@@ -3,9 +3,11 @@
 Per (location, heading) of a split (and scraping version) the newest image is the query and all other
 images are the database; a retrieved image is correct within 25 m of the query's location. One
 statement (geoloc/sql/evaluate/knn_all.sql) finds the k nearest database images of every query by exact
-search, so the figures measure the embeddings, not the index. Recall@N, and the top-1 and consensus
-position errors (metres in EPSG:3006), are computed here from its rows; the run and every query's
-prediction are stored (eval_runs, eval_predictions; drawn by the view v_eval_predictions).
+search, so the figures measure the embeddings, not the index. Distractors (the images of further
+splits, none of them a query) make the database larger, as a deployment's is, for the same queries.
+Recall@N, and the top-1 and consensus position errors (metres in EPSG:3006), are computed here from its
+rows; the run and every query's prediction are stored (eval_runs, eval_predictions; drawn by the view
+v_eval_predictions).
 
 With post-processing (geoloc.retrieval.postprocess: whitening learned on the training split, alpha
 query expansion, database-side augmentation) the same queries and database are read with their stored
@@ -96,10 +98,11 @@ class EvalReport:
     search: str  # how neighbours were found
     methods: list[MethodReport]
     post: dict | None = None  # the post-processing parameters, when post-processed runs are included
+    distractors: tuple[str, ...] = ()  # splits whose images joined the database
 
     def to_json(self) -> dict:
-        return {"split": self.split, "version": self.version, "k": self.k, "consensus_k": self.consensus_k,
-                "search": self.search, "correct_within_m": CORRECT_M,
+        return {"split": self.split, "version": self.version, "distractors": list(self.distractors),
+                "k": self.k, "consensus_k": self.consensus_k, "search": self.search, "correct_within_m": CORRECT_M,
                 **({"post": self.post} if self.post else {}),
                 "methods": [{"model": m.model, "method": m.method, "run_id": m.run_id, **m.metrics()}
                             for m in self.methods]}
@@ -142,26 +145,50 @@ def outcomes(hits: Iterable[Hit], consensus_k: int, correct_m: float = CORRECT_M
 
 # ---------------------------------------------------------------------------------------- SQL side
 
-def _check_split(split: str, version: str | None) -> None:
+def _check_split(split: str, version: str | None, distractors: tuple[str, ...] = ()) -> None:
     if split not in SPLITS:
         raise InputError(f"--split '{split}': must be one of {', '.join(SPLITS)}")
+    for d in distractors:
+        if d not in SPLITS:
+            raise InputError(f"--distractors '{d}': must be one of {', '.join(SPLITS)}")
+        if d == split:
+            raise InputError(f"--distractors '{d}': the split evaluated is in the database already")
 
 
-def _protocol_params(model_id: int, split: str, version: str | None) -> dict:
-    return {"model_id": model_id, "split": split, "version": version}
+def _protocol_params(model_id: int, split: str, version: str | None, distractors: tuple[str, ...] = ()) -> dict:
+    return {"model_id": model_id, "split": split, "version": version, "distractors": list(distractors)}
 
 
-def protocol_hits(conn, model_id: int, dim: int, split: str, version: str | None, k: int) -> list[Hit]:
+def protocol_hits(conn, model_id: int, dim: int, split: str, version: str | None, k: int,
+                  distractors: tuple[str, ...] = ()) -> list[Hit]:
     """The rows of geoloc/sql/evaluate/knn_all.sql: k exact nearest database images of every query."""
     # the vector type (a closed set: vector or halfvec, and an integer) is written in before parsing
     stmt = sa.text(sqlfiles.read("evaluate/knn_all.sql").replace("{vtype}", vector_type(dim).text()))
     conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
-    rows = conn.execute(stmt, {**_protocol_params(model_id, split, version), "k": k}).mappings()
+    rows = conn.execute(stmt, {**_protocol_params(model_id, split, version, distractors), "k": k}).mappings()
     return [Hit(**row) for row in rows]
 
 
 def _scope(split: str, version: str | None) -> str:
     return f"split {split}" + (f" {version}" if version else "")
+
+
+def _check_embedded(conn, row, split: str, version: str | None, distractors: tuple[str, ...]) -> int:
+    """The number of database images of the protocol (the split's and its distractors'); errors when a
+    split has no images or the model lacks an embedding of any of them."""
+    database = 0
+    for s in (split, *distractors):
+        counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"), _protocol_params(row.id, s, version)).one()
+        if counts.images == 0:
+            what = "has no images" if s == split else "has no images to add as distractors"
+            raise NotFound(f"{_scope(s, version)} {what}", hint="import them with 'geoloc ingest images DIR'")
+        if counts.embedded < counts.images:
+            scope = f"--split {s}" + (f" --version {version}" if version else "")
+            raise InputError(f"model '{row.name}' lacks embeddings for {counts.images - counts.embedded} of "
+                             f"{counts.images} images of {_scope(s, version)}",
+                             hint=f"run 'geoloc embed --model {row.name} {scope}'")
+        database += counts.images - (counts.queries if s == split else 0)
+    return database
 
 
 def _report(row, method: str, database: int, k: int, consensus_k: int, hits: list[Hit]) -> MethodReport:
@@ -173,33 +200,27 @@ def _report(row, method: str, database: int, k: int, consensus_k: int, hits: lis
 
 
 def evaluate_model(conn, model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
-                   consensus_k: int = DEFAULT_CONSENSUS_K, method: str = "model", store: bool = True) -> MethodReport:
-    """Evaluate one registered model whose embeddings of the split exist (inside the caller's transaction)."""
+                   consensus_k: int = DEFAULT_CONSENSUS_K, method: str = "model", store: bool = True,
+                   distractors: tuple[str, ...] = ()) -> MethodReport:
+    """Evaluate one registered model whose embeddings of the split (and of the DISTRACTORS splits, whose
+    images join the database) exist, inside the caller's transaction."""
     from ..db.models import get_model
 
     row = get_model(conn, model_name)
-    counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
-                          _protocol_params(row.id, split, version)).one()
-    if counts.images == 0:
-        raise NotFound(f"{_scope(split, version)} has no images", hint="import them with 'geoloc ingest images DIR'")
-    if counts.embedded < counts.images:
-        scope = f"--split {split}" + (f" --version {version}" if version else "")
-        raise InputError(f"model '{model_name}' lacks embeddings for {counts.images - counts.embedded} of "
-                         f"{counts.images} images of {_scope(split, version)}",
-                         hint=f"run 'geoloc embed --model {model_name} {scope}'")
-    hits = protocol_hits(conn, row.id, row.dim, split, version, k)
-    report = _report(row, method, counts.images - counts.queries, k, consensus_k, hits)
+    database = _check_embedded(conn, row, split, version, distractors)
+    hits = protocol_hits(conn, row.id, row.dim, split, version, k, distractors)
+    report = _report(row, method, database, k, consensus_k, hits)
     if store:
-        report.run_id = store_run(conn, report, split, version, k, consensus_k)
+        report.run_id = store_run(conn, report, split, version, k, consensus_k, distractors=distractors)
     return report
 
 
 def store_run(conn, report: MethodReport, split: str, version: str | None, k: int, consensus_k: int,
-              search: str = "exact", extra: dict | None = None) -> int:
-    """Store REPORT as one eval_runs row (its figures, k and how it searched in metrics) and one
-    eval_predictions row per query; the run's id."""
+              search: str = "exact", extra: dict | None = None, distractors: tuple[str, ...] = ()) -> int:
+    """Store REPORT as one eval_runs row (its figures, k, how it searched and the distractor splits in
+    metrics) and one eval_predictions row per query; the run's id."""
     metrics = {**report.metrics(), "k": k, "consensus_k": consensus_k, "correct_within_m": CORRECT_M,
-               "search": search, **(extra or {})}
+               "search": search, **({"distractors": list(distractors)} if distractors else {}), **(extra or {})}
     run_id = insert_run(conn, report.model_id, report.method, split, version, metrics)
     outs = report.outcomes
     conn.execute(sqlfiles.text("evaluate/insert_predictions.sql"), {
@@ -244,10 +265,11 @@ class ProtocolVectors:
     vectors: np.ndarray  # (N, D)
 
 
-def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | None) -> ProtocolVectors:
+def protocol_vectors(conn, model_id: int, dim: int, split: str, version: str | None,
+                     distractors: tuple[str, ...] = ()) -> ProtocolVectors:
     """geoloc/sql/evaluate/protocol_vectors.sql read in one statement."""
     stmt = sqlfiles.text("evaluate/protocol_vectors.sql").columns(embedding=VECTOR())
-    rows = conn.execute(stmt, _protocol_params(model_id, split, version)).all()
+    rows = conn.execute(stmt, _protocol_params(model_id, split, version, distractors)).all()
     col = lambda name, dtype: np.array([getattr(r, name) for r in rows], dtype=dtype)  # noqa: E731
     return ProtocolVectors(col("id", np.int64), col("location_id", np.int64), col("is_query", bool),
                            col("lat", np.float64), col("lng", np.float64),
@@ -313,14 +335,14 @@ def method_name(steps: tuple[str, ...]) -> str:
 def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str, version: str | None = None,
                   k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
                   params: post.PostParams = post.PostParams(), fit_split: str = WHITEN_FIT_SPLIT,
-                  store: bool = True) -> list[MethodReport]:
+                  store: bool = True, distractors: tuple[str, ...] = ()) -> list[MethodReport]:
     """The model post-processed as each of RUNS (tuples of post-processing steps) says, on the same
     queries and database as evaluate_model, by exact search in numpy over the stored embeddings; the
     whitening is fitted on the model's embeddings of FIT_SPLIT. Inside the caller's transaction."""
     from ..db.models import get_model
 
     row = get_model(conn, model_name)
-    pv = protocol_vectors(conn, row.id, row.dim, split, version)
+    pv = protocol_vectors(conn, row.id, row.dim, split, version, distractors)
     whitening, fit = None, None
     if any("whiten" in steps for steps in runs):
         train, places = split_embeddings(conn, row.id, row.dim, fit_split)
@@ -339,7 +361,8 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
         if store:
             extra = {"post": {"steps": list(steps), **params.to_json(),
                               **({"whitening_fit": fit} if "whiten" in steps else {})}}
-            report.run_id = store_run(conn, report, split, version, k, consensus_k, "exact (numpy)", extra)
+            report.run_id = store_run(conn, report, split, version, k, consensus_k, "exact (numpy)", extra,
+                                      distractors)
         reports.append(report)
     return reports
 
@@ -352,17 +375,20 @@ def _check_params(params: post.PostParams) -> None:
 def evaluate(model: str | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
              store: bool = True, progress: bool = False,
-             post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams()) -> EvalReport:
+             post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams(),
+             distractors: Iterable[str] = ()) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
 
     The baseline's thumbnails of the split are computed on first use (seconds); the model's embeddings
     must exist already (`geoloc embed`), since computing them is the model's expensive part.
     POST_STEPS (geoloc.retrieval.postprocess.METHODS, or 'all') add the model post-processed by each
     step and by all of them combined, each its own run (method 'model+STEP...'), next to the raw model.
+    DISTRACTORS (splits) add every image of theirs to the database of every method, none as a query.
     """
     from .embed import embed_images
 
-    _check_split(split, version)
+    distractors = tuple(dict.fromkeys(distractors))  # each split once, in the order given
+    _check_split(split, version, distractors)
     if model is None and baseline is None:
         raise InputError("name a --model to evaluate (or --baseline thumbnail alone)")
     if not 1 <= k <= 1000:
@@ -379,17 +405,21 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
             from ..db.models import get_model
 
             get_model(conn, model)
-    embed_images(baseline_name, split=split, version=version, progress=progress)
+    for s in (split, *distractors):
+        embed_images(baseline_name, split=s, version=version, progress=progress)
     reports = []
     with begin() as conn:
         if model is not None:
             method = "baseline" if model == THUMBNAIL_MODEL else "model"
-            reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store))
+            reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store, distractors))
             if runs:
-                reports += evaluate_post(conn, model, runs, split, version, k, consensus_k, params, store=store)
+                reports += evaluate_post(conn, model, runs, split, version, k, consensus_k, params, store=store,
+                                         distractors=distractors)
         if model != baseline_name:
-            reports.append(evaluate_model(conn, baseline_name, split, version, k, consensus_k, "baseline", store))
-    return EvalReport(split, version, k, consensus_k, "exact", reports, params.to_json() if runs else None)
+            reports.append(evaluate_model(conn, baseline_name, split, version, k, consensus_k, "baseline", store,
+                                          distractors))
+    return EvalReport(split, version, k, consensus_k, "exact", reports, params.to_json() if runs else None,
+                      distractors)
 
 
 def report_rows(report: EvalReport) -> list[tuple[str, list[str]]]:

@@ -42,7 +42,8 @@
     select.replaceChildren();
     for (const r of runs) {
       select.append(el("option", { value: r.id, text: "#" + r.id + " " + (r.model || "?") + " (" + r.method + ", " +
-        r.split + (r.version ? " " + r.version : "") + ", " + r.predictions + " queries)" }));
+        r.split + (r.version ? " " + r.version : "") + distractorsText(r.metrics) + ", " + r.predictions +
+        " queries)" }));
     }
     if (!runs.length) {
       setStatus(status, "No evaluation runs yet: run 'geoloc evaluate --model NAME' first.");
@@ -53,10 +54,16 @@
     await loadRun(runs[0].id);
   }
 
+  function distractorsText(metrics) {
+    const d = (metrics || {}).distractors || [];
+    return d.length ? " + distractors " + d.join(", ") : "";
+  }
+
   function showMetrics(run) {
     const m = run.metrics || {};
     const rows = [];
     for (const [n, value] of Object.entries(m.recall || {})) rows.push(["Recall@" + n, (100 * value).toFixed(1) + " %"]);
+    if (m.database != null) rows.push(["database images", String(m.database) + distractorsText(m)]);
     if (m.top1_error_m) rows.push(["median error", formatMetres(m.top1_error_m.median)]);
     if (m.consensus_error_m) rows.push(["median consensus error", formatMetres(m.consensus_error_m.median)]);
     $("metrics").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))));

@@ -3,6 +3,8 @@
 -- query and every other image of the split/version is the database. Returns the k nearest database
 -- images of every query with the distance in metres between the query's location and theirs, measured
 -- in SWEREF99 TM (EPSG:3006). A retrieved image is correct when that distance is at most 25 m.
+-- :distractors (text[], may be empty) names further splits whose every image joins the database, none
+-- of them a query: the same queries searched in a larger database, as a deployment's would be.
 --
 -- Exact on purpose: the database is a MATERIALIZED CTE, which no index can serve, so each LATERAL
 -- subquery is a scan with a top-k heap sort and the recall figures measure the model, not the HNSW
@@ -11,15 +13,16 @@
 -- {vtype} is the model's vector type, written in before parsing (e.g. vector(256): a type modifier
 -- cannot be bound, and the name comes from a closed set); everything else is bound.
 WITH pool AS MATERIALIZED (
-    SELECT i.id, i.location_id, i.heading, i.time_index, e.embedding::{vtype} AS v
+    SELECT i.id, i.split, i.location_id, i.heading, i.time_index, e.embedding::{vtype} AS v
     FROM images AS i
     JOIN embeddings AS e ON e.image_id = i.id AND e.model_id = CAST(:model_id AS integer)
-    WHERE i.split = CAST(:split AS text)
+    WHERE (i.split = CAST(:split AS text) OR i.split = ANY (CAST(:distractors AS text[])))
       AND (CAST(:version AS text) IS NULL OR i.version = CAST(:version AS text))
 ),
 queries AS MATERIALIZED (
     SELECT DISTINCT ON (location_id, heading) id, location_id, v
     FROM pool
+    WHERE split = CAST(:split AS text)
     ORDER BY location_id, heading, time_index, id
 ),
 db AS MATERIALIZED (
