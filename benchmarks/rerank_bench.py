@@ -27,7 +27,6 @@ from geoloc.db.engine import begin
 from geoloc.db.models import get_model
 from geoloc.model.sampler import load_split
 from geoloc.retrieval import evaluate as protocol
-from geoloc.retrieval import postprocess as post
 
 VERSION = "v1"
 RECALL = (1, 5, 10)
@@ -98,24 +97,21 @@ def main() -> None:
         for s in (args.split, *distractors):
             images = load_split(conn, s, [VERSION], include_queries=True)
             files.update(zip(images.ids.tolist(), images.paths))
-    q_idx, d_idx = np.where(pv.is_query)[0], np.where(~pv.is_query)[0]
-    queries, database = post.normalise(pv.vectors[q_idx]), post.normalise(pv.vectors[d_idx])
-    sims = queries @ database.T
-    top = post.top_n(sims, args.top)  # (queries, top) database rows, most similar first
-    top_sims = np.take_along_axis(sims, top, axis=1)
-    correct = np.hypot(*np.moveaxis(pv.xy[d_idx][top] - pv.xy[q_idx][:, None, :], -1, 0)) <= protocol.CORRECT_M
+    # the model's own ranking, exactly as `geoloc evaluate --post` searches: per query its top hits, in order
+    hits = protocol.numpy_hits(pv, pv.vectors[pv.is_query], pv.vectors[~pv.is_query], args.top)
+    queries = int(pv.is_query.sum())
+    shape = (queries, len(hits) // queries)
+    top_sims = 1.0 - np.array([h.distance for h in hits]).reshape(shape)
+    correct = (np.array([h.error_m for h in hits]) <= protocol.CORRECT_M).reshape(shape)
     scope = f"split {args.split} {VERSION}" + (f" + distractors {', '.join(distractors)}" if distractors else "")
-    print(f"model {row.name}, {scope}: {len(q_idx)} queries, {len(d_idx)} database images, "
+    print(f"model {row.name}, {scope}: {queries} queries, {int((~pv.is_query).sum())} database images, "
           f"top {args.top} re-ranked")
 
     geometry = Geometry(args.side, args.features, args.ratio, args.threshold)
     start = time.perf_counter()
-    inliers = np.zeros(top.shape, np.int64)
-    for i, qi in enumerate(q_idx):
-        for r in range(top.shape[1]):
-            inliers[i, r] = geometry.inliers(files[int(pv.ids[qi])], files[int(pv.ids[d_idx[top[i, r]]])])
+    inliers = np.array([geometry.inliers(files[h.query_image_id], files[h.image_id]) for h in hits]).reshape(shape)
     seconds = time.perf_counter() - start
-    print(f"{inliers.size} pairs in {seconds:.0f} s ({seconds / len(q_idx):.2f} s per query, one core); median "
+    print(f"{inliers.size} pairs in {seconds:.0f} s ({seconds / queries:.2f} s per query, one core); median "
           f"inliers of correct candidates {np.median(inliers[correct]):.0f}, "
           f"of wrong ones {np.median(inliers[~correct]):.0f}")
 
