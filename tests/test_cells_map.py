@@ -128,6 +128,10 @@ def test_a_model_without_cell_heads_has_no_cells(server, cells_db, shared_data):
     assert refused.status_code == 422
     assert refused.json()["error"] == \
         "model 'thumbnail-16' has no cell heads: top_cells and cell_level need them"
+    refused = _search(server, photo, k=3, rerank="true")  # the server's model has cell heads
+    assert refused.status_code == 422
+    assert refused.json()["error"] == \
+        f"rerank: model '{TINY_MODEL}' has cell heads, and re-ranking re-orders a plain search"
     models = {m["name"]: m["cells"] for m in requests.get(f"{server}/api/models", timeout=10).json()}
     assert models == {TINY_MODEL: True, "thumbnail-16": False}
     doc = requests.get(f"{server}/openapi.json", timeout=10).json()

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "geoloc"
 LEAVES = "leaves"
 TRACKED_THIRD_PARTY = ("click", "tensorflow", "keras", "fastapi", "starlette", "uvicorn", "matplotlib", "folium",
-                       "selenium", "requests", "alembic")
+                       "selenium", "requests", "alembic", "cv2")
 
 
 def _layout_tables() -> tuple[dict[str, set[str]], dict[str, list[str]]]:

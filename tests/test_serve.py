@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import socket
 import struct
 import tempfile
@@ -239,6 +240,39 @@ def test_an_upload_larger_than_a_spool_stays_in_memory(api, monkeypatch):
     assert res.status_code == 200, res.text
     assert len(res.json()["neighbours"]) == 5
     assert made == []
+
+
+def test_rerank_puts_the_photographed_scene_first_and_reports_inliers(api, db):
+    img = _query(db.url, db.location_ids[3], heading=2)
+    buf = io.BytesIO()
+    with Image.open(img.file) as im:  # the central 80 % of a database image: the same scene, a step closer
+        w, h = im.size
+        im.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((w, h)).save(buf, "JPEG", quality=90)
+    plain = _upload(api, "photo.jpg", buf.getvalue(), model=THUMBNAIL_MODEL, k=10)
+    assert plain.status_code == 200, plain.text
+    plain_ids = [n["image_id"] for n in plain.json()["neighbours"]]
+    assert img.id in plain_ids and all(n["inliers"] is None for n in plain.json()["neighbours"])
+    res = _upload(api, "photo.jpg", buf.getvalue(), model=THUMBNAIL_MODEL, k=3, rerank="true")
+    assert res.status_code == 200, res.text
+    got = res.json()["neighbours"]
+    assert [n["rank"] for n in got] == [1, 2, 3] and {n["image_id"] for n in got} <= set(plain_ids)
+    assert got[0]["image_id"] == img.id and got[0]["inliers"] > max(n["inliers"] for n in got[1:])
+    # a database image, left out of its own neighbours
+    res = requests.get(f"{api}/api/images/{img.id}/search", params={"model": THUMBNAIL_MODEL, "rerank": "true"},
+                       timeout=60)
+    assert res.status_code == 200, res.text
+    got = res.json()["neighbours"]
+    assert len(got) == 5 and img.id not in [n["image_id"] for n in got]
+    assert all(isinstance(n["inliers"], int) for n in got)
+    # a database image whose file is gone is named by its id, never by its path
+    moved = Path(tempfile.mkdtemp()) / "away.jpg"
+    shutil.move(img.file, moved)
+    try:
+        res = _upload(api, "photo.jpg", buf.getvalue(), model=THUMBNAIL_MODEL, k=3, rerank="true")
+    finally:
+        shutil.move(moved, img.file)
+    assert res.status_code == 404
+    assert res.json()["error"] == f"image {img.id}: its file is missing or unreadable"
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])

@@ -179,6 +179,27 @@ def test_uploading_a_photo_shows_its_neighbours_and_the_prediction(site, browser
 
 
 
+def test_the_rerank_box_searches_again_and_shows_inliers(site, browser, shared_data):
+    from selenium.webdriver.common.by import By
+
+    url, db = site
+    with sa.create_engine(db.url).connect() as conn:
+        img = conn.execute(sa.text("SELECT id, path FROM images WHERE location_id = :l ORDER BY id LIMIT 1"),
+                           {"l": db.location_ids[1]}).one()
+    photo = next((shared_data / "images" / "Cropped_Test_v1_buffer_75").rglob(Path(img.path).name))
+    browser.get(url + "/")
+    _wait_state(browser, "ready")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    assert _wait_state(browser, "done", "error") == "done", browser.find_element(By.ID, "status").text
+    assert "inliers" not in browser.find_element(By.ID, "neighbours").text
+    browser.execute_script("document.body.dataset.state = 'rechecking'")
+    browser.find_element(By.ID, "rerank").click()  # ticking the box searches the same photo again
+    assert _wait_state(browser, "done", "error") == "done", browser.find_element(By.ID, "status").text
+    items = browser.find_elements(By.CSS_SELECTOR, "#neighbours li.neighbour")
+    assert items[0].get_attribute("data-image-id") == str(img.id)  # the same file is in the database
+    assert all(" inliers" in li.text for li in items)
+
+
 def test_a_file_name_is_shown_as_text_and_a_bad_file_as_an_error(site, browser, tmp_path):
     from selenium.webdriver.common.by import By
 

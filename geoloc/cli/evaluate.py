@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..retrieval import postprocess as post
 from ..retrieval.evaluate import DEFAULT_CONSENSUS_K, DEFAULT_K, DEFAULT_SPLIT, WHITEN_FIT_SPLIT
 from ..splits import SPLITS
+from .rerank_options import rerank_options, rerank_params
 
 COMMANDS = ["evaluate"]
 
@@ -47,11 +48,13 @@ COMMANDS = ["evaluate"]
               help="With --post whiten: keep this many principal directions  [default: all]")
 @click.option("--whiten-shrinkage", type=float, default=post.DEFAULT_WHITEN_SHRINKAGE, show_default=True,
               help="With --post whiten: added to every eigenvalue, as a share of their mean (0 = full whitening).")
+@rerank_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(model: str | None, baseline: str | None, split: str, version: str | None,
              distractors: tuple[str, ...], k: int, consensus_k: int, cells: bool, top_cells: int,
              cell_level: int | None, post_steps: tuple[str, ...], alpha: float, qe_n: int, dba_n: int,
-             whiten_dims: int | None, whiten_shrinkage: float, as_json: bool) -> None:
+             whiten_dims: int | None, whiten_shrinkage: float, rerank_on: bool, rerank_top: int,
+             rerank_weight: float, as_json: bool) -> None:
     """Evaluate with the original protocol, next to the 16x16 thumbnail baseline.
 
     Per location and heading the newest image is the query, all other images of the split (and
@@ -64,15 +67,23 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     With --post, the model is also evaluated after learned whitening, query expansion and/or
     database-side augmentation, on the same queries and database (each its own stored run).
 
+    With --rerank, the model's nearest images of every query are also re-ranked by how many SIFT
+    matches one rigid scene explains (its own stored run, 'model+rerank'; reads the image files).
+
     Example: geoloc evaluate --model mnv3-small --split test --version v1
 
     Example: geoloc evaluate --model mnv3-small --split val --post all
 
     Example: geoloc evaluate --model mnv3-small --split val --distractors test --distractors train
+
+    Example: geoloc evaluate --model mnv3-small --split val --version v1 --rerank
     """
+    rerank = rerank_params(rerank_on, rerank_top, rerank_weight)
     if cells:  # the geo-cells comparison (geoloc.retrieval.hybrid_eval)
         if post_steps:
             raise InputError("--post does not combine with --cells")
+        if rerank is not None:
+            raise InputError("--rerank does not combine with --cells")
         if distractors:
             raise InputError("--distractors does not combine with --cells")
         from ..retrieval.hybrid_eval import evaluate_cells, report_rows as cell_rows
@@ -94,7 +105,8 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     params = post.PostParams(alpha=alpha, qe_n=qe_n, dba_n=dba_n, whiten_dims=whiten_dims,
                              whiten_shrinkage=whiten_shrinkage)
     report = run_evaluate(model, baseline, split=split, version=version, k=k, consensus_k=consensus_k,
-                          progress=not as_json, post_steps=post_steps, params=params, distractors=distractors)
+                          progress=not as_json, post_steps=post_steps, params=params, distractors=distractors,
+                          rerank=rerank)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -107,6 +119,8 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     if report.post:
         click.echo("post-processing: " + ", ".join(f"{k}={v if v is not None else 'all'}"
                                                     for k, v in report.post.items()))
+    if report.rerank:
+        click.echo("re-ranking (SIFT + MAGSAC inliers): " + ", ".join(f"{k}={v}" for k, v in report.rerank.items()))
     _table(report_rows(report), len(report.methods))
     runs = ", ".join(str(m.run_id) for m in report.methods if m.run_id is not None)
     if runs:

@@ -7,21 +7,26 @@ from pathlib import Path
 
 import click
 
+from ..errors import InputError
 from ..months import iso_month
 from ..retrieval.hybrid import DEFAULT_TOP_CELLS
 from ..retrieval.search import DEFAULT_K, MAX_K
 from ..splits import SPLITS
+from .rerank_options import rerank_options, rerank_params
 
 COMMANDS = ["search"]
 
 
 def _print_result(res) -> None:
     click.echo(f"{res.image}:")
-    click.echo(f"  {'rank':>4}  {'distance':>8}  {'location':>8}  {'heading':>7}  {'month':7}  "
+    reranked = any(n.inliers is not None for n in res.neighbours)
+    inliers = f"  {'inliers':>7}" if reranked else ""
+    click.echo(f"  {'rank':>4}  {'distance':>8}{inliers}  {'location':>8}  {'heading':>7}  {'month':7}  "
                f"{'lat':>10}  {'lng':>10}  image")
     for n in res.neighbours:
         month = iso_month(n.capture_month)
-        click.echo(f"  {n.rank:>4}  {n.distance:>8.4f}  {n.location_id:>8}  {n.heading:>7}  {month:7}  "
+        inliers = f"  {'' if n.inliers is None else n.inliers:>7}" if reranked else ""
+        click.echo(f"  {n.rank:>4}  {n.distance:>8.4f}{inliers}  {n.location_id:>8}  {n.heading:>7}  {month:7}  "
                    f"{n.lat:>10.6f}  {n.lng:>10.6f}  {n.file}")
     if res.best is None:
         click.echo("  no database image matches the filters")
@@ -48,6 +53,7 @@ def _print_result(res) -> None:
 @click.option("--top-cells", type=int, default=DEFAULT_TOP_CELLS, show_default=True,
               help="With cells: neighbours only from the N most probable cells (0: anywhere).")
 @click.option("--cell-level", type=int, help="With cells: the partition level whose cells restrict [the finest].")
+@rerank_options
 @click.option("--read-url", metavar="URL",
               help="Read from this server, e.g. a replica made by 'geoloc db replica' [GEOLOC_READ_DATABASE_URL].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
@@ -56,16 +62,20 @@ def _print_result(res) -> None:
               help="Write an HTML map of the prediction, the neighbours and (with cells) the top cells.")
 def search(images: tuple[Path, ...], model: str, k: int, near: str | None, within_m: float | None,
            area: str | None, split: str | None, version: str | None, use_cells: bool | None, top_cells: int,
-           cell_level: int | None, read_url: str | None, as_json: bool, plot: Path | None,
-           map_file: Path | None) -> None:
+           cell_level: int | None, rerank_on: bool, rerank_top: int, rerank_weight: float, read_url: str | None,
+           as_json: bool, plot: Path | None, map_file: Path | None) -> None:
     """Find the k nearest database images of each photo and predict where it was taken.
 
     One SQL query per photo (geoloc/sql/search/knn.sql) returns the neighbours with their locations; the
     prediction is the best match's location and a consensus of the k neighbours (votes weighted by
     similarity).
 
+    With --rerank the nearest --rerank-top images are re-ordered by their SIFT geometry with the photo
+    (a plain search: not with cells) before the k best are kept; the table then shows their inliers.
+
     \b
     Example: geoloc search photo.jpg --model mnv3-small -k 5 --near 59.3251,18.0711 --within 800
+    Example: geoloc search photo.jpg --model mnv3-small --rerank
     """
     from ..retrieval import plots, webmap
     from ..retrieval.search import search as run_search
@@ -76,13 +86,16 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
         webmap.check_path(map_file)
     from ..retrieval import hybrid as cells_search
 
-    if use_cells or (use_cells is None and cells_search.has_cells(model, read_url)):
+    rerank = rerank_params(rerank_on, rerank_top, rerank_weight)
+    if rerank is not None and use_cells:
+        raise InputError("--rerank does not combine with --cells: re-ranking re-orders a plain search")
+    if rerank is None and (use_cells or (use_cells is None and cells_search.has_cells(model, read_url))):
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
                                              near=near, within_m=within_m, area=area, split=split, version=version,
                                              read_url=read_url)
     else:
         results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
-                             version=version, read_url=read_url)
+                             version=version, read_url=read_url, rerank=rerank)
     if plot is not None:
         plots.plot_results(results, plot)
     if map_file is not None:

@@ -13,13 +13,17 @@ With post-processing (geoloc.retrieval.postprocess: whitening learned on the tra
 query expansion, database-side augmentation) the same queries and database are read with their stored
 embeddings in one statement (geoloc/sql/evaluate/protocol_vectors.sql) and searched exactly in numpy after
 each step, and after all steps combined; each is its own run (method 'model+whiten', ...).
+
+With re-ranking (geoloc.retrieval.rerank) the model's first candidates of every query are re-ordered by
+their SIFT geometry with the query image, read from the image files; its own run (method 'model+rerank').
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -29,11 +33,13 @@ from pgvector.sqlalchemy import VECTOR
 from ..db import sqlfiles
 from ..db.engine import begin
 from ..errors import InputError, NotFound
+from ..imagefile import check_file, image_file
 from ..splits import SPLITS
 from . import postprocess as post
 from .baseline import THUMBNAIL_MODEL, baseline_model_name
 from .consensus import consensus
 from .index import vector_type
+from .rerank import RerankParams, Verifier, check_params as check_rerank, rerank_candidates
 
 CORRECT_M = 25.0
 RECALL_AT = (1, 5, 10, 20)
@@ -99,11 +105,12 @@ class EvalReport:
     methods: list[MethodReport]
     post: dict | None = None  # the post-processing parameters, when post-processed runs are included
     distractors: tuple[str, ...] = ()  # splits whose images joined the database
+    rerank: dict | None = None  # the re-ranking parameters, when a re-ranked run is included
 
     def to_json(self) -> dict:
         return {"split": self.split, "version": self.version, "distractors": list(self.distractors),
                 "k": self.k, "consensus_k": self.consensus_k, "search": self.search, "correct_within_m": CORRECT_M,
-                **({"post": self.post} if self.post else {}),
+                **({"post": self.post} if self.post else {}), **({"rerank": self.rerank} if self.rerank else {}),
                 "methods": [{"model": m.model, "method": m.method, "run_id": m.run_id, **m.metrics()}
                             for m in self.methods]}
 
@@ -367,6 +374,49 @@ def evaluate_post(conn, model_name: str, runs: list[tuple[str, ...]], split: str
     return reports
 
 
+# ------------------------------------------------------------------------- re-ranking (geometry)
+
+def image_files(conn, image_ids: Iterable[int]) -> dict[int, Path]:
+    """The file of every image of IMAGE_IDS (geoloc/sql/evaluate/image_files.sql)."""
+    rows = conn.execute(sqlfiles.text("evaluate/image_files.sql"), {"ids": sorted(set(image_ids))}).all()
+    return {r.id: image_file(r) for r in rows}
+
+
+def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, progress: bool = False) -> list[Hit]:
+    """HITS with every query's first PARAMS.top re-ordered by their geometry with the query image
+    (geoloc.retrieval.rerank) and renumbered; FILES: the file of every query and hit image."""
+    from tqdm import tqdm
+
+    by_query: dict[int, list[Hit]] = defaultdict(list)
+    for h in hits:
+        by_query[h.query_image_id].append(h)
+    verifier, out = Verifier(), []
+    for qid, hs in tqdm(by_query.items(), desc="re-ranking", unit="query", disable=not progress):
+        hs.sort(key=lambda h: h.rank)
+        ranked = rerank_candidates(files[qid], hs, lambda h: files[h.image_id], lambda h: 1.0 - h.distance, params,
+                                   verifier)
+        out += [replace(h, rank=rank) for rank, (h, _) in enumerate(ranked, start=1)]
+    return out
+
+
+def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
+                    consensus_k: int = DEFAULT_CONSENSUS_K, params: RerankParams = RerankParams(),
+                    distractors: tuple[str, ...] = (), progress: bool = False) -> MethodReport:
+    """The model's protocol hits (as evaluate_model finds them) re-ranked by geometry (rerank_hits), not
+    stored: the hits and files are read in one transaction and the images compared after it."""
+    from ..db.models import get_model
+
+    with begin() as conn:
+        row = get_model(conn, model_name)
+        database = _check_embedded(conn, row, split, version, distractors)
+        hits = protocol_hits(conn, row.id, row.dim, split, version, k, distractors)
+        files = image_files(conn, [h.image_id for h in hits] + [h.query_image_id for h in hits])
+    for path in files.values():  # a missing file is named before minutes of work, not after
+        check_file(path)
+    reranked = rerank_hits(hits, files, params, progress)
+    return _report(row, method_name(("rerank",)), database, k, consensus_k, reranked)
+
+
 def _check_params(params: post.PostParams) -> None:
     for name, value, rule in params.problems():
         raise InputError(f"--{name.replace('_', '-')} {value}: {rule}")
@@ -376,7 +426,7 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
              store: bool = True, progress: bool = False,
              post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams(),
-             distractors: Iterable[str] = ()) -> EvalReport:
+             distractors: Iterable[str] = (), rerank: RerankParams | None = None) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
 
     The baseline's thumbnails of the split are computed on first use (seconds); the model's embeddings
@@ -384,6 +434,8 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     POST_STEPS (geoloc.retrieval.postprocess.METHODS, or 'all') add the model post-processed by each
     step and by all of them combined, each its own run (method 'model+STEP...'), next to the raw model.
     DISTRACTORS (splits) add every image of theirs to the database of every method, none as a query.
+    RERANK adds the model's hits re-ranked by geometry with the query images (evaluate_rerank), its
+    own run (method 'model+rerank'); it reads the image files and takes about half a second per query.
     """
     from .embed import embed_images
 
@@ -399,6 +451,12 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     if runs and model is None:
         raise InputError("--post needs a --model to post-process")
     _check_params(params)
+    check_rerank(rerank)
+    if rerank is not None:
+        if model is None:
+            raise InputError("--rerank needs a --model whose neighbours it re-ranks")
+        if rerank.top > k:
+            raise InputError(f"--rerank-top {rerank.top}: must be at most -k ({k}), the neighbours retrieved")
     baseline_name = baseline_model_name(baseline or "thumbnail")
     if model is not None:
         with begin() as conn:  # an unknown model fails before any baseline work
@@ -407,6 +465,9 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
             get_model(conn, model)
     for s in (split, *distractors):
         embed_images(baseline_name, split=s, version=version, progress=progress)
+    reranked = None
+    if rerank is not None:
+        reranked = evaluate_rerank(model, split, version, k, consensus_k, rerank, distractors, progress)
     reports = []
     with begin() as conn:
         if model is not None:
@@ -415,11 +476,16 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
             if runs:
                 reports += evaluate_post(conn, model, runs, split, version, k, consensus_k, params, store=store,
                                          distractors=distractors)
+            if reranked is not None:
+                if store:
+                    reranked.run_id = store_run(conn, reranked, split, version, k, consensus_k,
+                                                extra={"rerank": rerank.to_json()}, distractors=distractors)
+                reports.append(reranked)
         if model != baseline_name:
             reports.append(evaluate_model(conn, baseline_name, split, version, k, consensus_k, "baseline", store,
                                           distractors))
     return EvalReport(split, version, k, consensus_k, "exact", reports, params.to_json() if runs else None,
-                      distractors)
+                      distractors, rerank.to_json() if rerank is not None else None)
 
 
 def report_rows(report: EvalReport) -> list[tuple[str, list[str]]]:

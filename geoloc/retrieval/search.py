@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -31,6 +31,7 @@ from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
 from .index import IndexState, VectorType, read_index, vector_type
+from .rerank import RerankParams, Verifier, check_params as check_rerank, rerank_candidates
 from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
@@ -123,6 +124,7 @@ class Neighbour:
     version: str | None
     lat: float
     lng: float
+    inliers: int | None = None  # with re-ranking: SIFT inliers with the query (geoloc.retrieval.rerank)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -330,23 +332,40 @@ def prepare_search(images: Sequence[Path], model: str, k: int, near, within_m: f
     return emb, region, paths
 
 
+def rerank_neighbours(query: Path, neighbours: list[Neighbour], params: RerankParams,
+                      verifier: Verifier) -> list[Neighbour]:
+    """NEIGHBOURS with the first PARAMS.top re-ranked by their geometry with the QUERY photo
+    (geoloc.retrieval.rerank), renumbered, each re-ranked one with its inliers."""
+    ranked = rerank_candidates(query, neighbours, lambda n: n.file, lambda n: 1.0 - n.distance, params, verifier)
+    return [replace(n, rank=rank, inliers=inliers) for rank, (n, inliers) in enumerate(ranked, start=1)]
+
+
 def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | tuple[float, float] | None = None,
            within_m: float | None = None, area: str | None = None, split: str | None = None,
            version: str | None = None, ef_search: int = DEFAULT_EF_SEARCH, read_url: str | None = None,
-           conn: Connection | None = None) -> list[QueryResult]:
+           conn: Connection | None = None, rerank: RerankParams | None = None) -> list[QueryResult]:
     """Where were IMAGES taken? The k nearest database images for each, its best match and a consensus.
 
     Every query of a search only reads: it runs in CONN when given, else on READ_URL, else
     GEOLOC_READ_DATABASE_URL, else the configured database (`reading`); the photos are embedded
-    between the checks and the queries, outside any transaction of its own."""
+    between the checks and the queries, outside any transaction of its own. With RERANK the nearest
+    max(k, RERANK.top) images are fetched and their first RERANK.top re-ranked by geometry with the
+    photo (after the queries, outside the transaction) before the k best are kept."""
+    check_rerank(rerank)
     emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url)
     vectors = emb.embed(paths)
-    results = []
+    fetch = max(k, rerank.top) if rerank is not None else k
+    found = []
     with reading(conn, read_url) as conn:
-        set_search_options(conn, max(ef_search, k))
+        set_search_options(conn, max(ef_search, fetch))
         vtype, plan = search_setup(conn, emb.model_id, emb.dim, region)
         for path, v in zip(paths, vectors):
-            neighbours = knn(conn, emb.model_id, emb.dim, v, k, region, split, version, vtype, plan)
-            results.append(QueryResult(path, neighbours, neighbours[0] if neighbours else None,
-                                       consensus(neighbours), region))
+            found.append(knn(conn, emb.model_id, emb.dim, v, fetch, region, split, version, vtype, plan))
+    verifier = Verifier() if rerank is not None else None
+    results = []
+    for path, neighbours in zip(paths, found):
+        if rerank is not None:
+            neighbours = rerank_neighbours(path, neighbours, rerank, verifier)[:k]
+        results.append(QueryResult(path, neighbours, neighbours[0] if neighbours else None,
+                                   consensus(neighbours), region))
     return results

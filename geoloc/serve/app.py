@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from ..errors import DatabaseUnavailable, GeolocError, InputError, NotFound
 from ..splits import SPLITS
 from ..retrieval.hybrid import DEFAULT_TOP_CELLS, MAX_CELLS
+from ..retrieval.rerank import DEFAULT_TOP as RERANK_TOP
 from ..retrieval.search import DEFAULT_K, MAX_K, NEAR_EXAMPLE
 from .service import DEFAULT_THUMB, Service
 from .upload import BODY_LIMIT, FILE_FIELD, BodyLimit, UploadError, read_upload
@@ -95,6 +96,8 @@ For a model with cell heads (`geoloc train --cells`) the JSON also has:
 """
 TOP_CELLS_HELP = "Model with cell heads: neighbours only from the N most probable cells (0: anywhere)"
 CELL_LEVEL_HELP = "Model with cell heads: the partition level of the cells (0 = coarsest) [the finest]"
+RERANK_HELP = (f"Re-rank the nearest {RERANK_TOP} images by SIFT geometry with the photo (under a second more; "
+               "not for a model with cell heads); each re-ranked neighbour then has its inliers")
 
 
 def create_app(model: str | None = None, url: str | None = None, warm: bool = True) -> FastAPI:
@@ -141,11 +144,12 @@ def create_app(model: str | None = None, url: str | None = None, warm: bool = Tr
                      area: str | None = Query(None, description="Only images inside this area"),
                      split: Split | None = Query(None), version: str | None = Query(None),
                      top_cells: int = Query(DEFAULT_TOP_CELLS, ge=0, le=MAX_CELLS, description=TOP_CELLS_HELP),
-                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP)):
+                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP),
+                     rerank: bool = Query(False, description=RERANK_HELP)):
         name, data = await read_upload(request)
         return await run_in_threadpool(service.search, data, name, model=model, k=k, near=near, within=within,
                                        area=area, split=split, version=version, top_cells=top_cells,
-                                       cell_level=cell_level)
+                                       cell_level=cell_level, rerank=rerank)
 
     @app.get("/api/images/{image_id}/search", tags=["search"],
              summary="Search with a database image (left out of its own neighbours)",
@@ -155,9 +159,11 @@ def create_app(model: str | None = None, url: str | None = None, warm: bool = Tr
                      within: float | None = None, area: str | None = None, split: Split | None = None,
                      version: str | None = None,
                      top_cells: int = Query(DEFAULT_TOP_CELLS, ge=0, le=MAX_CELLS, description=TOP_CELLS_HELP),
-                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP)):
+                     cell_level: int | None = Query(None, ge=0, description=CELL_LEVEL_HELP),
+                     rerank: bool = Query(False, description=RERANK_HELP)):
         return service.search_image(image_id, model=model, k=k, near=near, within=within, area=area,
-                                    split=split, version=version, top_cells=top_cells, cell_level=cell_level)
+                                    split=split, version=version, top_cells=top_cells, cell_level=cell_level,
+                                    rerank=rerank)
 
     @app.get("/api/random-query", tags=["search"], summary="A random query image of a split")
     def random_query(split: Split = "test"):

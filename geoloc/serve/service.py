@@ -26,6 +26,7 @@ from ..db.engine import get_engine
 from ..errors import DatabaseUnavailable, InputError, NotFound
 from ..imagefile import check_file, image_file, open_image
 from ..retrieval import hybrid as H
+from ..retrieval import rerank as R
 from ..retrieval import search as S
 from ..retrieval.cell_maps import cells_with_polygons
 from ..retrieval.consensus import consensus
@@ -105,12 +106,15 @@ class Service:
     def search(self, data: bytes, name: str, model: str | None = None, k: int = S.DEFAULT_K,
                near: str | None = None, within: float | None = None, area: str | None = None,
                split: str | None = None, version: str | None = None, exclude_image: int | None = None,
-               top_cells: int = H.DEFAULT_TOP_CELLS, cell_level: int | None = None) -> dict:
+               top_cells: int = H.DEFAULT_TOP_CELLS, cell_level: int | None = None,
+               rerank: bool = False) -> dict:
         """Where was the photo DATA taken? The JSON of `geoloc search --json` for one image.
 
         For a model with cell heads it adds `cells` (the most probable cells, best first, each with
         its polygon as GeoJSON), `top_cells` and `hybrid`, like `geoloc search --json` with cells;
         TOP_CELLS > 0 restricts the neighbours to that many best cells of CELL_LEVEL (default finest).
+        RERANK re-ranks the nearest images by their geometry with the photo, as `geoloc search --rerank`
+        does with its defaults (not for a model with cell heads).
         """
         if not 0 <= top_cells <= H.MAX_CELLS:
             raise InputError(f"top_cells {top_cells}: must be between 0 (no restriction) and {H.MAX_CELLS}")
@@ -122,7 +126,8 @@ class Service:
         check_photo(data, name)
         emb = self.embedder(model)
         vector = emb.embed(data)
-        extra = 1 if exclude_image is not None else 0
+        params = R.RerankParams() if rerank else None
+        extra = (1 if exclude_image is not None else 0) + (max(params.top - k, 0) if params else 0)
         cells = None
         with self.begin() as conn:
             S.require_area(conn, region.area)
@@ -130,6 +135,9 @@ class Service:
             if not with_cells and (top_cells or cell_level is not None):
                 raise InputError(f"model '{emb.name}' has no cell heads: top_cells and cell_level need them",
                                  hint="choose a model trained with 'geoloc train --cells PARTITION'")
+            if with_cells and params:
+                raise InputError(f"rerank: model '{emb.name}' has cell heads, and re-ranking re-orders a plain "
+                                 "search", hint="search without rerank, or with a model without cell heads")
             S.set_search_options(conn, max(S.DEFAULT_EF_SEARCH, k + extra))
             if with_cells:
                 found_cells, found = H.knn_cells(conn, emb.model_id, emb.dim, vector, k=k + extra,
@@ -138,8 +146,17 @@ class Service:
                 cells = cells_with_polygons(conn, found_cells)
             else:
                 found = S.knn(conn, emb.model_id, emb.dim, vector, k + extra, region, split, version)
-        neighbours = [n for n in found if n.image_id != exclude_image][:k]
-        neighbours = [dataclasses.replace(n, rank=i + 1) for i, n in enumerate(neighbours)]
+        neighbours = [n for n in found if n.image_id != exclude_image]
+        if params:
+            verifier = R.Verifier()  # one per request: its SIFT detector is not shared between threads
+            query = verifier.features(data, name)
+            for n in neighbours[:params.top]:  # a page names a database image by id, never by its path
+                try:
+                    verifier.features(n.file)
+                except InputError:
+                    raise NotFound(f"image {n.image_id}: its file is missing or unreadable") from None
+            neighbours = S.rerank_neighbours(query, neighbours, params, verifier)
+        neighbours = [dataclasses.replace(n, rank=i + 1) for i, n in enumerate(neighbours[:k])]
         best = neighbours[0] if neighbours else None
         if cells is None:
             return S.QueryResult(Path(name), neighbours, best, consensus(neighbours), region).to_json()

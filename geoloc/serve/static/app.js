@@ -65,6 +65,7 @@
     const params = new URLSearchParams();
     params.set("model", $("model").value);
     params.set("k", $("k").value);
+    if ($("rerank").checked) params.set("rerank", "true");
     const kind = regionKind();
     if (kind === "circle") {
       if (!centre) throw new Error("click the map to place the centre of the circle");
@@ -187,7 +188,8 @@
         el("img", { src: thumbnailURL(n.image_id, 160), alt: "database image " + n.image_id }),
         el("div", { class: "facts" },
           el("div", {}, el("b", { text: "#" + n.rank }), " location " + n.location_id),
-          el("div", { text: "distance " + n.distance.toFixed(4) }),
+          el("div", { text: "distance " + n.distance.toFixed(4) +
+                            (n.inliers == null ? "" : ", " + n.inliers + " inliers") }),
           el("div", { text: "heading " + n.heading + ", " + (n.capture_month || "month unknown") }),
           el("div", { text: formatMetres(metres(n, c)) + " from the prediction" }),
           centreHere)));
@@ -225,7 +227,7 @@
     if (!lastQuery) return;
     if (lastQuery.kind === "file") searchFile(lastQuery.file); else searchImage(lastQuery.id);
   }
-  ["model", "k", "radius", "area"].forEach((id) => $(id).addEventListener("change", again));
+  ["model", "k", "rerank", "radius", "area"].forEach((id) => $(id).addEventListener("change", again));
   document.querySelectorAll("input[name=region]").forEach((r) => r.addEventListener("change", again));
   map.on("click", again);
 

@@ -1,0 +1,148 @@
+"""Re-ranking a model's nearest database images by local-feature geometry.
+
+A global descriptor (GeM) says that two photos look alike; it cannot tell whether they show the same
+facades from the same place. Geometric verification can: SIFT keypoints of the query and of each of its
+top candidates are matched (Lowe's ratio test keeps the distinctive matches) and MAGSAC fits a
+fundamental matrix to them; its inliers count the matches that one rigid scene explains. The top
+candidates are then ordered by
+
+    cosine similarity + weight x inliers
+
+so a candidate with many inliers moves up, and the model's similarity still orders candidates whose
+inlier counts are alike. The default weight (50 inliers are worth 0.1 of similarity) and the number of
+candidates were chosen on the validation split (benchmarks/README.md, "Re-ranking"). OpenCV finds the
+features and fits the geometry; every image is opened through geoloc.imagefile's checks and limits.
+`geoloc search --rerank` and `geoloc evaluate --rerank` use it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import numpy as np
+
+from ..errors import InputError
+from ..imagefile import open_image
+
+DEFAULT_TOP = 10  # candidates re-ranked per query
+MAX_TOP = 100
+DEFAULT_WEIGHT = 0.002  # similarity + DEFAULT_WEIGHT x inliers
+SIDE = 448  # images are resized to SIDE x SIDE pixels before SIFT (the 224 px crops, doubled)
+FEATURES = 1000  # SIFT keypoints kept per image
+RATIO = 0.8  # Lowe's ratio test: best match closer than RATIO x the second best
+THRESHOLD_PX = 6.0  # MAGSAC's inlier threshold, in pixels at SIDE
+CONFIDENCE = 0.999
+MAX_ITERATIONS = 2000
+MIN_MATCHES = 8  # fewer matches than a fundamental matrix needs count 0 inliers
+CACHED_IMAGES = 4096  # features kept in memory (about 130 kB per image)
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """How many of the nearest candidates are re-ranked, and the weight of an inlier."""
+
+    top: int = DEFAULT_TOP
+    weight: float = DEFAULT_WEIGHT
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """(parameter, value, rule) of every parameter out of range; empty when both are fine."""
+        out = []
+        if not 1 <= self.top <= MAX_TOP:
+            out.append(("top", self.top, f"must be between 1 and {MAX_TOP}"))
+        if not (np.isfinite(self.weight) and self.weight >= 0):
+            out.append(("weight", self.weight, "must be a number >= 0"))
+        return out
+
+    def to_json(self) -> dict:
+        return {"top": self.top, "weight": self.weight, "side": SIDE, "features": FEATURES, "ratio": RATIO,
+                "threshold_px": THRESHOLD_PX}
+
+
+def check_params(params: RerankParams | None) -> None:
+    """InputError naming the first re-ranking option (--rerank-top, --rerank-weight) out of range."""
+    for name, value, rule in (params.problems() if params is not None else []):
+        raise InputError(f"--rerank-{name} {value}: {rule}")
+
+
+Features = tuple[np.ndarray, "np.ndarray | None"]  # keypoint positions (n, 2), descriptors (n, 128) as bytes
+
+
+class Verifier:
+    """SIFT features of images (those of files kept for the last CACHED_IMAGES files) and the inliers of
+    a pair."""
+
+    def __init__(self, cached: int = CACHED_IMAGES):
+        import cv2
+
+        self.cv2 = cv2
+        self.sift = cv2.SIFT_create(nfeatures=FEATURES)
+        self.matcher = cv2.BFMatcher(cv2.NORM_L2)
+        self.cached = cached
+        self.cache: OrderedDict[Path, Features] = OrderedDict()
+
+    def features(self, source: Path | bytes, name: str | None = None) -> Features:
+        """The features of the image file SOURCE (cached) or of the encoded image bytes SOURCE (an upload,
+        called NAME in errors); InputError naming it when it is not a readable image."""
+        if isinstance(source, (bytes, bytearray)):
+            return self._compute(open_image(source, name, mode="L"))
+        path = Path(source)
+        if path in self.cache:
+            self.cache.move_to_end(path)
+            return self.cache[path]
+        found = self.cache[path] = self._compute(open_image(path, mode="L"))
+        if len(self.cache) > self.cached:
+            self.cache.popitem(last=False)
+        return found
+
+    def _compute(self, image) -> Features:
+        gray = self.cv2.resize(np.asarray(image), (SIDE, SIDE), interpolation=self.cv2.INTER_CUBIC)
+        keypoints, descriptors = self.sift.detectAndCompute(gray, None)
+        # OpenCV's SIFT descriptors are whole numbers from 0 to 255 held as floats: kept as bytes (a
+        # quarter of the memory), matched as floats (several times faster than bytes)
+        return (np.float32([k.pt for k in keypoints]).reshape(-1, 2),
+                None if descriptors is None else descriptors.astype(np.uint8))
+
+    def inliers(self, a: Path | Features, b: Path | Features) -> int:
+        """Matches between the images A and B (files, or their features) that one fundamental matrix
+        explains."""
+        pa, da = a if isinstance(a, tuple) else self.features(a)
+        pb, db = b if isinstance(b, tuple) else self.features(b)
+        if da is None or db is None or len(da) < 2 or len(db) < 2:
+            return 0
+        good = [m[0] for m in self.matcher.knnMatch(da.astype(np.float32), db.astype(np.float32), k=2)
+                if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+        if len(good) < MIN_MATCHES:
+            return 0
+        src = pa[[m.queryIdx for m in good]]
+        dst = pb[[m.trainIdx for m in good]]
+        try:
+            _, mask = self.cv2.findFundamentalMat(src, dst, self.cv2.USAC_MAGSAC, THRESHOLD_PX, CONFIDENCE,
+                                                  MAX_ITERATIONS)
+        except self.cv2.error:  # a degenerate set of matches (e.g. all on one line)
+            return 0
+        return 0 if mask is None else int(mask.sum())
+
+
+def order(similarities: Sequence[float], inliers: Sequence[int], weight: float) -> list[int]:
+    """Indices of the candidates by similarity + WEIGHT x inliers, highest first; equal scores keep the
+    given order (so weight 0 is the model's own order)."""
+    score = np.asarray(similarities, np.float64) + weight * np.asarray(inliers, np.float64)
+    return np.argsort(-score, kind="stable").tolist()
+
+
+def rerank_candidates(query: Path | Features, candidates: list[C], file_of: Callable[[C], Path],
+                      similarity_of: Callable[[C], float], params: RerankParams,
+                      verifier: Verifier) -> list[tuple[C, int | None]]:
+    """CANDIDATES (nearest first) with the first PARAMS.top re-ordered by similarity + weight x their
+    inliers with the QUERY (a file or its features, Verifier.features); each with its inliers (None for
+    the candidates after the top)."""
+    top = candidates[:params.top]
+    query = query if isinstance(query, tuple) else verifier.features(query)
+    counts = [verifier.inliers(query, file_of(c)) for c in top]
+    ranked = [(top[i], counts[i]) for i in order([similarity_of(c) for c in top], counts, params.weight)]
+    return ranked + [(c, None) for c in candidates[params.top:]]
