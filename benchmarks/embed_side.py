@@ -10,7 +10,10 @@ rebuilt at that side; no weight depends on it), two whitenings are fitted on the
 embeddings (geoloc.model.whitening): PCA's, and the learned one from the images' places as `geoloc
 train` fits it; both splits are scored raw, PCA-whitened and learned-whitened under `geoloc
 evaluate`'s protocol (newest image per place and heading as the query, exact
-search, correct within 25 m). Nothing is written to the database.
+search, correct within 25 m). With --multiscale, a last row scores the sides together: each image's
+raw descriptors at every side, L2-normalised, averaged and normalised again (multi-scale GeM, as
+Radenovic et al. average scales), with both whitenings fitted on the averaged training descriptors.
+Nothing is written to the database.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from geoloc.model.net import build_model  # noqa: E402
 from geoloc.model.registry import network_args  # noqa: E402
 from geoloc.model.sampler import load_split  # noqa: E402
 from geoloc.model.train_config import TrainConfig  # noqa: E402
-from geoloc.model.whitening import fit_whitening  # noqa: E402
+from geoloc.model.whitening import fit_whitening, normalise  # noqa: E402
 from geoloc.retrieval import evaluate as protocol  # noqa: E402
 from geoloc.retrieval.embed import keras_batches  # noqa: E402
 
@@ -63,6 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a model trained by geoloc train and embedded")
     ap.add_argument("--sides", default="192,224,256,288", help="comma-separated input sides")
+    ap.add_argument("--multiscale", action="store_true", help="add a row: the sides' descriptors averaged")
     args = ap.parse_args()
     sides = [int(s) for s in args.sides.split(",")]
 
@@ -84,20 +88,33 @@ def main() -> None:
     print("| side | embed img/s | " + " | ".join(f"{s} R@1 / R@5 / R@10 raw | PCA | learned" for s in SPLITS)
           + " |")
     print("|---|---|" + "---|---|---|" * len(SPLITS))
+    def row_of(label: str, fit: np.ndarray, split_vectors: dict[str, np.ndarray], rate: str) -> None:
+        whitenings = (fit_whitening(fit), fit_whitening(fit, places=train.place))
+        cells = []
+        for s in SPLITS:
+            vectors = split_vectors[s]
+            for v in (vectors, *(w.apply(vectors) for w in whitenings)):
+                cells.append(" / ".join(f"{x:.3f}" for x in recall(pvs[s], v)))
+        print(f"| {label} | {rate} | " + " | ".join(cells) + " |", flush=True)
+
+    summed: dict[str, np.ndarray] = {}
     for side in sides:
         # the raw network (no whitening layer) rebuilt at SIDE
         network = build_model(row.backbone, weights="none", **{**network_args(row), "input_size": side,
                                                                "whiten_dim": None})
         network.load_weights(weights)
         fit, _ = embed_side(network, side, [Path(p) for p in train.paths])
-        whitenings = (fit_whitening(fit), fit_whitening(fit, places=train.place))
-        cells, rates = [], []
+        split_vectors, rates = {}, []
         for s in SPLITS:
-            vectors, rate = embed_side(network, side, [Path(files[int(i)]) for i in pvs[s].ids])
+            split_vectors[s], rate = embed_side(network, side, [Path(files[int(i)]) for i in pvs[s].ids])
             rates.append(rate)
-            for v in (vectors, *(w.apply(vectors) for w in whitenings)):
-                cells.append(" / ".join(f"{x:.3f}" for x in recall(pvs[s], v)))
-        print(f"| {side} | {np.mean(rates):.0f} | " + " | ".join(cells) + " |", flush=True)
+        row_of(str(side), fit, split_vectors, f"{np.mean(rates):.0f}")
+        if args.multiscale:
+            for key, v in (("fit", fit), *split_vectors.items()):
+                summed[key] = summed.get(key, 0) + normalise(v)
+    if args.multiscale:
+        row_of("+".join(map(str, sides)), normalise(summed.pop("fit")),
+               {s: normalise(v) for s, v in summed.items()}, "-")
 
 
 if __name__ == "__main__":
