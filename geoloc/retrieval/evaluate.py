@@ -134,14 +134,20 @@ def recall_at(first_correct: Iterable[int | None], ns: Iterable[int]) -> dict[in
     return {n: sum(1 for r in ranks if r is not None and r <= n) / len(ranks) for n in ns}
 
 
+def by_query(hits: Iterable[Hit]) -> dict[int, list[Hit]]:
+    """HITS grouped by query image (in the order the queries first appear), each group by rank."""
+    groups: dict[int, list[Hit]] = defaultdict(list)
+    for h in hits:
+        groups[h.query_image_id].append(h)
+    for hs in groups.values():
+        hs.sort(key=lambda h: h.rank)
+    return groups
+
+
 def outcomes(hits: Iterable[Hit], consensus_k: int, correct_m: float = CORRECT_M) -> list[QueryOutcome]:
     """Per query: rank of the first correct hit, top-1 and consensus predictions and their errors."""
-    by_query: dict[int, list[Hit]] = defaultdict(list)
-    for h in hits:
-        by_query[h.query_image_id].append(h)
     result = []
-    for qid, hs in by_query.items():
-        hs.sort(key=lambda h: h.rank)
+    for qid, hs in by_query(hits).items():
         first = next((h.rank for h in hs if h.error_m <= correct_m), None)
         top = hs[0]
         c = consensus(hs[:consensus_k])
@@ -387,12 +393,8 @@ def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, p
     (geoloc.retrieval.rerank) and renumbered; FILES: the file of every query and hit image."""
     from tqdm import tqdm
 
-    by_query: dict[int, list[Hit]] = defaultdict(list)
-    for h in hits:
-        by_query[h.query_image_id].append(h)
     verifier, out = Verifier(), []
-    for qid, hs in tqdm(by_query.items(), desc="re-ranking", unit="query", disable=not progress):
-        hs.sort(key=lambda h: h.rank)
+    for qid, hs in tqdm(by_query(hits).items(), desc="re-ranking", unit="query", disable=not progress):
         ranked = rerank_candidates(files[qid], hs, lambda h: files[h.image_id], lambda h: 1.0 - h.distance, params,
                                    verifier)
         out += [replace(h, rank=rank) for rank, (h, _) in enumerate(ranked, start=1)]
