@@ -115,6 +115,10 @@ def test_evaluate_rerank_is_its_own_run_beside_the_model(cli, subset):
         stored = conn.execute(sa.text("SELECT count(*) FROM eval_predictions WHERE run_id = :r"),
                               {"r": reranked["run_id"]}).scalar_one()
     assert stored == reranked["queries"]
+    # the plain run beside it is the model's run as `geoloc evaluate` stores it without --rerank
+    plain = json.loads(cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--json").stdout)
+    same = ("method", "queries", "database", "recall", "top1_error_m", "consensus_error_m")
+    assert {key: plain["methods"][0][key] for key in same} == {key: model[key] for key in same}
     table = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--rerank",
                 "--rerank-top", "5", "-k", "10")
     assert table.exit_code == 0, table.output

@@ -186,20 +186,32 @@ def _scope(split: str, version: str | None) -> str:
     return f"split {split}" + (f" {version}" if version else "")
 
 
+def split_counts(conn, model_id: int, split: str, version: str | None):
+    """The images, queries and images embedded by the model MODEL_ID of SPLIT/VERSION
+    (geoloc/sql/evaluate/protocol_counts.sql)."""
+    return conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"), _protocol_params(model_id, split, version)).one()
+
+
+def require_embedded(row, counts, split: str, version: str | None, why: str = "") -> None:
+    """InputError when ROW's model lacks an embedding of any image of SPLIT/VERSION (COUNTS: its
+    split_counts), WHY appended to the message."""
+    if counts.embedded < counts.images:
+        scope = f"--split {split}" + (f" --version {version}" if version else "")
+        raise InputError(f"model '{row.name}' lacks embeddings for {counts.images - counts.embedded} of "
+                         f"{counts.images} images of {_scope(split, version)}{why}",
+                         hint=f"run 'geoloc embed --model {row.name} {scope}'")
+
+
 def _check_embedded(conn, row, split: str, version: str | None, distractors: tuple[str, ...]) -> int:
     """The number of database images of the protocol (the split's and its distractors'); errors when a
     split has no images or the model lacks an embedding of any of them."""
     database = 0
     for s in (split, *distractors):
-        counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"), _protocol_params(row.id, s, version)).one()
+        counts = split_counts(conn, row.id, s, version)
         if counts.images == 0:
             what = "has no images" if s == split else "has no images to add as distractors"
             raise NotFound(f"{_scope(s, version)} {what}", hint="import them with 'geoloc ingest images DIR'")
-        if counts.embedded < counts.images:
-            scope = f"--split {s}" + (f" --version {version}" if version else "")
-            raise InputError(f"model '{row.name}' lacks embeddings for {counts.images - counts.embedded} of "
-                             f"{counts.images} images of {_scope(s, version)}",
-                             hint=f"run 'geoloc embed --model {row.name} {scope}'")
+        require_embedded(row, counts, s, version)
         database += counts.images - (counts.queries if s == split else 0)
     return database
 
@@ -403,9 +415,11 @@ def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, p
 
 def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
                     consensus_k: int = DEFAULT_CONSENSUS_K, params: RerankParams = RerankParams(),
-                    distractors: tuple[str, ...] = (), progress: bool = False) -> MethodReport:
-    """The model's protocol hits (as evaluate_model finds them) re-ranked by geometry (rerank_hits), not
-    stored: the hits and files are read in one transaction and the images compared after it."""
+                    distractors: tuple[str, ...] = (), progress: bool = False,
+                    method: str = "model") -> tuple[MethodReport, MethodReport]:
+    """The model's protocol hits (as evaluate_model finds them) as they are and re-ranked by geometry
+    (rerank_hits): two reports (METHOD and METHOD+rerank) of one exact search, not stored. The hits and
+    files are read in one transaction and the images compared after it."""
     from ..db.models import get_model
 
     with begin() as conn:
@@ -416,7 +430,8 @@ def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: 
     for path in files.values():  # a missing file is named before minutes of work, not after
         check_file(path)
     reranked = rerank_hits(hits, files, params, progress)
-    return _report(row, method_name(("rerank",)), database, k, consensus_k, reranked)
+    return (_report(row, method, database, k, consensus_k, hits),
+            _report(row, method_name(("rerank",)), database, k, consensus_k, reranked))
 
 
 def _check_params(params: post.PostParams) -> None:
@@ -467,14 +482,21 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
             get_model(conn, model)
     for s in (split, *distractors):
         embed_images(baseline_name, split=s, version=version, progress=progress)
-    reranked = None
-    if rerank is not None:
-        reranked = evaluate_rerank(model, split, version, k, consensus_k, rerank, distractors, progress)
+    method = "baseline" if model == THUMBNAIL_MODEL else "model"
+    plain = reranked = None
+    if rerank is not None:  # the model's plain run comes from the same search as its re-ranked one
+        plain, reranked = evaluate_rerank(model, split, version, k, consensus_k, rerank, distractors, progress,
+                                          method)
     reports = []
     with begin() as conn:
         if model is not None:
-            method = "baseline" if model == THUMBNAIL_MODEL else "model"
-            reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store, distractors))
+            if plain is None:
+                reports.append(evaluate_model(conn, model, split, version, k, consensus_k, method, store,
+                                              distractors))
+            else:
+                if store:
+                    plain.run_id = store_run(conn, plain, split, version, k, consensus_k, distractors=distractors)
+                reports.append(plain)
             if runs:
                 reports += evaluate_post(conn, model, runs, split, version, k, consensus_k, params, store=store,
                                          distractors=distractors)

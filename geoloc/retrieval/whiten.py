@@ -24,7 +24,7 @@ from ..splits import SPLITS
 from ..model.whitening import DEFAULT_WHITEN_DIMS, DEFAULT_WHITEN_SHRINKAGE, WHITEN_METHOD, Whitening
 from . import postprocess as post
 from .baseline import THUMBNAIL_BACKBONE
-from .evaluate import WHITEN_FIT_SPLIT, fit_split_whitening, split_embeddings
+from .evaluate import WHITEN_FIT_SPLIT, fit_split_whitening, require_embedded, split_counts, split_embeddings
 
 DEFAULT_FIT_SPLIT = WHITEN_FIT_SPLIT  # the same split `geoloc evaluate --post whiten` fits on
 CHECK_TOLERANCE = 1e-3  # largest difference allowed between the network's output and Whitening.apply
@@ -111,17 +111,11 @@ def _source_row(conn, source: str):
 def _fit_embeddings(conn, row, split: str) -> tuple[np.ndarray, np.ndarray]:
     """ROW's embeddings of every image of SPLIT and their places; errors when the split has no images or
     some lack one."""
-    from ..db import sqlfiles
-
-    counts = conn.execute(sqlfiles.text("evaluate/protocol_counts.sql"),
-                          {"model_id": row.id, "split": split, "version": None}).one()
+    counts = split_counts(conn, row.id, split, None)
     if counts.images == 0:
         raise NotFound(f"split {split} has no images: the whitening is fitted on its embeddings",
                        hint="import them with 'geoloc ingest images DIR', or fit on another --split")
-    if counts.embedded < counts.images:
-        raise InputError(f"model '{row.name}' lacks embeddings for {counts.images - counts.embedded} of "
-                         f"{counts.images} images of split {split}: the whitening is fitted on them",
-                         hint=f"run 'geoloc embed --model {row.name} --split {split}'")
+    require_embedded(row, counts, split, None, why=": the whitening is fitted on them")
     return split_embeddings(conn, row.id, row.dim, split)
 
 
