@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=("val", "test"), help="the split whose queries are searched")
     ap.add_argument("--distractors", default="", help="comma-separated splits added to the database")
     ap.add_argument("--top", type=int, default=rerank.DEFAULT_TOP, help="candidates re-ranked per query")
-    ap.add_argument("--weights", default="0,0.001,0.002,0.003,0.005,0.01",
+    ap.add_argument("--weights", default="0,0.002,0.005,0.007,0.01,0.015,0.02",
                     help="comma-separated w of similarity + w x inliers")
     args = ap.parse_args()
     distractors = tuple(s for s in args.distractors.split(",") if s)

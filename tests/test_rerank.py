@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
@@ -38,6 +39,28 @@ def test_inliers_tell_the_same_scene_from_other_places(shared_data, tmp_path):
     # an image against itself: every match is one scene
     first = next(iter(chosen.values()))[0]
     assert verifier.inliers(first, first) == len(verifier.features(first)[0]) > 100
+
+
+def _unit(*rows):
+    v = np.array(rows, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_matches_keep_mutual_nearest_neighbours_that_pass_the_ratio_test():
+    a = _unit([1, 0, 0, 0],  # its twin b0: kept
+              [0, 1, 0, 0],  # b1 and b2 are as near as each other: fails the ratio test
+              [0, 0, 1, 0.3],  # nearest b4, far from the rest, but b4's nearest is a3: not mutual
+              [0, 0, 1, 0])  # b4's twin: kept
+    b = _unit([1, 0, 0, 0], [0, 1, 0, 0.1], [0, 1, 0, -0.1], [0, 0, 0, 1], [0, 0, 1, 0])
+    ia, ib = R.matches(a, b)
+    assert ia.tolist() == [0, 3] and ib.tolist() == [0, 4]
+    assert [x.tolist() for x in R.matches(b, b)] == [[0, 1, 2, 3, 4]] * 2  # every descriptor its own twin
+
+
+def test_root_sift_is_the_square_root_of_the_l1_normalised_histogram():
+    root = R.root_sift(np.array([[4, 0, 12] + [0] * 125, [1] * 128], np.uint8))
+    assert np.allclose(root[0, :3], [0.5, 0, np.sqrt(0.75)]) and np.allclose(root[1], 1 / np.sqrt(128))
+    assert np.allclose(np.linalg.norm(root, axis=1), 1.0)
 
 
 def test_order_is_similarity_plus_weighted_inliers():
@@ -122,7 +145,7 @@ def test_evaluate_rerank_is_its_own_run_beside_the_model(cli, subset):
     table = cli("evaluate", "--model", TINY_MODEL, "--split", "test", "--version", "v1", "--rerank",
                 "--rerank-top", "5", "-k", "10")
     assert table.exit_code == 0, table.output
-    assert "re-ranking (SIFT + MAGSAC inliers): top=5, weight=0.002" in table.stdout
+    assert "re-ranking (SIFT + MAGSAC inliers): top=5, weight=0.01" in table.stdout
     assert f"model+rerank {TINY_MODEL}" in table.stdout
 
 
