@@ -7,8 +7,7 @@ matches that one rigid scene explains. The descriptors are compared as RootSIFT 
 Zisserman, CVPR 2012: each L1-normalised and square-rooted, so their dot product is the Hellinger
 kernel of the gradient histograms), and a match is kept only when it passes Lowe's ratio test and the
 two keypoints are each other's nearest neighbours, which leaves far fewer chance inliers between
-different places. The top
-candidates are then ordered by
+different places. The top candidates are then ordered by
 
     cosine similarity + weight x inliers
 
