@@ -128,15 +128,61 @@ def test_a_model_without_cell_heads_has_no_cells(server, cells_db, shared_data):
     assert refused.status_code == 422
     assert refused.json()["error"] == \
         "model 'thumbnail-16' has no cell heads: top_cells and cell_level need them"
-    refused = _search(server, photo, k=3, rerank="true")  # the server's model has cell heads
-    assert refused.status_code == 422
-    assert refused.json()["error"] == \
-        f"rerank: model '{TINY_MODEL}' has cell heads, and re-ranking re-orders a plain search"
     models = {m["name"]: m["cells"] for m in requests.get(f"{server}/api/models", timeout=10).json()}
     assert models == {TINY_MODEL: True, "thumbnail-16": False}
     doc = requests.get(f"{server}/openapi.json", timeout=10).json()
     described = doc["paths"]["/api/search"]["post"]["description"]
     assert "`cells`" in described and "GeoJSON MultiPolygon" in described
+
+
+def _scores(neighbours: list[dict]) -> list[float]:
+    from geoloc.retrieval.rerank import DEFAULT_WEIGHT
+
+    return [1.0 - n["distance"] + DEFAULT_WEIGHT * n["inliers"] for n in neighbours]
+
+
+def _consensus_location(neighbours: list[dict]) -> int:
+    """The location with the most similarity among NEIGHBOURS (the consensus vote, by hand)."""
+    votes: dict[int, float] = {}
+    for n in neighbours:
+        votes[n["location_id"]] = votes.get(n["location_id"], 0.0) + 1.0 - n["distance"]
+    return max(votes, key=votes.get)
+
+
+def test_rerank_reorders_the_hybrid_neighbours_and_its_prediction_follows(server, cells_db, shared_data):
+    from shapely.geometry import Point, shape
+
+    photo = _photo(cells_db, shared_data)
+    plain = _search(server, photo, k=10, top_cells=2, cell_level=0)
+    res = _search(server, photo, k=5, top_cells=2, cell_level=0, rerank="true")
+    assert plain.status_code == 200 and res.status_code == 200, res.text
+    before, out = plain.json(), res.json()
+    assert [c["cell_id"] for c in out["cells"]] == [c["cell_id"] for c in before["cells"]]
+    got = out["neighbours"]
+    assert [n["rank"] for n in got] == list(range(1, len(got) + 1)) and got
+    assert all(isinstance(n["inliers"], int) for n in got)
+    assert _scores(got) == sorted(_scores(got), reverse=True)  # similarity + weight x inliers, best first
+    assert {n["image_id"] for n in got} <= {n["image_id"] for n in before["neighbours"]}
+    allowed = [shape(c["geometry"]) for c in out["cells"][:2]]
+    assert all(any(p.covers(Point(n["lng"], n["lat"])) for p in allowed) for n in got)  # still inside the cells
+    assert out["hybrid"]["source"] == "consensus of cell neighbours"
+    assert out["hybrid"]["location_id"] == _consensus_location(got)  # the vote of the re-ranked five
+
+
+def test_search_rerank_with_cells_is_the_hybrid_search_re_ranked(cells_db, shared_data, cli, monkeypatch):
+    monkeypatch.setenv("GEOLOC_DATABASE_URL", cells_db.url)
+    photo = _photo(cells_db, shared_data)
+    res = cli("search", photo, "--model", TINY_MODEL, "-k", "5", "--rerank", "--json")
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    assert len(out["cells"]) == 5 and out["hybrid"]["source"] == "consensus of neighbours (no cell restriction)"
+    got = out["neighbours"]
+    assert len(got) == 5 and all(isinstance(n["inliers"], int) for n in got)
+    assert _scores(got) == sorted(_scores(got), reverse=True)
+    assert out["hybrid"]["location_id"] == _consensus_location(got)
+    table = cli("search", photo, "--model", TINY_MODEL, "-k", "3", "--rerank")
+    assert table.exit_code == 0, table.output
+    assert "inliers" in table.stdout.splitlines()[1] and "hybrid prediction:" in table.stdout
 
 
 def test_the_page_draws_the_cell_polygons_after_an_upload(server, cells_db, shared_data, browser):  # noqa: F811

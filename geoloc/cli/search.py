@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError
 from ..months import iso_month
 from ..retrieval.hybrid import DEFAULT_TOP_CELLS
 from ..retrieval.search import DEFAULT_K, MAX_K
@@ -70,8 +69,9 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     prediction is the best match's location and a consensus of the k neighbours (votes weighted by
     similarity).
 
-    With --rerank the nearest --rerank-top images are re-ordered by their SIFT geometry with the photo
-    (a plain search: not with cells) before the k best are kept; the table then shows their inliers.
+    With --rerank the nearest --rerank-top images (with cells: those of the hybrid search) are
+    re-ordered by their SIFT geometry with the photo before the k best are kept; the table then shows
+    their inliers.
 
     \b
     Example: geoloc search photo.jpg --model mnv3-small -k 5 --near 59.3251,18.0711 --within 800
@@ -87,12 +87,10 @@ def search(images: tuple[Path, ...], model: str, k: int, near: str | None, withi
     from ..retrieval import hybrid as cells_search
 
     rerank = rerank_params(rerank_on, rerank_top, rerank_weight)
-    if rerank is not None and use_cells:
-        raise InputError("--rerank does not combine with --cells: re-ranking re-orders a plain search")
-    if rerank is None and (use_cells or (use_cells is None and cells_search.has_cells(model, read_url))):
+    if use_cells or (use_cells is None and cells_search.has_cells(model, read_url)):
         results = cells_search.hybrid_search(list(images), model, k=k, top_cells=top_cells, cell_level=cell_level,
                                              near=near, within_m=within_m, area=area, split=split, version=version,
-                                             read_url=read_url)
+                                             read_url=read_url, rerank=rerank)
     else:
         results = run_search(list(images), model, k=k, near=near, within_m=within_m, area=area, split=split,
                              version=version, read_url=read_url, rerank=rerank)

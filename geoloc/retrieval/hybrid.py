@@ -22,8 +22,10 @@ from ..db.engine import transaction
 from ..errors import InputError, NotFound
 from ..retrieval.consensus import consensus
 from ..retrieval.index import VectorType
+from ..retrieval.rerank import RerankParams, Verifier, check_params as check_rerank
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, EXPLAIN_PLAN, Neighbour, QueryResult, Region,
-                                neighbour_of, prepare_search, reading, search_type, set_search_options)
+                                neighbour_of, prepare_search, reading, rerank_neighbours, search_type,
+                                set_search_options)
 from ..retrieval.vectors import bind_vectors, vector_param
 from ..cells.defaults import SEARCH_TOP_CELLS, SHOW_CELLS
 
@@ -112,11 +114,14 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
                   within_m: float | None = None,
                   area: str | None = None, split: str | None = None, version: str | None = None,
                   ef_search: int = DEFAULT_EF_SEARCH, read_url: str | None = None,
-                  conn: Connection | None = None) -> list[HybridResult]:
+                  conn: Connection | None = None, rerank: RerankParams | None = None) -> list[HybridResult]:
     """Where were IMAGES taken? Cell probabilities and the k nearest images inside the top cells
-    (CONN, READ_URL: which database it reads, as for search.search)."""
+    (CONN, READ_URL: which database it reads, as for search.search). With RERANK the nearest
+    max(k, RERANK.top) images are fetched and re-ranked by geometry as search.search does, and the
+    hybrid prediction is the consensus of the k kept."""
     if not 0 <= top_cells <= MAX_CELLS:
         raise InputError(f"--top-cells {top_cells}: must be between 0 (no restriction) and {MAX_CELLS}")
+    check_rerank(rerank)
 
     def has_heads(conn, emb) -> None:
         if not model_has_cells(conn, emb.model_id):
@@ -125,15 +130,21 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
 
     emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url, check=has_heads)
     vectors = emb.embed(paths)
-    results = []
+    fetch = max(k, rerank.top) if rerank is not None else k
+    found = []
     with reading(conn, read_url) as conn:
-        set_search_options(conn, max(ef_search, k))
-        for path, v in zip(paths, vectors):
-            cells, neighbours = knn_cells(conn, emb.model_id, emb.dim, v, k, top_cells, show_cells, region,
-                                          split, version, cell_level=cell_level)
-            results.append(HybridResult(path, neighbours, neighbours[0] if neighbours else None,
-                                        consensus(neighbours), region, cells, top_cells,
-                                        hybrid_prediction(cells, neighbours, top_cells > 0)))
+        set_search_options(conn, max(ef_search, fetch))
+        for v in vectors:
+            found.append(knn_cells(conn, emb.model_id, emb.dim, v, fetch, top_cells, show_cells, region, split,
+                                   version, cell_level=cell_level))
+    verifier = Verifier() if rerank is not None else None
+    results = []
+    for path, (cells, neighbours) in zip(paths, found):
+        if rerank is not None:  # after the queries, outside the transaction
+            neighbours = rerank_neighbours(path, neighbours, rerank, verifier)
+        neighbours = neighbours[:k]
+        results.append(HybridResult(path, neighbours, neighbours[0] if neighbours else None, consensus(neighbours),
+                                    region, cells, top_cells, hybrid_prediction(cells, neighbours, top_cells > 0)))
     return results
 
 

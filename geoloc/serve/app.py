@@ -96,8 +96,8 @@ For a model with cell heads (`geoloc train --cells`) the JSON also has:
 """
 TOP_CELLS_HELP = "Model with cell heads: neighbours only from the N most probable cells (0: anywhere)"
 CELL_LEVEL_HELP = "Model with cell heads: the partition level of the cells (0 = coarsest) [the finest]"
-RERANK_HELP = (f"Re-rank the nearest {RERANK_TOP} images by SIFT geometry with the photo (under a second more; "
-               "not for a model with cell heads); each re-ranked neighbour then has its inliers")
+RERANK_HELP = (f"Re-rank the nearest {RERANK_TOP} images by SIFT geometry with the photo (under a second more); "
+               "each re-ranked neighbour then has its inliers")
 
 
 def create_app(model: str | None = None, url: str | None = None, warm: bool = True) -> FastAPI:

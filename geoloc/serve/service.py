@@ -114,7 +114,7 @@ class Service:
         its polygon as GeoJSON), `top_cells` and `hybrid`, like `geoloc search --json` with cells;
         TOP_CELLS > 0 restricts the neighbours to that many best cells of CELL_LEVEL (default finest).
         RERANK re-ranks the nearest images by their geometry with the photo, as `geoloc search --rerank`
-        does with its defaults (not for a model with cell heads).
+        does with its defaults (with cell heads: the hybrid's neighbours, and its prediction from them).
         """
         if not 0 <= top_cells <= H.MAX_CELLS:
             raise InputError(f"top_cells {top_cells}: must be between 0 (no restriction) and {H.MAX_CELLS}")
@@ -135,9 +135,6 @@ class Service:
             if not with_cells and (top_cells or cell_level is not None):
                 raise InputError(f"model '{emb.name}' has no cell heads: top_cells and cell_level need them",
                                  hint="choose a model trained with 'geoloc train --cells PARTITION'")
-            if with_cells and params:
-                raise InputError(f"rerank: model '{emb.name}' has cell heads, and re-ranking re-orders a plain "
-                                 "search", hint="search without rerank, or with a model without cell heads")
             S.set_search_options(conn, max(S.DEFAULT_EF_SEARCH, k + extra))
             if with_cells:
                 found_cells, found = H.knn_cells(conn, emb.model_id, emb.dim, vector, k=k + extra,
