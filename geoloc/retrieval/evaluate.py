@@ -224,16 +224,21 @@ def _report(row, method: str, database: int, k: int, consensus_k: int, hits: lis
                         error_summary(o.consensus_error_m for o in outs), outcomes=outs)
 
 
+def _model_hits(conn, model_name: str, split: str, version: str | None, k: int, distractors: tuple[str, ...]):
+    """(model row, database images, protocol hits) of a registered model whose embeddings exist."""
+    from ..db.models import get_model
+
+    row = get_model(conn, model_name)
+    database = _check_embedded(conn, row, split, version, distractors)
+    return row, database, protocol_hits(conn, row.id, row.dim, split, version, k, distractors)
+
+
 def evaluate_model(conn, model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
                    consensus_k: int = DEFAULT_CONSENSUS_K, method: str = "model", store: bool = True,
                    distractors: tuple[str, ...] = ()) -> MethodReport:
     """Evaluate one registered model whose embeddings of the split (and of the DISTRACTORS splits, whose
     images join the database) exist, inside the caller's transaction."""
-    from ..db.models import get_model
-
-    row = get_model(conn, model_name)
-    database = _check_embedded(conn, row, split, version, distractors)
-    hits = protocol_hits(conn, row.id, row.dim, split, version, k, distractors)
+    row, database, hits = _model_hits(conn, model_name, split, version, k, distractors)
     report = _report(row, method, database, k, consensus_k, hits)
     if store:
         report.run_id = store_run(conn, report, split, version, k, consensus_k, distractors=distractors)
@@ -418,14 +423,10 @@ def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: 
                     distractors: tuple[str, ...] = (), progress: bool = False,
                     method: str = "model") -> tuple[MethodReport, MethodReport]:
     """The model's protocol hits (as evaluate_model finds them) as they are and re-ranked by geometry
-    (rerank_hits): two reports (METHOD and METHOD+rerank) of one exact search, not stored. The hits and
+    (rerank_hits): two reports (METHOD and 'model+rerank') of one exact search, not stored. The hits and
     files are read in one transaction and the images compared after it."""
-    from ..db.models import get_model
-
     with begin() as conn:
-        row = get_model(conn, model_name)
-        database = _check_embedded(conn, row, split, version, distractors)
-        hits = protocol_hits(conn, row.id, row.dim, split, version, k, distractors)
+        row, database, hits = _model_hits(conn, model_name, split, version, k, distractors)
         files = image_files(conn, [h.image_id for h in hits] + [h.query_image_id for h in hits])
     for path in files.values():  # a missing file is named before minutes of work, not after
         check_file(path)

@@ -22,7 +22,7 @@ from ..db.engine import transaction
 from ..errors import InputError, NotFound
 from ..retrieval.consensus import consensus
 from ..retrieval.index import VectorType
-from ..retrieval.rerank import RerankParams, Verifier, check_params as check_rerank
+from ..retrieval.rerank import RerankParams, Verifier, check_params as check_rerank, fetch_count
 from ..retrieval.search import (DEFAULT_EF_SEARCH, DEFAULT_K, EXPLAIN_PLAN, Neighbour, QueryResult, Region,
                                 neighbour_of, prepare_search, reading, rerank_neighbours, search_type,
                                 set_search_options)
@@ -130,7 +130,7 @@ def hybrid_search(images: Sequence[Path], model: str, k: int = DEFAULT_K, top_ce
 
     emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url, check=has_heads)
     vectors = emb.embed(paths)
-    fetch = max(k, rerank.top) if rerank is not None else k
+    fetch = fetch_count(k, rerank)
     found = []
     with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, fetch))

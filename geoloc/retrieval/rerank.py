@@ -66,6 +66,11 @@ class RerankParams:
                 "matches": "mutual nearest", "ratio": RATIO, "threshold_px": THRESHOLD_PX}
 
 
+def fetch_count(k: int, params: RerankParams | None) -> int:
+    """How many nearest images a search keeping K fetches: with PARAMS, enough to re-rank PARAMS.top."""
+    return max(k, params.top) if params is not None else k
+
+
 def check_params(params: RerankParams | None) -> None:
     """InputError naming the first re-ranking option (--rerank-top, --rerank-weight) out of range."""
     for name, value, rule in (params.problems() if params is not None else []):

@@ -31,7 +31,7 @@ from ..months import iso_month
 from ..wgs84 import is_latlng
 from .consensus import Consensus, consensus
 from .index import IndexState, VectorType, read_index, vector_type
-from .rerank import RerankParams, Verifier, check_params as check_rerank, rerank_candidates
+from .rerank import RerankParams, Verifier, check_params as check_rerank, fetch_count, rerank_candidates
 from .vectors import bind_vectors, vector_param
 
 DEFAULT_K = 5
@@ -354,7 +354,7 @@ def search(images: Sequence[Path], model: str, k: int = DEFAULT_K, near: str | t
     check_rerank(rerank)
     emb, region, paths = prepare_search(images, model, k, near, within_m, area, conn, read_url)
     vectors = emb.embed(paths)
-    fetch = max(k, rerank.top) if rerank is not None else k
+    fetch = fetch_count(k, rerank)
     found = []
     with reading(conn, read_url) as conn:
         set_search_options(conn, max(ef_search, fetch))

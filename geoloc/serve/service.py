@@ -127,7 +127,7 @@ class Service:
         emb = self.embedder(model)
         vector = emb.embed(data)
         params = R.RerankParams() if rerank else None
-        extra = (1 if exclude_image is not None else 0) + (max(params.top - k, 0) if params else 0)
+        fetch = R.fetch_count(k, params) + (1 if exclude_image is not None else 0)  # the query may be among them
         cells = None
         with self.begin() as conn:
             S.require_area(conn, region.area)
@@ -135,14 +135,14 @@ class Service:
             if not with_cells and (top_cells or cell_level is not None):
                 raise InputError(f"model '{emb.name}' has no cell heads: top_cells and cell_level need them",
                                  hint="choose a model trained with 'geoloc train --cells PARTITION'")
-            S.set_search_options(conn, max(S.DEFAULT_EF_SEARCH, k + extra))
+            S.set_search_options(conn, max(S.DEFAULT_EF_SEARCH, fetch))
             if with_cells:
-                found_cells, found = H.knn_cells(conn, emb.model_id, emb.dim, vector, k=k + extra,
+                found_cells, found = H.knn_cells(conn, emb.model_id, emb.dim, vector, k=fetch,
                                                  top_cells=top_cells, show_cells=H.DEFAULT_SHOW_CELLS, region=region,
                                                  split=split, version=version, cell_level=cell_level)
                 cells = cells_with_polygons(conn, found_cells)
             else:
-                found = S.knn(conn, emb.model_id, emb.dim, vector, k + extra, region, split, version)
+                found = S.knn(conn, emb.model_id, emb.dim, vector, fetch, region, split, version)
         neighbours = [n for n in found if n.image_id != exclude_image]
         if params:
             verifier = R.Verifier()  # one per request: its SIFT detector is not shared between threads
