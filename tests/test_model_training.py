@@ -147,6 +147,29 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(imported):
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
 
+@pytest.mark.slow
+def test_similar_batches_keep_the_places_mean_embeddings_and_resume_draws_the_same_batches(imported):
+    cfg = dict(TINY, epochs=3, batches="similar", val_split=None)
+    full = train("similar", TrainConfig(**cfg), progress=False)
+    assert full.status == "ready" and full.hyperparams["batches"] == "similar"
+
+    def ctrl_c(step, loss):
+        if step == 8:  # three steps into epoch 2, whose batches come from epoch 1's embeddings
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stop:
+        train("similar-resumed", TrainConfig(**cfg), on_step=ctrl_c, progress=False)
+    with np.load(Path(stop.value.checkpoint) / "sampler.npz") as saved:
+        proxies, counts, sums = saved["proxies"], saved["counts"], saved["sums"]
+    known = np.abs(proxies).sum(axis=1) > 0
+    # epoch 1 saw 5 batches of 4 places: at least 5 places (the anchors), at most 20
+    assert 5 <= known.sum() <= 20 and np.allclose(np.linalg.norm(proxies[known], axis=1), 1, atol=1e-5)
+    assert counts.sum() == 3 * 16 and np.all(sums[counts == 0] == 0)  # epoch 2's three steps so far
+    resumed = train("similar-resumed", resume=True, progress=False)
+    assert [h["global_step"] for h in resumed.history] == [5, 10, 15]
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)
+
+
 def test_warmup_cosine_schedule_by_hand():
     from geoloc.model.train import WarmupCosine
 

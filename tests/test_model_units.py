@@ -17,6 +17,7 @@ from geoloc.model.data import Augment, augment_batch
 from geoloc.model.gem import GeM, L2Normalize
 from geoloc.model.loss import mine_pairs, multi_similarity_loss, multi_similarity_terms, pair_masks
 from geoloc.model.net import build_model, load_start_weights
+from geoloc.model.proxies import PlaceProxies
 from geoloc.model.sampler import PKSampler
 from geoloc.model.validate import recall_at_k
 from model_images import load_images
@@ -212,6 +213,60 @@ def test_nearby_batches_hold_one_street_and_never_two_headings_of_a_location():
     assert np.mean([len({int(location[i]) // 10 for i in b}) > 1 for b in rnd_idx]) > 0.9
 
 
+def test_similar_batches_draw_an_anchor_s_places_from_its_similar_pool_and_the_rest_by_distance():
+    place, location, xy, street = _streets()
+    street_of_place = {int(p): int(s) for p, s in zip(place, street)}
+    # every place of street 0 looks like street 3 (5 km away) to the network; the others have no proxy
+    street3 = np.array(sorted(p for p, s in street_of_place.items() if s == 3))
+    similar = [street3 if street_of_place[g] == 0 else None for g in range(len(street_of_place))]
+    sampler = PKSampler(place, places=8, per_place=3, seed=3, batches="similar", location_of_image=location,
+                        xy_of_image=xy)
+    idx, lab = sampler.epoch(0, steps=200, similar=similar)
+    from_street0 = 0
+    for b_lab in lab:
+        anchor, others = int(b_lab[0]), {int(g) for g in b_lab} - {int(b_lab[0])}
+        assert len(others) == 7
+        if street_of_place[anchor] == 0:
+            from_street0 += 1
+            assert {street_of_place[g] for g in others} == {3}
+        else:  # no proxy: its nearby pool, its own street
+            assert {street_of_place[g] for g in others} == {street_of_place[anchor]}
+    assert 15 <= from_street0 <= 55  # about a sixth of the anchors
+    # without pools it is the nearby sampler, batch for batch
+    near, _ = PKSampler(place, 8, 3, seed=3, batches="nearby", location_of_image=location,
+                        xy_of_image=xy).epoch(0, 40)
+    np.testing.assert_array_equal(sampler.epoch(0, 40)[0], near)
+
+
+def test_place_proxies_are_the_normalised_means_and_pools_skip_the_own_location_and_unseen_places():
+    proxies = PlaceProxies(5)
+    location = np.array([0, 0, 1, 2, 3])
+    assert proxies.pools(location, 2) == [None] * 5  # nothing seen: every place by distance
+    proxies.add([0, 1, 2, 3], [[2, 0, 0], [1, 0, 0], [0, 3, 0], [1, 0, 0]])
+    proxies.add([3], [[0, 1, 0]])
+    proxies.commit()
+    np.testing.assert_allclose(proxies.proxies[3], [0.5 ** 0.5, 0.5 ** 0.5, 0], atol=1e-6)
+    np.testing.assert_allclose(proxies.proxies[0], [1, 0, 0])
+    assert proxies.known.tolist() == [True, True, True, True, False]
+    pools = proxies.pools(location, 2)
+    # place 0: place 1 shares its location; 3 (0.71) and 2 (0) are the two nearest; 4 has no proxy
+    assert pools[0].tolist() == [2, 3] and pools[1].tolist() == [2, 3] and pools[4] is None
+    assert pools[2].tolist() == [0, 3]  # 3 is the only similar one; then the first by place number
+    assert proxies.pools(location, 1)[0].tolist() == [3]
+    # the next epoch sees place 4 only: the others keep their proxies
+    proxies.add([4], [[0.6, 0.8, 0]])
+    saved = {k: v.copy() for k, v in proxies.arrays().items()}
+    proxies.commit()
+    assert proxies.pools(location, 2)[0].tolist() == [3, 4] and proxies.pools(location, 1)[2].tolist() == [4]
+    # a checkpoint taken before that commit gives the same proxies once committed
+    again = PlaceProxies(5)
+    again.load(saved)
+    again.commit()
+    np.testing.assert_array_equal(again.proxies, proxies.proxies)
+    with pytest.raises(ValueError, match="proxies of 5 places, the run has 6"):
+        PlaceProxies(6).load(saved)
+
+
 def test_nearby_batches_need_locations_and_enough_of_them():
     place, location, xy, _ = _streets(n_streets=1, locations_per_street=5)
     with pytest.raises(ConfigError, match="nearby batches need"):
@@ -219,7 +274,9 @@ def test_nearby_batches_need_locations_and_enough_of_them():
     with pytest.raises(InputError, match=r"^only 5 locations among the training places, fewer than --places 8") as e:
         PKSampler(place, 8, 3, seed=0, batches="nearby", location_of_image=location, xy_of_image=xy)
     assert "--batches random" in e.value.hint
-    with pytest.raises(ConfigError, match="unknown batches 'near'"):
+    with pytest.raises(ConfigError, match="similar batches need"):
+        PKSampler(place, 8, 3, seed=0, batches="similar")
+    with pytest.raises(ConfigError, match="unknown batches 'near' \\(choose random, nearby or similar\\)"):
         PKSampler(place, 8, 3, seed=0, batches="near")
 
 

@@ -54,7 +54,8 @@ def _config(opts: dict):
 @click.option("--per-place", type=int, help=f"K: images of each place per batch [{_D.per_place}].")
 @click.option("--batches", type=click.Choice(BATCHES),
               help="How a batch's places are chosen: nearby (one place and P - 1 of the nearest "
-                   f"places of other locations: harder negatives), or random [{_D.batches}].")
+                   "places of other locations: harder negatives), similar (the same by the places' mean "
+                   f"embeddings of the previous epochs, anywhere), or random [{_D.batches}].")
 @click.option("--lr", type=float, help=f"Peak learning rate of Adam [{_D.lr:g}].")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES),
               help=f"Warm-up + cosine, or constant [{_D.lr_schedule}].")

@@ -18,13 +18,19 @@ from ..errors import InputError
 CHECKPOINT_DIR = "checkpoint"
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> Path:
-    """Weights + optimizer variables + run state, swapped in atomically (an old one survives a crash)."""
+SAMPLER_FILE = "sampler.npz"  # the sampler's own state, where it has one (geoloc.model.proxies)
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, state: dict, sampler: dict | None = None) -> Path:
+    """Weights + optimizer variables + run state (+ the SAMPLER's arrays), swapped in atomically (an old
+    one survives a crash)."""
     tmp, final, old = run_dir / f"{CHECKPOINT_DIR}.tmp", run_dir / CHECKPOINT_DIR, run_dir / f"{CHECKPOINT_DIR}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_weights(tmp / "model.weights.h5")
     np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
+    if sampler is not None:
+        np.savez(tmp / SAMPLER_FILE, **sampler)
     (tmp / "state.json").write_text(json.dumps(_finite(state), indent=1))
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -61,3 +67,12 @@ def load_checkpoint(run_dir: Path, model, optimizer) -> dict:
     for var, value in zip(optimizer.variables, values):
         var.assign(value)
     return json.loads((folder / "state.json").read_text())
+
+
+def load_sampler(run_dir: Path) -> dict[str, np.ndarray]:
+    """The sampler's arrays of the checkpoint load_checkpoint reads (empty when it saved none)."""
+    path = _folder(run_dir) / SAMPLER_FILE
+    if not path.exists():
+        return {}
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}

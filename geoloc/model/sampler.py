@@ -6,13 +6,16 @@ A place needs at least 2 images (one positive pair); places with 2..K-1 images a
 sampling their images again (with replacement; augmentation makes the repeats differ), places with
 fewer than 2 are skipped and counted.
 
-Two ways to choose a batch's P places (geoloc.model.train_config.BATCHES):
+Three ways to choose a batch's P places (geoloc.model.train_config.BATCHES):
   random  P distinct places of the permutation.
   nearby  one place of the permutation (the anchor) and P - 1 places drawn from the anchor's
           NEARBY_POOL x (P - 1) nearest places of *other* locations, at most one per location, so
           the negatives of a batch are the streets around it, which a query is confused with; the
           other headings of a place's own location never sit in its batch (the evaluation counts
           them as correct answers, so they must not be pushed away as negatives).
+  similar the same, with the pool of the places whose mean embeddings are nearest the anchor's
+          (geoloc.model.proxies, from the previous epochs' steps) wherever they are; a place without
+          one yet (the whole first epoch) gets its nearby pool.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .train_config import check_batches
 
 MIN_IMAGES_PER_PLACE = 2
 NEARBY_POOL = 4  # a nearby batch draws its P - 1 places from the anchor's 4 x (P - 1) nearest places
+NEARBY_BATCHES = ("nearby", "similar")  # the ways that draw a batch from its anchor's pool
 
 
 def places_of(location_ids: np.ndarray, headings: np.ndarray) -> np.ndarray:
@@ -109,31 +113,43 @@ class PKSampler:
         self.batches = batches
         self.pools: list[np.ndarray] | None = None
         self.location_of_place: np.ndarray | None = None
-        if batches == "nearby":
+        if batches in NEARBY_BATCHES:
             if location_of_image is None or xy_of_image is None:
-                raise ConfigError("nearby batches need each image's location and its coordinates")
+                raise ConfigError(f"{batches} batches need each image's location and its coordinates")
             first = np.array([g[0] for g in self.groups], np.int64)
             self.location_of_place = np.asarray(location_of_image)[first]
             locations = len(np.unique(self.location_of_place))
             if locations < places:
                 raise InputError(f"only {locations} locations among the training "
-                                 f"places, fewer than --places {places} for nearby batches",
+                                 f"places, fewer than --places {places} for {batches} batches",
                                  hint="lower --places, or draw places at random with --batches random")
             self.pools = nearby_pools(np.asarray(xy_of_image, np.float64)[first], self.location_of_place,
-                                      NEARBY_POOL * (places - 1))
+                                      self.pool_size)
 
     @property
     def batch_size(self) -> int:
         return self.places * self.per_place
 
-    def epoch(self, epoch: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, labels), both (steps, P*K); labels are place numbers, equal within a place's K slots."""
+    @property
+    def pool_size(self) -> int:
+        return NEARBY_POOL * (self.places - 1)
+
+    def epoch(self, epoch: int, steps: int,
+              similar: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, labels), both (steps, P*K); labels are place numbers (indices into `groups`), equal
+        within a place's K slots. SIMILAR: per place, the pool that replaces its nearby pool (None: keep
+        it), for similar batches (geoloc.model.proxies.PlaceProxies.pools)."""
         rng = np.random.default_rng([self.seed, epoch])
         queue: deque[int] = deque()
         idx = np.empty((steps, self.batch_size), np.int64)
         lab = np.empty((steps, self.batch_size), np.int64)
+        pools = self.pools
+        if similar is not None and pools is not None:
+            if len(similar) != len(pools):
+                raise ValueError(f"{len(similar)} similar pools for {len(pools)} places")
+            pools = [p if s is None else s for p, s in zip(pools, similar)]
         for s in range(steps):
-            chosen = self._distinct_places(rng, queue)
+            chosen = self._distinct_places(rng, queue, pools)
             for j, g in enumerate(chosen):
                 members = self.groups[g]
                 if len(members) >= self.per_place:
@@ -145,9 +161,10 @@ class PKSampler:
                 lab[s, j * self.per_place:(j + 1) * self.per_place] = g
         return idx, lab
 
-    def _distinct_places(self, rng: np.random.Generator, queue: deque[int]) -> list[int]:
-        if self.pools is not None:
-            return self._nearby_places(rng, queue)
+    def _distinct_places(self, rng: np.random.Generator, queue: deque[int],
+                         pools: list[np.ndarray] | None) -> list[int]:
+        if pools is not None:
+            return self._nearby_places(rng, queue, pools)
         chosen: list[int] = []
         held: list[int] = []  # already in this batch: kept for the next one, in order
         while len(chosen) < self.places:
@@ -158,14 +175,14 @@ class PKSampler:
         queue.extendleft(reversed(held))
         return chosen
 
-    def _nearby_places(self, rng: np.random.Generator, queue: deque[int]) -> list[int]:
+    def _nearby_places(self, rng: np.random.Generator, queue: deque[int], pools: list[np.ndarray]) -> list[int]:
         """The next anchor of the permutation and up to P - 1 places of its pool, one per location;
         topped up from the permutation (other locations only) if the pool runs short."""
         if not queue:
             queue.extend(rng.permutation(len(self.groups)).tolist())
         anchor = queue.popleft()
         chosen, locations = [anchor], {int(self.location_of_place[anchor])}
-        candidates = rng.permutation(self.pools[anchor]).tolist() + rng.permutation(len(self.groups)).tolist()
+        candidates = rng.permutation(pools[anchor]).tolist() + rng.permutation(len(self.groups)).tolist()
         for g in candidates:
             if len(chosen) == self.places:
                 break

@@ -43,7 +43,7 @@ from ..db.engine import begin, check
 from ..errors import AlreadyExists, ConfigError, InputError, NotFound
 from ..db import models as rows
 from . import registry
-from .checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, load_sampler, save_checkpoint
 from .folders import CURVE_FILE, WEIGHTS_FILE, models_root, new_model_folder
 from .net import WEIGHTS_HINT
 from .schedule import (PLAN_AFTER_STEPS, Plan, WarmupCosine, current_lr, make_schedule, restore, retarget,
@@ -198,6 +198,8 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
 
     if continuing:
         state = load_checkpoint(run_dir, tracked, optimizer)
+        if data.proxies is not None:
+            data.proxies.load(load_sampler(run_dir))
     else:  # a new run, or one killed before its first checkpoint: start at step 0
         state = {"epoch": 0, "history": [], "best": None, "train_seconds": 0.0, "partial": None,
                  "baseline": data.validator.thumbnail_baseline() if data.validator else None}
@@ -233,7 +235,7 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
                 loss = cfg.ms_weight * loss + cfg.cell_weight * cell_classification_loss(
                     heads(emb, training=True), tf.gather(place_cells, y))
         optimizer.apply_gradients(zip(tape.gradient(loss, train_vars), train_vars))
-        return loss
+        return loss, emb
 
     run = _Run(name, cfg, model, optimizer, schedule, plan, run_dir, data, state, session)
     run.heads, run.tracked = heads, tracked
@@ -287,9 +289,10 @@ class _Run:
         return self.state["train_seconds"] + (time.monotonic() - self.session.started)
 
     def checkpoint(self) -> Path:
+        proxies = self.data.proxies
         return save_checkpoint(self.run_dir, self.tracked, self.optimizer,
                                {**self.state, "step": self.step, "train_seconds": self.elapsed(),
-                                "plan": self.plan.as_dict()})
+                                "plan": self.plan.as_dict()}, None if proxies is None else proxies.arrays())
 
     def _over_budget(self, now: float) -> bool:
         deadline = self.session.deadline
@@ -329,7 +332,10 @@ class _Run:
                 return
             partial = self.state["partial"] or {"loss_sum": 0.0, "loss_n": 0, "images": 0, "seconds": 0.0}
             self.state["partial"] = partial
-            idx, lab = self.data.sampler.epoch(epoch, S)
+            proxies = self.data.proxies
+            similar = None if proxies is None else proxies.pools(self.data.sampler.location_of_place,
+                                                                   self.data.sampler.pool_size)
+            idx, lab = self.data.sampler.epoch(epoch, S, similar)
             ds = training_dataset(self.data.cache, idx[done:], lab[done:], cfg.input_size, cfg.seed,
                                   self.step, aug)
             self.report("epoch", {"epoch": epoch + 1, "epochs": self.plan.epochs, "done": done,
@@ -337,7 +343,10 @@ class _Run:
             stopped = False
             t0 = time.monotonic()
             for step, pixels, labels in ds:
-                loss = float(train_step(pixels, labels))
+                loss, emb = train_step(pixels, labels)
+                loss = float(loss)
+                if proxies is not None:
+                    proxies.add(labels.numpy(), emb.numpy())
                 now = time.monotonic()
                 partial["loss_sum"] += loss
                 partial["loss_n"] += 1
@@ -417,6 +426,8 @@ class _Run:
         if complete:
             self.state["epoch"] = epoch + 1
             self.state["partial"] = None
+            if self.data.proxies is not None:  # the next epoch's batches are drawn by these
+                self.data.proxies.commit()
         self.checkpoint()
         from .plots import training_curve
 

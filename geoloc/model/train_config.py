@@ -21,7 +21,7 @@ PRETRAINED_BN_MOMENTUM = 0.99  # Keras' BatchNormalization default: pretrained s
 # contrast and saturation factors stay within 1 +- 0.5
 MAX_AUGMENT = 2.5
 LR_SCHEDULES = ("cosine", "constant")
-BATCHES = ("random", "nearby")  # how a batch's places are chosen (geoloc.model.sampler)
+BATCHES = ("random", "nearby", "similar")  # how a batch's places are chosen (geoloc.model.sampler)
 SPLITS = ("train", "val", "test")
 # multi-similarity loss (geoloc.model.loss): alpha and beta weigh the positive and negative pairs, base is
 # the similarity both are measured from, margin the miner's; Wang et al.'s values (pytorch-metric-learning's
@@ -32,7 +32,7 @@ MS_ALPHA, MS_BETA, MS_BASE, MS_MARGIN = 2.0, 50.0, 0.5, 0.1
 def check_batches(batches: str) -> None:
     """ConfigError unless BATCHES names a way of choosing a batch's places (BATCHES)."""
     if batches not in BATCHES:
-        raise ConfigError(f"unknown batches '{batches}' (choose {' or '.join(BATCHES)})")
+        raise ConfigError(f"unknown batches '{batches}' (choose {', '.join(BATCHES[:-1])} or {BATCHES[-1]})")
 
 
 def default_bn_momentum(weights: str) -> float:
@@ -56,7 +56,7 @@ class TrainConfig:
     steps_per_epoch: int = 150
     places: int = 8
     per_place: int = 4
-    batches: str = "nearby"          # "nearby" or "random" places per batch (BATCHES, geoloc.model.sampler)
+    batches: str = "nearby"          # how a batch's places are chosen (BATCHES, geoloc.model.sampler)
     lr: float = 2e-3
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100

@@ -20,6 +20,7 @@ class TrainData:
     validator: object | None
     counts: dict = field(default_factory=dict)
     cells: object | None = None  # geoloc.model.cell_heads.CellLabels with --cells
+    proxies: object | None = None  # geoloc.model.proxies.PlaceProxies with --batches similar
 
 
 def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) -> TrainData:
@@ -29,7 +30,8 @@ def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) ->
     places or a validation split without query and database images.
     """
     from .data import cache_side, decode_cache
-    from .sampler import PKSampler, load_split, location_xy
+    from .proxies import PlaceProxies
+    from .sampler import NEARBY_BATCHES, PKSampler, load_split, location_xy
     from .validate import Validator
 
     train = load_split(conn, cfg.split, cfg.versions, cfg.include_queries)
@@ -37,8 +39,9 @@ def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) ->
         raise InputError(f"no images in split '{cfg.split}'"
                          + (f" (versions {', '.join(cfg.versions)})" if cfg.versions else ""),
                          hint="import images first: geoloc ingest images DIR")
-    xy = location_xy(conn, train.location_ids) if cfg.batches == "nearby" else None
+    xy = location_xy(conn, train.location_ids) if cfg.batches in NEARBY_BATCHES else None
     sampler = PKSampler(train.place, cfg.places, cfg.per_place, cfg.seed, cfg.batches, train.location_ids, xy)
+    proxies = PlaceProxies(len(sampler.groups)) if cfg.batches == "similar" else None
     cells = None
     if cfg.cells:  # before the minutes of decoding: an unknown partition fails at once
         from .cell_heads import place_labels
@@ -68,4 +71,4 @@ def prepare_data(conn, cfg: TrainConfig, report: Callable[[str, dict], None]) ->
         vcache = decode_cache(val.files(), side)
         validator = Validator(vcache, val.location_ids, val.is_query, cfg.input_size)
         counts.update(validator.counts)
-    return TrainData(train, sampler, cache, validator, counts, cells)
+    return TrainData(train, sampler, cache, validator, counts, cells, proxies)
