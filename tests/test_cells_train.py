@@ -184,6 +184,45 @@ def test_evaluate_cells_stores_cells_and_hybrid_runs(trained, db, cli):
 
 
 @pytest.mark.slow
+def test_evaluate_cells_rerank_adds_the_re_ranked_retrieval_and_hybrid(trained, db, cli):
+    def run(*extra):
+        res = cli("evaluate", "--model", "m", "--split", "val", "--cells", "--rerank", "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    def predictions(run_id):
+        with db.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT query_image_id, top1_location_id, top1_error_m, consensus_location_id, first_correct_rank"
+                " FROM eval_predictions WHERE run_id = :r ORDER BY query_image_id"), {"r": run_id}).all()
+
+    out = run()
+    assert [m["method"] for m in out["methods"]] == ["cells", "retrieval", "hybrid", "retrieval+rerank",
+                                                     "hybrid+rerank", "baseline"]
+    assert out["rerank"]["weight"] == 0.01 and out["rerank"]["top"] == 10
+    by = {m["method"]: m for m in out["methods"]}
+    assert len({m["queries"] for m in out["methods"]}) == 1
+    with db.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT id, method FROM eval_runs WHERE id = ANY(:ids)"),
+                                   {"ids": [m["run_id"] for m in out["methods"]]}).all())
+        metrics = conn.execute(sa.text("SELECT metrics FROM eval_runs WHERE id = :r"),
+                               {"r": by["hybrid+rerank"]["run_id"]}).scalar_one()
+    assert sorted(stored.values()) == ["baseline", "cells", "hybrid", "hybrid+rerank", "model", "model+rerank"]
+    assert metrics["rerank"]["weight"] == 0.01 and len(predictions(by["hybrid+rerank"]["run_id"])) == out["queries"]
+    # the re-ranked retrieval is `geoloc evaluate --rerank`'s run
+    plain = json.loads(cli("evaluate", "--model", "m", "--split", "val", "--rerank", "--json").stdout)
+    reranked = next(m for m in plain["methods"] if m["method"] == "model+rerank")
+    assert reranked["recall"]["1"] == by["retrieval+rerank"]["recall"]["1"]
+    # weight 0 keeps the model's order: the re-ranked hybrid predicts exactly what the hybrid does
+    zero = {m["method"]: m for m in run("--rerank-weight", "0")["methods"]}
+    hybrid = predictions(zero["hybrid"]["run_id"])
+    assert predictions(zero["hybrid+rerank"]["run_id"]) == hybrid and len(hybrid) == out["queries"]
+    assert zero["hybrid+rerank"]["recall"] == zero["hybrid"]["recall"] == by["hybrid"]["recall"]
+    text = cli("evaluate", "--model", "m", "--split", "val", "--cells", "--rerank").stdout
+    assert "re-ranking (SIFT + MAGSAC inliers): top=10, weight=0.01" in text and "hybrid+rerank" in text
+
+
+@pytest.mark.slow
 def test_an_interrupted_cells_run_resumes_like_the_uninterrupted_one(trained, db, monkeypatch, tmp_path):
     from geoloc.model.train import Interrupted, TrainConfig, train
 

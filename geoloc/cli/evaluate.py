@@ -68,7 +68,8 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     database-side augmentation, on the same queries and database (each its own stored run).
 
     With --rerank, the model's nearest images of every query are also re-ranked by how many SIFT
-    matches one rigid scene explains (its own stored run, 'model+rerank'; reads the image files).
+    matches one rigid scene explains (its own stored run, 'model+rerank'; reads the image files);
+    with --cells, the hybrid's neighbours too ('hybrid+rerank').
 
     Example: geoloc evaluate --model mnv3-small --split test --version v1
 
@@ -82,14 +83,12 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     if cells:  # the geo-cells comparison (geoloc.retrieval.hybrid_eval)
         if post_steps:
             raise InputError("--post does not combine with --cells")
-        if rerank is not None:
-            raise InputError("--rerank does not combine with --cells")
         if distractors:
             raise InputError("--distractors does not combine with --cells")
         from ..retrieval.hybrid_eval import evaluate_cells, report_rows as cell_rows
 
         rep = evaluate_cells(model, split=split, version=version, top_cells=top_cells, k=k, cell_level=cell_level,
-                             progress=not as_json)
+                             progress=not as_json, rerank=rerank)
         if as_json:
             click.echo(json.dumps(rep.to_json(), indent=2))
             return
@@ -97,6 +96,7 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
         click.echo(f"{scope}: {rep.queries} queries, {rep.database} database images; hybrid = neighbours "
                    f"inside the top {rep.top_cells} cells of level "
                    f"{'finest' if rep.cell_level is None else rep.cell_level}; errors of the top-1 prediction")
+        _print_rerank(rep.rerank)
         _table(cell_rows(rep), len(rep.rows))
         click.echo("stored as eval run(s) " + ", ".join(str(r.run_id) for r in rep.rows if r.run_id is not None))
         return
@@ -119,12 +119,16 @@ def evaluate(model: str | None, baseline: str | None, split: str, version: str |
     if report.post:
         click.echo("post-processing: " + ", ".join(f"{k}={v if v is not None else 'all'}"
                                                     for k, v in report.post.items()))
-    if report.rerank:
-        click.echo("re-ranking (SIFT + MAGSAC inliers): " + ", ".join(f"{k}={v}" for k, v in report.rerank.items()))
+    _print_rerank(report.rerank)
     _table(report_rows(report), len(report.methods))
     runs = ", ".join(str(m.run_id) for m in report.methods if m.run_id is not None)
     if runs:
         click.echo(f"stored as eval run(s) {runs} (view v_eval_predictions)")
+
+
+def _print_rerank(params: dict | None) -> None:
+    if params:
+        click.echo("re-ranking (SIFT + MAGSAC inliers): " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
 
 def _table(rows: list[tuple[str, list[str]]], n: int) -> None:

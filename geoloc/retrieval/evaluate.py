@@ -440,6 +440,31 @@ def _check_params(params: post.PostParams) -> None:
         raise InputError(f"--{name.replace('_', '-')} {value}: {rule}")
 
 
+def check_options(model: str | None, baseline: str | None, split: str, version: str | None, k: int,
+                  consensus_k: int, post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams(),
+                  distractors: tuple[str, ...] = (), rerank: RerankParams | None = None) -> list[tuple[str, ...]]:
+    """InputError naming the first of evaluate's options that is out of range or lacks another; the
+    post-processed runs asked for (post_methods) otherwise."""
+    _check_split(split, version, distractors)
+    if model is None and baseline is None:
+        raise InputError("name a --model to evaluate (or --baseline thumbnail alone)")
+    if not 1 <= k <= 1000:
+        raise InputError(f"-k {k}: must be between 1 and 1000")
+    if not 1 <= consensus_k <= k:
+        raise InputError(f"--consensus-k {consensus_k}: must be between 1 and -k ({k})")
+    runs = post_methods(post_steps)
+    if runs and model is None:
+        raise InputError("--post needs a --model to post-process")
+    _check_params(params)
+    check_rerank(rerank)
+    if rerank is not None:
+        if model is None:
+            raise InputError("--rerank needs a --model whose neighbours it re-ranks")
+        if rerank.top > k:
+            raise InputError(f"--rerank-top {rerank.top}: must be at most -k ({k}), the neighbours retrieved")
+    return runs
+
+
 def evaluate(model: str | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
              store: bool = True, progress: bool = False,
@@ -458,23 +483,7 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     from .embed import embed_images
 
     distractors = tuple(dict.fromkeys(distractors))  # each split once, in the order given
-    _check_split(split, version, distractors)
-    if model is None and baseline is None:
-        raise InputError("name a --model to evaluate (or --baseline thumbnail alone)")
-    if not 1 <= k <= 1000:
-        raise InputError(f"-k {k}: must be between 1 and 1000")
-    if not 1 <= consensus_k <= k:
-        raise InputError(f"--consensus-k {consensus_k}: must be between 1 and -k ({k})")
-    runs = post_methods(post_steps)
-    if runs and model is None:
-        raise InputError("--post needs a --model to post-process")
-    _check_params(params)
-    check_rerank(rerank)
-    if rerank is not None:
-        if model is None:
-            raise InputError("--rerank needs a --model whose neighbours it re-ranks")
-        if rerank.top > k:
-            raise InputError(f"--rerank-top {rerank.top}: must be at most -k ({k}), the neighbours retrieved")
+    runs = check_options(model, baseline, split, version, k, consensus_k, post_steps, params, distractors, rerank)
     baseline_name = baseline_model_name(baseline or "thumbnail")
     if model is not None:
         with begin() as conn:  # an unknown model fails before any baseline work

@@ -7,8 +7,12 @@ newest image is the query, every other image of the split is the database):
 - hybrid: the top-1 neighbour found by geoloc/sql/search/knn_cells.sql inside the top cells (the same
   statement `geoloc search` runs, with the query images left out of the database), or the best cell's
   centroid when no database image lies in those cells.
+With re-ranking (geoloc.retrieval.rerank) two more: retrieval+rerank (geoloc.retrieval.evaluate's
+'model+rerank') and hybrid+rerank, the hybrid's neighbours re-ranked by geometry with the query image
+before the top-1 and the vote are read, as `geoloc search --rerank` does for a model with cell heads.
 Errors are metres in SWEREF99 TM (EPSG:3006). The cells and hybrid runs are stored in eval_runs
-(methods 'cells' and 'hybrid') with one eval_predictions row per query, like the other methods.
+(methods 'cells', 'hybrid' and 'hybrid+rerank') with one eval_predictions row per query, like the
+other methods.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import numpy as np
 from ..db import sqlfiles
 from ..db.engine import begin
 from ..errors import InputError
+from ..imagefile import check_file
 from ..retrieval import evaluate as R
-from ..retrieval.search import set_search_options
+from ..retrieval.rerank import RerankParams, Verifier, fetch_count
+from ..retrieval.search import rerank_neighbours, set_search_options
 from ..cells.defaults import EVAL_CELL_LEVEL, EVAL_TOP_CELLS, SHOW_CELLS
 from .hybrid import knn_cells, model_has_cells
 
@@ -30,7 +36,7 @@ WITHIN_M = (25, 100, 250, 1000, 2500)
 
 @dataclass
 class MethodRow:
-    method: str  # cells, retrieval, hybrid, baseline
+    method: str  # cells, retrieval, hybrid, baseline; retrieval+rerank, hybrid+rerank with re-ranking
     model: str
     queries: int
     errors: list[float] = field(repr=False)
@@ -58,11 +64,12 @@ class CellsReport:
     queries: int
     database: int
     rows: list[MethodRow]
+    rerank: dict | None = None  # the re-ranking parameters, when re-ranked runs are included
 
     def to_json(self) -> dict:
         return {"split": self.split, "version": self.version, "top_cells": self.top_cells,
                 "cell_level": self.cell_level, "queries": self.queries,
-                "database": self.database,
+                "database": self.database, **({"rerank": self.rerank} if self.rerank else {}),
                 "methods": [{"method": r.method, "model": r.model, "run_id": r.run_id, "queries": r.queries,
                              **r.summary()} for r in self.rows]}
 
@@ -81,82 +88,117 @@ def _metres(tr, lat1, lng1, lat2, lng2) -> float:
 
 def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                    top_cells: int = EVAL_TOP_CELLS, k: int = R.DEFAULT_K, cell_level: int | None = EVAL_CELL_LEVEL,
-                   store: bool = True, progress: bool = False) -> CellsReport:
-    """The four methods side by side on SPLIT/VERSION; the cells and hybrid runs are stored."""
+                   store: bool = True, progress: bool = False, rerank: RerankParams | None = None) -> CellsReport:
+    """The four methods side by side on SPLIT/VERSION (six with RERANK); the cells and hybrid runs are
+    stored."""
     from ..db.models import get_model
 
     if not 1 <= top_cells <= 1000:
         raise InputError(f"--top-cells {top_cells}: must be between 1 and 1000")
+    R.check_options(model, None, split, version, k, R.DEFAULT_CONSENSUS_K, rerank=rerank)
     with begin() as conn:
         row = get_model(conn, model)
         if not model_has_cells(conn, row.id):
             raise InputError(f"model '{model}' has no cell heads",
                              hint="train one with 'geoloc train --cells PARTITION'")
-    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress)
     tr = _transformer()
-    rows = []
-    for m in base.methods:
-        rows.append(MethodRow("retrieval" if m.method == "model" else "baseline", m.model, m.queries,
-                              [o.top1_error_m for o in m.outcomes],
-                              {n: m.recall[n] for n in (1, 5) if n in m.recall}, run_id=m.run_id))
     with begin() as conn:
-        cells_out, hybrid_out = _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr)
-        cells_row = MethodRow("cells", row.name, len(cells_out), [o["error_m"] for o in cells_out],
+        queries, cells_out, hybrid_out = _cells_and_hybrid(conn, row, split, version, top_cells, k, rerank, cell_level,
+                                                           tr)
+        files = R.image_files(conn, [q.query_image_id for q in queries]) if rerank is not None else {}
+    if rerank is not None:  # a missing file is named before anything is stored or compared
+        for path in [*files.values(), *(n.file for q in queries for n in q.neighbours[:rerank.top])]:
+            check_file(path)
+    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress, rerank=rerank)
+    names = {"model": "retrieval", R.method_name(("rerank",)): "retrieval+rerank", "baseline": "baseline"}
+    rows = {}
+    for m in base.methods:
+        rows[names[m.method]] = MethodRow(names[m.method], m.model, m.queries, [o.top1_error_m for o in m.outcomes],
+                                          {n: m.recall[n] for n in (1, 5) if n in m.recall}, run_id=m.run_id)
+    rows["cells"] = MethodRow("cells", row.name, len(cells_out), [o["error_m"] for o in cells_out],
                               extra={"cell_accuracy": {str(n): float(np.mean([o["true_rank"] is not None
-                                                                                and o["true_rank"] <= n
-                                                                                for o in cells_out]))
+                                                                              and o["true_rank"] <= n
+                                                                              for o in cells_out]))
                                                        for n in (1, SHOW_CELLS)}})
-        hybrid_row = MethodRow("hybrid", row.name, len(hybrid_out), [o["error_m"] for o in hybrid_out],
-                               R.recall_at([o["first_correct"] for o in hybrid_out], (1, 5)),
-                               extra={"fallback_to_cell": int(sum(o["location_id"] is None for o in hybrid_out)),
-                                      "consensus_error_m": R.error_summary(o["consensus_error_m"]
-                                                                           for o in hybrid_out)})
-        for r, outs in ((cells_row, cells_out), (hybrid_row, hybrid_out)):
-            if store:
-                r.run_id = _store(conn, row.id, r, outs, split, version, top_cells, k, cell_level)
-    rows = [cells_row, rows[0], hybrid_row, *rows[1:]]
+    outs = {"cells": cells_out, "hybrid": hybrid_out}
+    if rerank is not None:  # the images compared after the transaction, as the search does
+        verifier = Verifier()
+        outs["hybrid+rerank"] = [
+            _hybrid_outcome(tr, q, rerank_neighbours(files[q.query_image_id], q.neighbours, rerank, verifier)[:k], cell)
+            for q, cell in zip(queries, cells_out)]
+    for method in [m for m in outs if m.startswith("hybrid")]:
+        o = outs[method]
+        rows[method] = MethodRow(method, row.name, len(o), [x["error_m"] for x in o],
+                                 R.recall_at([x["first_correct"] for x in o], (1, 5)),
+                                 extra={"fallback_to_cell": int(sum(x["location_id"] is None for x in o)),
+                                        "consensus_error_m": R.error_summary(x["consensus_error_m"] for x in o)})
+    if store:
+        with begin() as conn:
+            for method, o in outs.items():
+                rows[method].run_id = _store(conn, row.id, rows[method], o, split, version, top_cells, k, cell_level,
+                                             rerank if method.endswith("+rerank") else None)
+    order = ["cells", "retrieval", "hybrid", "retrieval+rerank", "hybrid+rerank", "baseline"]
     first = base.methods[0]
-    return CellsReport(split, version, top_cells, cell_level, first.queries, first.database, rows)
+    return CellsReport(split, version, top_cells, cell_level, first.queries, first.database,
+                       [rows[m] for m in order if m in rows], rerank.to_json() if rerank is not None else None)
 
 
-def _cells_and_hybrid(conn, row, split, version, top_cells, k, cell_level, tr):
+@dataclass
+class _HybridQuery:
+    """One query of the hybrid evaluation: where it was taken and the neighbours found inside its top cells."""
+
+    query_image_id: int
+    lat: float
+    lng: float
+    neighbours: list = field(repr=False)
+
+
+def _hybrid_outcome(tr, q: _HybridQuery, neighbours: list, cell: dict) -> dict:
+    """The hybrid's prediction for Q from NEIGHBOURS (top-1, first correct rank, consensus), or the best
+    cell's (CELL: its cells-only outcome) when there are none."""
+    if not neighbours:
+        return {**cell, "consensus_error_m": cell["error_m"]}
+    errs = [_metres(tr, q.lat, q.lng, n.lat, n.lng) for n in neighbours]
+    first = next((rank for rank, e in enumerate(errs, start=1) if e <= R.CORRECT_M), None)
+    c = R.consensus(neighbours[:R.DEFAULT_CONSENSUS_K])
+    top = neighbours[0]
+    return {"query_image_id": q.query_image_id, "lat": top.lat, "lng": top.lng, "location_id": top.location_id,
+            "error_m": errs[0], "first_correct": first, "consensus": (c.location_id, c.lat, c.lng),
+            "consensus_error_m": _metres(tr, q.lat, q.lng, c.lat, c.lng)}
+
+
+def _cells_and_hybrid(conn, row, split, version, top_cells, k, rerank, cell_level, tr):
+    """(the queries with the neighbours fetched for each, cells-only outcomes, hybrid outcomes)."""
     from ..retrieval.vectors import with_vector_columns
 
-    queries = conn.execute(with_vector_columns(sqlfiles.text("cells/eval_queries.sql"), "embedding"),
-                           {"model_id": row.id, "split": split, "version": version, "level": None,
-                            "partition_id": row.hyperparams["cells_partition_id"]}).all()
-    set_search_options(conn, max(R.DEFAULT_K, k))
-    cells_out, hybrid_out = [], []
-    for q in queries:
-        qid, lat, lng, true_cell = q.id, q.lat, q.lng, q.true_cell
-        vec = np.asarray(q.embedding, np.float32)
-        cells, neighbours = knn_cells(conn, row.id, row.dim, vec, k, top_cells, SHOW_CELLS,
+    rows = conn.execute(with_vector_columns(sqlfiles.text("cells/eval_queries.sql"), "embedding"),
+                        {"model_id": row.id, "split": split, "version": version, "level": None,
+                         "partition_id": row.hyperparams["cells_partition_id"]}).all()
+    fetch = fetch_count(k, rerank)
+    set_search_options(conn, max(R.DEFAULT_K, fetch))
+    queries, cells_out, hybrid_out = [], [], []
+    for r in rows:
+        vec = np.asarray(r.embedding, np.float32)
+        cells, neighbours = knn_cells(conn, row.id, row.dim, vec, fetch, top_cells, SHOW_CELLS,
                                       split=split, version=version, database_only=True, cell_level=cell_level)
         if cell_level is not None:  # cells-only always predicts with the finest level
             cells, _ = knn_cells(conn, row.id, row.dim, vec, 1, 0, SHOW_CELLS, split=split, version=version)
         best = cells[0]
-        true_rank = next((c.rank for c in cells if c.cell_id == true_cell), None)
-        cells_out.append({"query_image_id": qid, "lat": best.lat, "lng": best.lng, "location_id": None,
-                          "error_m": _metres(tr, lat, lng, best.lat, best.lng), "true_rank": true_rank,
+        true_rank = next((c.rank for c in cells if c.cell_id == r.true_cell), None)
+        q = _HybridQuery(r.id, r.lat, r.lng, neighbours)
+        cells_out.append({"query_image_id": q.query_image_id, "lat": best.lat, "lng": best.lng, "location_id": None,
+                          "error_m": _metres(tr, q.lat, q.lng, best.lat, best.lng), "true_rank": true_rank,
                           "first_correct": None, "consensus": None})
-        if neighbours:
-            errs = [_metres(tr, lat, lng, n.lat, n.lng) for n in neighbours]
-            first = next((n.rank for n, e in zip(neighbours, errs) if e <= R.CORRECT_M), None)
-            c = R.consensus(neighbours[:R.DEFAULT_CONSENSUS_K])
-            top = neighbours[0]
-            hybrid_out.append({"query_image_id": qid, "lat": top.lat, "lng": top.lng, "location_id": top.location_id,
-                               "error_m": errs[0], "first_correct": first,
-                               "consensus": (c.location_id, c.lat, c.lng),
-                               "consensus_error_m": _metres(tr, lat, lng, c.lat, c.lng)})
-        else:
-            hybrid_out.append({**cells_out[-1], "consensus_error_m": cells_out[-1]["error_m"]})
-    return cells_out, hybrid_out
+        hybrid_out.append(_hybrid_outcome(tr, q, neighbours[:k], cells_out[-1]))
+        queries.append(q)
+    return queries, cells_out, hybrid_out
 
 
 def _store(conn, model_id: int, r: MethodRow, outs: list[dict], split, version, top_cells: int, k: int,
-           cell_level: int | None) -> int:
+           cell_level: int | None, rerank: RerankParams | None = None) -> int:
     metrics = {"queries": r.queries, **r.summary(), "top_cells": top_cells, "cell_level": cell_level, "k": k,
-               "correct_within_m": R.CORRECT_M, "search": "hnsw (geoloc/sql/search/knn_cells.sql)"}
+               "correct_within_m": R.CORRECT_M, "search": "hnsw (geoloc/sql/search/knn_cells.sql)",
+               **({"rerank": rerank.to_json()} if rerank is not None else {})}
     run_id = R.insert_run(conn, model_id, r.method, split, version, metrics)
     conn.execute(sqlfiles.text("cells/insert_predictions.sql"), {
         "run_id": run_id,
