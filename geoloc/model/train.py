@@ -199,7 +199,11 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     if continuing:
         state = load_checkpoint(run_dir, tracked, optimizer)
         if data.proxies is not None:
-            data.proxies.load(load_sampler(run_dir))
+            try:
+                data.proxies.load(load_sampler(run_dir))
+            except ValueError as exc:  # the training split changed since the checkpoint
+                raise InputError(f"{run_dir / CHECKPOINT_DIR}: {exc}",
+                                 hint="start a new run under another --name") from None
     else:  # a new run, or one killed before its first checkpoint: start at step 0
         state = {"epoch": 0, "history": [], "best": None, "train_seconds": 0.0, "partial": None,
                  "baseline": data.validator.thumbnail_baseline() if data.validator else None}

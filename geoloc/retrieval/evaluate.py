@@ -405,12 +405,14 @@ def image_files(conn, image_ids: Iterable[int]) -> dict[int, Path]:
     return {r.id: image_file(r) for r in rows}
 
 
-def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, progress: bool = False) -> list[Hit]:
+def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, progress: bool = False,
+                verifier: Verifier | None = None) -> list[Hit]:
     """HITS with every query's first PARAMS.top re-ordered by their geometry with the query image
-    (geoloc.retrieval.rerank) and renumbered; FILES: the file of every query and hit image."""
+    (geoloc.retrieval.rerank) and renumbered; FILES: the file of every query and hit image; VERIFIER:
+    whose features to use and keep (a new one when None)."""
     from tqdm import tqdm
 
-    verifier, out = Verifier(), []
+    verifier, out = verifier if verifier is not None else Verifier(), []
     for qid, hs in tqdm(by_query(hits).items(), desc="re-ranking", unit="query", disable=not progress):
         ranked = rerank_candidates(files[qid], hs, lambda h: files[h.image_id], lambda h: 1.0 - h.distance, params,
                                    verifier)
@@ -421,7 +423,7 @@ def rerank_hits(hits: list[Hit], files: dict[int, Path], params: RerankParams, p
 def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: int = DEFAULT_K,
                     consensus_k: int = DEFAULT_CONSENSUS_K, params: RerankParams = RerankParams(),
                     distractors: tuple[str, ...] = (), progress: bool = False,
-                    method: str = "model") -> tuple[MethodReport, MethodReport]:
+                    method: str = "model", verifier: Verifier | None = None) -> tuple[MethodReport, MethodReport]:
     """The model's protocol hits (as evaluate_model finds them) as they are and re-ranked by geometry
     (rerank_hits): two reports (METHOD and 'model+rerank') of one exact search, not stored. The hits and
     files are read in one transaction and the images compared after it."""
@@ -430,7 +432,7 @@ def evaluate_rerank(model_name: str, split: str, version: str | None = None, k: 
         files = image_files(conn, [h.image_id for h in hits] + [h.query_image_id for h in hits])
     for path in files.values():  # a missing file is named before minutes of work, not after
         check_file(path)
-    reranked = rerank_hits(hits, files, params, progress)
+    reranked = rerank_hits(hits, files, params, progress, verifier)
     return (_report(row, method, database, k, consensus_k, hits),
             _report(row, method_name(("rerank",)), database, k, consensus_k, reranked))
 
@@ -469,7 +471,8 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
              version: str | None = None, k: int = DEFAULT_K, consensus_k: int = DEFAULT_CONSENSUS_K,
              store: bool = True, progress: bool = False,
              post_steps: Iterable[str] = (), params: post.PostParams = post.PostParams(),
-             distractors: Iterable[str] = (), rerank: RerankParams | None = None) -> EvalReport:
+             distractors: Iterable[str] = (), rerank: RerankParams | None = None,
+             verifier: Verifier | None = None) -> EvalReport:
     """Evaluate MODEL and the thumbnail baseline (or only BASELINE) on SPLIT/VERSION; store the runs.
 
     The baseline's thumbnails of the split are computed on first use (seconds); the model's embeddings
@@ -479,6 +482,7 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     DISTRACTORS (splits) add every image of theirs to the database of every method, none as a query.
     RERANK adds the model's hits re-ranked by geometry with the query images (evaluate_rerank), its
     own run (method 'model+rerank'); it reads the image files and takes about half a second per query.
+    VERIFIER: the rerank.Verifier whose features it uses (and keeps), a new one when None.
     """
     from .embed import embed_images
 
@@ -496,7 +500,7 @@ def evaluate(model: str | None = None, baseline: str | None = None, split: str =
     plain = reranked = None
     if rerank is not None:  # the model's plain run comes from the same search as its re-ranked one
         plain, reranked = evaluate_rerank(model, split, version, k, consensus_k, rerank, distractors, progress,
-                                          method)
+                                          method, verifier)
     reports = []
     with begin() as conn:
         if model is not None:

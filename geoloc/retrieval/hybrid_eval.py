@@ -109,7 +109,9 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
     if rerank is not None:  # a missing file is named before anything is stored or compared
         for path in [*files.values(), *(n.file for q in queries for n in q.neighbours[:rerank.top])]:
             check_file(path)
-    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress, rerank=rerank)
+    verifier = Verifier() if rerank is not None else None  # one cache of features for both re-rankings
+    base = R.evaluate(model, split=split, version=version, k=k, store=store, progress=progress, rerank=rerank,
+                      verifier=verifier)
     names = {"model": "retrieval", R.method_name(("rerank",)): "retrieval+rerank", "baseline": "baseline"}
     rows = {}
     for m in base.methods:
@@ -122,10 +124,12 @@ def evaluate_cells(model: str, split: str = "test", version: str | None = None,
                                                        for n in (1, SHOW_CELLS)}})
     outs = {"cells": cells_out, "hybrid": hybrid_out}
     if rerank is not None:  # the images compared after the transaction, as the search does
-        verifier = Verifier()
+        from tqdm import tqdm
+
         outs["hybrid+rerank"] = [
             _hybrid_outcome(tr, q, rerank_neighbours(files[q.query_image_id], q.neighbours, rerank, verifier)[:k], cell)
-            for q, cell in zip(queries, cells_out)]
+            for q, cell in tqdm(list(zip(queries, cells_out)), desc="re-ranking the hybrid", unit="query",
+                                disable=not progress)]
     for method in [m for m in outs if m.startswith("hybrid")]:
         o = outs[method]
         rows[method] = MethodRow(method, row.name, len(o), [x["error_m"] for x in o],
