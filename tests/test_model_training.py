@@ -170,6 +170,39 @@ def test_similar_batches_keep_the_places_mean_embeddings_and_resume_draws_the_sa
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-3)
 
 
+@pytest.mark.slow
+def test_ema_keeps_the_moving_average_of_the_weights_and_resumes_it(imported):
+    from geoloc.model.net import build_model
+
+    cfg = TrainConfig(**dict(TINY, epochs=1, steps_per_epoch=2, val_split=None, ema=0.75))
+    model = build_model(cfg.backbone, cfg.dim, cfg.input_size, "none", 0, cfg.gem_p, False)
+
+    def weights(path) -> tuple[list, list]:
+        """The trainable and the other variables' values of a .weights.h5 file."""
+        model.load_weights(path)
+        return [v.numpy() for v in model.trainable_variables], [v.numpy() for v in model.non_trainable_variables]
+
+    def ctrl_c(step, loss):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stop:
+        train("ema-cut", cfg, on_step=ctrl_c, progress=False)
+    w1, _ = weights(Path(stop.value.checkpoint) / "model.weights.h5")  # the weights after step 1
+    row = train("ema", cfg, progress=False)
+    w2, stats2 = weights(Path(row.weights_path).parent / "checkpoint" / "model.weights.h5")  # after step 2
+    averaged, stats = weights(row.weights_path)
+    # the first step's weights start the average; the second moves it a quarter of the way
+    for a, b, got in zip(w1, w2, averaged):
+        np.testing.assert_allclose(got, 0.75 * a + 0.25 * b, atol=1e-6)
+    assert max(np.abs(got - b).max() for got, b in zip(averaged, w2)) > 1e-4  # not the last weights
+    assert all(np.array_equal(s, s2) for s, s2 in zip(stats, stats2))  # BatchNorm's statistics of the last step
+    resumed = train("ema-cut", resume=True, progress=False)  # the average survives the checkpoint
+    again, _ = weights(resumed.weights_path)
+    for got, want in zip(again, averaged):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_warmup_cosine_schedule_by_hand():
     from geoloc.model.train import WarmupCosine
 
@@ -207,6 +240,8 @@ def test_train_cli_errors_are_exact(db_url, cli, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.stderr == "Error: ms-alpha must be positive (got 0.0)\n"
     res = cli("train", "--name", "m", "--weight-decay", -0.05)
     assert res.exit_code == 1 and res.stderr == "Error: weight-decay must not be negative (got -0.05)\n"
+    res = cli("train", "--name", "m", "--ema", 1)
+    assert res.exit_code == 1 and res.stderr == "Error: ema must be in [0, 1) (got 1.0)\n"
     res = cli("train", "--name", "m", "--gem-p", 0)
     assert res.exit_code == 1 and res.stderr == "Error: gem-p must be positive (got 0.0)\n"
     res = cli("train", "--name", "m", "--freeze", -3)

@@ -15,7 +15,7 @@ _D = TrainConfig  # the defaults --help shows are the run configuration's own
 
 # options that define a run; with --resume the stored values are used and these must not be given
 _RUN_OPTIONS = ("backbone", "input_size", "embed_size", "dim", "steps_per_epoch", "batch", "places", "per_place",
-                "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "weights", "freeze", "gem_p",
+                "batches", "lr", "lr_schedule", "warmup_steps", "weight_decay", "ema", "weights", "freeze", "gem_p",
                 "trainable_p", "bn_momentum", "augment", "seed", "split", "val_split", "versions", "include_queries",
                 "cells", "ms_weight", "ms_alpha", "ms_beta", "ms_base", "ms_margin", "cell_weight", "whiten")
 
@@ -61,6 +61,8 @@ def _config(opts: dict):
               help=f"Warm-up + cosine, or constant [{_D.lr_schedule}].")
 @click.option("--warmup-steps", type=int, help=f"Linear warm-up steps of the cosine schedule [{_D.warmup_steps}].")
 @click.option("--weight-decay", type=float, help=f"AdamW weight decay (0: plain Adam) [{_D.weight_decay:g}].")
+@click.option("--ema", type=float, help=f"Momentum of a moving average of the weights, validated and kept instead "
+              f"of the weights themselves (0: off) [{_D.ema:g}].")
 @click.option("--weights", help="none (from scratch), imagenet (Keras download) or a .keras/.weights.h5 file "
               f"[{_D.weights}].")
 @click.option("--freeze", type=int, help=f"Freeze the first N backbone layers [{_D.freeze}].")

@@ -4,7 +4,9 @@ The global step is the optimizer's own iteration counter, so a checkpoint taken 
 epoch, Ctrl-C, time budget) says exactly how far training got; the sampler and the augmentation are
 pure functions of (seed, epoch/step), so `--resume` continues with the same batches, the same step
 count and the same optimizer state as an uninterrupted run. How many steps a run takes is its plan
-(geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes.
+(geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes. With --ema the
+optimizer also keeps a moving average of the weights: each epoch validates the average (BatchNorm's
+statistics stay the last step's), and the best epoch's average is what the run keeps.
 
 Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
 "decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
@@ -31,6 +33,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -190,10 +193,11 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
         tracked = keras.Model(model.input, [model.output, *heads(model.output)], name="embedder_and_cells")
     plan = Plan(cfg.max_steps or cfg.total_steps, cfg.steps_per_epoch)
     schedule = make_schedule(cfg.lr, cfg.lr_schedule, cfg.warmup_steps, plan)
+    ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema > 0 else {}
     if cfg.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, **ema)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, **ema)
     optimizer.build(tracked.trainable_variables)
 
     if continuing:
@@ -410,23 +414,24 @@ class _Run:
             "complete": complete,
             "planned_steps": self.plan.total_steps,
         }
-        if self.data.validator is not None:
-            t = time.monotonic()
-            entry.update({f"val_{k}": v for k, v in self.data.validator(self.model).items()})
-            self.val_seconds = entry["val_s"] = time.monotonic() - t
-        if self.state.get("baseline"):
-            entry.update({f"thumbnail_val_{k}": v for k, v in self.state["baseline"].items()})
-        history = [h for h in self.state["history"] if h["epoch"] != entry["epoch"]] + [entry]
-        self.state["history"] = history
-        if self._is_best(entry):
-            tmp = self.run_dir / f"next.{WEIGHTS_FILE}"
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.run_dir / WEIGHTS_FILE)  # a kill never leaves half a file
-            if self.heads is not None:
-                from .cell_heads import save_best
+        with self._averaged():
+            if self.data.validator is not None:
+                t = time.monotonic()
+                entry.update({f"val_{k}": v for k, v in self.data.validator(self.model).items()})
+                self.val_seconds = entry["val_s"] = time.monotonic() - t
+            if self.state.get("baseline"):
+                entry.update({f"thumbnail_val_{k}": v for k, v in self.state["baseline"].items()})
+            history = [h for h in self.state["history"] if h["epoch"] != entry["epoch"]] + [entry]
+            self.state["history"] = history
+            if self._is_best(entry):
+                tmp = self.run_dir / f"next.{WEIGHTS_FILE}"
+                self.model.save_weights(tmp)
+                os.replace(tmp, self.run_dir / WEIGHTS_FILE)  # a kill never leaves half a file
+                if self.heads is not None:
+                    from .cell_heads import save_best
 
-                save_best(self.heads, self.run_dir)
-            self.state["best"] = entry
+                    save_best(self.heads, self.run_dir)
+                self.state["best"] = entry
         if complete:
             self.state["epoch"] = epoch + 1
             self.state["partial"] = None
@@ -441,6 +446,23 @@ class _Run:
                               hyperparams=_hyperparams(self.cfg, self.plan, self.run_dir))
         self.epoch_end_s = time.monotonic() - t_end
         self.report("epoch_end", entry)
+
+    @contextmanager
+    def _averaged(self):
+        """The moving average of the weights in the network while the block runs (cfg.ema), the trained
+        weights back afterwards: the checkpoint keeps both, the best-weights file the average."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        variables = self.tracked.trainable_variables
+        raw = [v.numpy() for v in variables]
+        for v, average in zip(variables, self.optimizer._model_variables_moving_average):
+            v.assign(average)
+        try:
+            yield
+        finally:
+            for v, value in zip(variables, raw):
+                v.assign(value)
 
     def _is_best(self, entry: dict) -> bool:
         best = self.state["best"]

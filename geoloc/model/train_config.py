@@ -61,6 +61,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100
     weight_decay: float = 0.0        # > 0 switches Adam to AdamW
+    ema: float = 0.0                 # > 0: validate and keep an exponential moving average of the weights
     weights: str = "none"            # "none" | "imagenet" | path of a .keras / .weights.h5 file
     freeze: int = 0
     gem_p: float = 3.0
@@ -137,6 +138,8 @@ class TrainConfig:
             raise ConfigError(f"ms-base is a cosine similarity: it must be in [-1, 1] (got {self.ms_base})")
         if not 0.0 <= self.ms_margin <= 2.0:
             raise ConfigError(f"ms-margin must be in [0, 2] (got {self.ms_margin})")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ConfigError(f"bn-momentum must be in [0, 1) (got {self.bn_momentum})")
         if self.split not in SPLITS or self.val_split not in (None, *SPLITS):
