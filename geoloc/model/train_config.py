@@ -138,10 +138,10 @@ class TrainConfig:
             raise ConfigError(f"ms-base is a cosine similarity: it must be in [-1, 1] (got {self.ms_base})")
         if not 0.0 <= self.ms_margin <= 2.0:
             raise ConfigError(f"ms-margin must be in [0, 2] (got {self.ms_margin})")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"ema must be in [0, 1) (got {self.ema})")
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise ConfigError(f"bn-momentum must be in [0, 1) (got {self.bn_momentum})")
+        for name in ("ema", "bn_momentum"):  # momenta of moving averages
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1) (got {value})")
         if self.split not in SPLITS or self.val_split not in (None, *SPLITS):
             raise ConfigError(f"splits must be train, val or test (got '{self.split}' and '{self.val_split}')")
         if self.val_split is not None and self.val_split == self.split:
