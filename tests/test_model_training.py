@@ -192,15 +192,23 @@ def test_ema_keeps_the_moving_average_of_the_weights_and_resumes_it(imported):
     row = train("ema", cfg, progress=False)
     w2, stats2 = weights(Path(row.weights_path).parent / "checkpoint" / "model.weights.h5")  # after step 2
     averaged, stats = weights(row.weights_path)
-    # the first step's weights start the average; the second moves it a quarter of the way
+    # the first step's weights start the average; the second's momentum is warming up: (1 + 1) / (10 + 1)
     for a, b, got in zip(w1, w2, averaged):
-        np.testing.assert_allclose(got, 0.75 * a + 0.25 * b, atol=1e-6)
+        np.testing.assert_allclose(got, 2 / 11 * a + 9 / 11 * b, atol=1e-6)
     assert max(np.abs(got - b).max() for got, b in zip(averaged, w2)) > 1e-4  # not the last weights
     assert all(np.array_equal(s, s2) for s, s2 in zip(stats, stats2))  # BatchNorm's statistics of the last step
     resumed = train("ema-cut", resume=True, progress=False)  # the average survives the checkpoint
     again, _ = weights(resumed.weights_path)
     for got, want in zip(again, averaged):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_ema_momentum_warms_up_to_its_ceiling_by_hand():
+    from geoloc.model.train import ema_momentum
+
+    expected = {0: 0.1, 1: 2 / 11, 8: 0.5, 90: 0.91, 100: 101 / 110, 200: 0.95, 10_000: 0.95}  # (1 + step) / (10 + step), <= 0.95
+    got = {step: float(ema_momentum(step, 0.95)) for step in expected}
+    assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_warmup_cosine_schedule_by_hand():

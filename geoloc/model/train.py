@@ -5,8 +5,9 @@ epoch, Ctrl-C, time budget) says exactly how far training got; the sampler and t
 pure functions of (seed, epoch/step), so `--resume` continues with the same batches, the same step
 count and the same optimizer state as an uninterrupted run. How many steps a run takes is its plan
 (geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes. With --ema the
-optimizer also keeps a moving average of the weights: each epoch validates the average (BatchNorm's
-statistics stay the last step's), and the best epoch's average is what the run keeps.
+optimizer also keeps a moving average of the weights, its momentum warming up with the step count
+(ema_momentum): each epoch validates the average (BatchNorm's statistics stay the last step's), and
+the best epoch's average is what the run keeps.
 
 Nothing here prints: `train` reports through PROGRESS(kind, info), which the CLI renders:
 "decoding" {split, images}; "plan" {the plan, seconds_left}; "epoch" {epoch, epochs, steps, done};
@@ -199,6 +200,8 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     else:
         optimizer = keras.optimizers.Adam(learning_rate=schedule, **ema)
     optimizer.build(tracked.trainable_variables)
+    if cfg.ema > 0:  # a TF variable, read by the optimizer's update and set by each step; not checkpointed
+        optimizer.ema_momentum = tf.Variable(cfg.ema, trainable=False, dtype=tf.float32)
 
     if continuing:
         state = load_checkpoint(run_dir, tracked, optimizer)
@@ -242,6 +245,8 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
             if heads is not None:  # y are sampler places: their cells per level
                 loss = cfg.ms_weight * loss + cfg.cell_weight * cell_classification_loss(
                     heads(emb, training=True), tf.gather(place_cells, y))
+        if cfg.ema > 0:
+            optimizer.ema_momentum.assign(ema_momentum(optimizer.iterations, cfg.ema))
         optimizer.apply_gradients(zip(tape.gradient(loss, train_vars), train_vars))
         return loss, emb
 
@@ -262,6 +267,17 @@ def _run(lock_conn, locked, name, cfg, run_dir, session: _Session):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def ema_momentum(step, ceiling: float):
+    """The moving average's momentum at optimizer step STEP (0 = the first): (1 + step) / (10 + step), at
+    most CEILING, as tf.train.ExponentialMovingAverage's num_updates does; a short run then averages its
+    last steps instead of keeping its first ones (at 0.998 from step 4,490 on). Keras starts the average
+    at the first step's weights whatever the momentum."""
+    import tensorflow as tf
+
+    step = tf.cast(step, tf.float32)
+    return tf.minimum(tf.constant(ceiling, tf.float32), (1.0 + step) / (10.0 + step))
 
 
 def _terminate_as_interrupt():
