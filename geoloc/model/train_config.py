@@ -61,7 +61,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"      # "cosine" (linear warm-up, cosine decay to 1 %) or "constant"
     warmup_steps: int = 100
     weight_decay: float = 0.0        # > 0 switches Adam to AdamW
-    ema: float = 0.0                 # > 0: validate and keep an exponential moving average of the weights
+    ema: float = 0.998               # > 0: validate and keep an exponential moving average of the weights
     weights: str = "none"            # "none" | "imagenet" | path of a .keras / .weights.h5 file
     freeze: int = 0
     gem_p: float = 3.0
@@ -157,4 +157,5 @@ class TrainConfig:
             values["augment"] = float(values["augment"])
         values.setdefault("batches", "random")  # runs recorded before the option drew them at random
         values.setdefault("embed_size", values.get("input_size"))  # and embedded at the training side
+        values.setdefault("ema", 0.0)  # and kept no moving average of the weights
         return cls(**values)
