@@ -464,6 +464,14 @@ def test_a_run_recorded_before_batches_were_an_option_resumes_with_random_batche
     assert TrainConfig.from_hyperparams({"batches": "nearby"}).batches == "nearby"
 
 
+def test_a_run_recorded_before_the_moving_average_resumes_without_one():
+    from geoloc.model.train_config import TrainConfig
+
+    assert TrainConfig().ema == 0.998  # today's default
+    assert TrainConfig.from_hyperparams({"dim": 512, "places": 8}).ema == 0.0
+    assert TrainConfig.from_hyperparams({"ema": 0.998}).ema == 0.998
+
+
 def test_the_inference_side_tried_after_training_is_five_thirds_for_mobilenetv3small_only():
     from geoloc.model.train_config import TrainConfig
 
