@@ -206,7 +206,8 @@ def test_ema_keeps_the_moving_average_of_the_weights_and_resumes_it(imported):
 def test_ema_momentum_warms_up_to_its_ceiling_by_hand():
     from geoloc.model.train import ema_momentum
 
-    expected = {0: 0.1, 1: 2 / 11, 8: 0.5, 90: 0.91, 100: 101 / 110, 200: 0.95, 10_000: 0.95}  # (1 + step) / (10 + step), <= 0.95
+    # (1 + step) / (10 + step), at most 0.95
+    expected = {0: 0.1, 1: 2 / 11, 8: 0.5, 90: 0.91, 100: 101 / 110, 200: 0.95, 10_000: 0.95}
     got = {step: float(ema_momentum(step, 0.95)) for step in expected}
     assert got == pytest.approx(expected, rel=1e-6)
 

@@ -4,8 +4,8 @@ The global step is the optimizer's own iteration counter, so a checkpoint taken 
 epoch, Ctrl-C, time budget) says exactly how far training got; the sampler and the augmentation are
 pure functions of (seed, epoch/step), so `--resume` continues with the same batches, the same step
 count and the same optimizer state as an uninterrupted run. How many steps a run takes is its plan
-(geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes. With --ema the
-optimizer also keeps a moving average of the weights, its momentum warming up with the step count
+(geoloc.model.schedule): fixed by --epochs, or fitted to the clock with --max-minutes. Unless --ema is 0
+the optimizer also keeps a moving average of the weights, its momentum warming up with the step count
 (ema_momentum): each epoch validates the average (BatchNorm's statistics stay the last step's), and
 the best epoch's average is what the run keeps.
 
